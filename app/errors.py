@@ -1,0 +1,41 @@
+"""Failures a user can cause, each with a cause, a fix and an exit code.
+
+Every command prints these as one line and exits with `exit_code`; nothing a user
+can trigger should end in a traceback. Messages must never contain a password:
+build them from masked URLs only.
+"""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base of all user-facing failures. `str(err)` is the one line shown."""
+
+    exit_code = 1
+
+    def __init__(self, cause: str, fix: str = "") -> None:
+        self.cause = cause.rstrip(".")
+        self.fix = fix.rstrip(".")
+        super().__init__(self.cause + (f". Fix: {self.fix}." if self.fix else "."))
+
+
+class ConfigError(HarnessError):
+    """Bad or missing configuration: variable values, URLs, usage."""
+
+    exit_code = 2
+
+
+class UnreachableError(HarnessError):
+    """A database endpoint could not be reached (after retries for transient errors)."""
+
+    exit_code = 3
+
+
+class MigrationError(HarnessError):
+    """A migration or verification step failed on a reachable database."""
+
+    exit_code = 1
+
+
+class LockBusyError(MigrationError):
+    """Another migration run held the advisory lock for longer than we may wait."""
