@@ -1,0 +1,1 @@
+"""Shared connection module: URLs, engines, sessions, health, local server."""

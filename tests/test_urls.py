@@ -1,0 +1,375 @@
+"""URL parsing, Neon pooled/direct pairing, sslmode, masking: pure string logic, no database."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.db import urls
+from app.errors import ConfigError
+
+POOLED_HOST = "ep-cool-darkness-a1b2c3d4-pooler.us-east-2.aws.neon.tech"
+DIRECT_HOST = "ep-cool-darkness-a1b2c3d4.us-east-2.aws.neon.tech"
+OTHER_DIRECT_HOST = "ep-quiet-river-e5f6a7b8.us-east-2.aws.neon.tech"
+PASSWORD = "s3cr3t-P@ss%word"
+ENCODED = "s3cr3t-P%40ss%25word"
+QUERY = "sslmode=require&channel_binding=require"
+
+NEON_POOLED = f"postgresql://alex:{ENCODED}@{POOLED_HOST}/neondb?{QUERY}"
+NEON_DIRECT = f"postgresql://alex:{ENCODED}@{DIRECT_HOST}/neondb?{QUERY}"
+
+
+def assert_hides_password(text: str) -> None:
+    for secret in (PASSWORD, ENCODED, "hunter2"):
+        assert secret not in text
+
+
+# ---- Neon pairing ---------------------------------------------------------------------------
+
+
+def test_pooled_only_derives_direct_by_removing_pooler():
+    pair = urls.resolve(NEON_POOLED, None)
+    assert pair == urls.EndpointPair(
+        pooled=NEON_POOLED, direct=NEON_DIRECT, neon=True, derived="direct"
+    )
+
+
+def test_direct_in_database_url_derives_pooled_for_the_app():
+    pair = urls.resolve(NEON_DIRECT, None)
+    assert pair == urls.EndpointPair(
+        pooled=NEON_POOLED, direct=NEON_DIRECT, neon=True, derived="pooled"
+    )
+
+
+def test_direct_only_derives_pooled_by_adding_pooler():
+    pair = urls.resolve(None, NEON_DIRECT)
+    assert pair == urls.EndpointPair(
+        pooled=NEON_POOLED, direct=NEON_DIRECT, neon=True, derived="pooled"
+    )
+
+
+def test_both_given_are_used_as_given():
+    direct = f"postgres://migrator:pw@{DIRECT_HOST}/neondb?sslmode=verify-full"
+    pair = urls.resolve(NEON_POOLED, direct)
+    assert pair == urls.EndpointPair(pooled=NEON_POOLED, direct=direct, neon=True, derived=None)
+
+
+def test_both_from_different_endpoints_is_an_error_naming_both_hosts():
+    other = f"postgresql://alex:{ENCODED}@{OTHER_DIRECT_HOST}/neondb?{QUERY}"
+    with pytest.raises(ConfigError) as caught:
+        urls.resolve(NEON_POOLED, other)
+    message = str(caught.value)
+    assert POOLED_HOST in message
+    assert OTHER_DIRECT_HOST in message
+    assert "DATABASE_URL_DIRECT" in message
+    assert_hides_password(message)
+
+
+def test_neon_app_with_non_neon_direct_is_an_error():
+    with pytest.raises(ConfigError, match="not the same Neon endpoint"):
+        urls.resolve(NEON_POOLED, "postgresql://u:pw@db.example.com/app")
+
+
+def test_direct_variable_pointing_at_the_pooler_is_an_error():
+    with pytest.raises(ConfigError) as caught:
+        urls.resolve(None, NEON_POOLED)
+    message = str(caught.value)
+    assert "DATABASE_URL_DIRECT" in message
+    assert "remove '-pooler'" in message
+    assert "unset DATABASE_URL_DIRECT" in message
+    assert_hides_password(message)
+
+
+def test_direct_variable_at_the_pooler_is_refused_even_with_database_url():
+    with pytest.raises(ConfigError, match="pooled endpoint"):
+        urls.resolve(NEON_POOLED, NEON_POOLED)
+
+
+def test_pooler_suffix_is_matched_case_insensitively():
+    upper = f"postgresql://alex:pw@{POOLED_HOST.upper()}/neondb?sslmode=require"
+    pair = urls.resolve(upper, None)
+    assert pair is not None
+    assert pair.direct == f"postgresql://alex:pw@{DIRECT_HOST.upper()}/neondb?sslmode=require"
+
+
+def test_neon_host_in_host_query_parameter_is_rewritten_there():
+    url = f"postgresql://alex:pw@/neondb?host={POOLED_HOST}&sslmode=require"
+    pair = urls.resolve(url, None)
+    assert pair is not None
+    assert pair.direct == f"postgresql://alex:pw@/neondb?host={DIRECT_HOST}&sslmode=require"
+
+
+def test_neither_given_means_local_server():
+    assert urls.resolve(None, None) is None
+    assert urls.resolve("  ", "") is None
+
+
+# ---- non-Neon hosts -------------------------------------------------------------------------
+
+
+def test_non_neon_host_serves_both_sides():
+    url = "postgresql://app:pw@db.example.com:6543/app?sslmode=require"
+    assert urls.resolve(url, None) == urls.EndpointPair(
+        pooled=url, direct=url, neon=False, derived=None
+    )
+    assert urls.resolve(None, url) == urls.EndpointPair(
+        pooled=url, direct=url, neon=False, derived=None
+    )
+
+
+def test_non_neon_both_given_are_used_as_given():
+    app = "postgresql://app:pw@pgbouncer.internal:6432/app?sslmode=require"
+    direct = "postgresql://owner:pw@db.internal:5432/app?sslmode=require"
+    assert urls.resolve(app, direct) == urls.EndpointPair(
+        pooled=app, direct=direct, neon=False, derived=None
+    )
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "ep-cool-darkness-a1b2c3d4.neon.tech.example.com",  # not under neon.tech
+        "db.us-east-2.aws.neon.tech",  # not an endpoint label
+        "ep-x-pooler.example.com",
+    ],
+)
+def test_lookalike_hosts_are_not_neon(host):
+    url = f"postgresql://u:pw@{host}/db?sslmode=require"
+    pair = urls.resolve(url, None)
+    assert pair == urls.EndpointPair(pooled=url, direct=url, neon=False, derived=None)
+    assert urls.is_pooled(url) is False
+
+
+# ---- sslmode --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (
+            "postgresql://u:pw@db.example.com/app",
+            "postgresql://u:pw@db.example.com/app?sslmode=require",
+        ),
+        (
+            "postgresql://u:pw@db.example.com/app?application_name=web",
+            "postgresql://u:pw@db.example.com/app?application_name=web&sslmode=require",
+        ),
+        (
+            "postgresql://u:pw@db.example.com/app?",
+            "postgresql://u:pw@db.example.com/app?sslmode=require",
+        ),
+    ],
+)
+def test_sslmode_require_added_for_remote_hosts(given, expected):
+    pair = urls.resolve(given, None)
+    assert pair is not None
+    assert pair.pooled == pair.direct == expected
+
+
+@pytest.mark.parametrize("mode", ["disable", "prefer", "require", "verify-full"])
+def test_existing_sslmode_is_kept(mode):
+    url = f"postgresql://u:pw@db.example.com/app?sslmode={mode}&connect_timeout=5"
+    pair = urls.resolve(url, None)
+    assert pair is not None
+    assert pair.pooled == url
+
+
+def test_derived_neon_url_without_sslmode_gets_it_on_both_sides():
+    pair = urls.resolve(f"postgresql://alex:pw@{POOLED_HOST}/neondb", None)
+    assert pair is not None
+    assert pair.pooled == f"postgresql://alex:pw@{POOLED_HOST}/neondb?sslmode=require"
+    assert pair.direct == f"postgresql://alex:pw@{DIRECT_HOST}/neondb?sslmode=require"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:pw@localhost/app",
+        "postgresql://u:pw@localhost:5433/app",
+        "postgresql://u:pw@127.0.0.1/app",
+        "postgresql://u:pw@127.1.2.3:5432/app",
+        "postgresql://u:pw@[::1]/app",
+        "postgresql://u:pw@[::1]:5432/app",
+        "postgresql://u@/app?host=/var/run/postgresql",
+        "postgresql://u@%2Fvar%2Frun%2Fpostgresql/app",
+    ],
+)
+def test_sslmode_not_added_for_local_hosts(url):
+    pair = urls.resolve(url, None)
+    assert pair is not None
+    assert pair.pooled == pair.direct == url
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [
+        (None, True),
+        ("", True),
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("127.0.0.1", True),
+        ("127.9.9.9", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("/tmp/pg-socket", True),
+        ("128.0.0.1", False),
+        ("10.0.0.5", False),
+        ("::2", False),
+        ("localhost.example.com", False),
+        (DIRECT_HOST, False),
+    ],
+)
+def test_is_local_host(host, local):
+    assert urls.is_local_host(host) is local
+
+
+# ---- byte-for-byte preservation -------------------------------------------------------------
+
+
+def test_percent_encoded_password_and_parameters_survive_exactly():
+    query = "sslmode=require&channel_binding=require&options=endpoint%3Dep-cool-darkness-a1b2c3d4"
+    url = f"postgresql+psycopg://alex:{ENCODED}@{POOLED_HOST}:5432/neon%2Ddb?{query}"
+    pair = urls.resolve(url, None)
+    assert pair is not None
+    assert pair.pooled == url
+    assert (
+        pair.direct == f"postgresql+psycopg://alex:{ENCODED}@{DIRECT_HOST}:5432/neon%2Ddb?{query}"
+    )
+
+
+@pytest.mark.parametrize(
+    "scheme", ["postgres", "postgresql", "postgresql+psycopg2", "postgresql+psycopg"]
+)
+def test_scheme_as_written_is_kept(scheme):
+    pair = urls.resolve(None, f"{scheme}://u:pw@{DIRECT_HOST}/neondb?sslmode=require")
+    assert pair is not None
+    assert pair.pooled.startswith(f"{scheme}://u:pw@{POOLED_HOST}/")
+    assert pair.direct.startswith(f"{scheme}://u:pw@{DIRECT_HOST}/")
+
+
+@pytest.mark.parametrize(
+    ("url", "host"),
+    [
+        ("postgresql://u:pw@[::1]:5432/app", "::1"),
+        ("postgresql://u:pw@[2001:db8::7]:6543/app", "2001:db8::7"),
+        ("postgresql://u:pw@db.example.com:6543/app", "db.example.com"),
+        (NEON_POOLED, POOLED_HOST),
+        ("postgresql://u@/app?host=/var/run/postgresql", "/var/run/postgresql"),
+        ("postgresql://u@%2Fvar%2Frun%2Fpostgresql/app", "/var/run/postgresql"),
+        ("postgresql://u:pw@/app", None),
+        ("not a url", None),
+    ],
+)
+def test_host_of(url, host):
+    assert urls.host_of(url) == host
+
+
+def test_ipv6_remote_host_with_port_gets_sslmode():
+    url = "postgresql://u:pw@[2001:db8::7]:6543/app"
+    pair = urls.resolve(url, None)
+    assert pair is not None
+    assert pair.pooled == url + "?sslmode=require"
+
+
+def test_is_pooled():
+    assert urls.is_pooled(NEON_POOLED) is True
+    assert urls.is_pooled(NEON_DIRECT) is False
+    assert urls.is_pooled("postgresql://u:pw@pooler-pooler.example.com/app") is False
+    assert urls.is_pooled("garbage") is False
+
+
+# ---- to_sqlalchemy --------------------------------------------------------------------------
+
+
+def test_to_sqlalchemy_forces_psycopg2_and_decodes_password():
+    sa_url = urls.to_sqlalchemy(f"postgres://alex:{ENCODED}@{DIRECT_HOST}:5432/neondb?{QUERY}")
+    assert sa_url.drivername == "postgresql+psycopg2"
+    assert sa_url.username == "alex"
+    assert sa_url.password == PASSWORD
+    assert sa_url.host == DIRECT_HOST
+    assert sa_url.port == 5432
+    assert sa_url.database == "neondb"
+    assert dict(sa_url.query) == {"sslmode": "require", "channel_binding": "require"}
+    assert_hides_password(repr(sa_url))
+
+
+def test_to_sqlalchemy_decodes_options_and_socket_host():
+    sa_url = urls.to_sqlalchemy(
+        "postgresql+psycopg://u@%2Fvar%2Frun%2Fpostgresql/app?options=endpoint%3Dep-a1"
+    )
+    assert sa_url.drivername == "postgresql+psycopg2"
+    assert sa_url.host == "/var/run/postgresql"
+    assert sa_url.password is None
+    assert sa_url.query["options"] == "endpoint=ep-a1"
+
+
+def test_to_sqlalchemy_rejects_invalid_url_without_leaking_password():
+    with pytest.raises(ConfigError) as caught:
+        urls.to_sqlalchemy("mysql://u:hunter2@db.example.com/app")
+    assert_hides_password(str(caught.value))
+
+
+# ---- mask -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        (NEON_POOLED, f"postgresql://alex:***@{POOLED_HOST}/neondb?{QUERY}"),
+        ("postgresql://alex@db.example.com/app", "postgresql://alex@db.example.com/app"),
+        ("postgresql://db.example.com:5432/app", "postgresql://db.example.com:5432/app"),
+        ("postgresql://:hunter2@h/app", "postgresql://:***@h/app"),
+        ("postgresql://u:hunter2@[::1]:5432/app", "postgresql://u:***@[::1]:5432/app"),
+        ("postgresql://u@h/app?password=hunter2&x=1", "postgresql://u@h/app?password=***&x=1"),
+        # malformed input
+        ("postgresql://u:hunter2", "postgresql://u:***"),
+        ("postgresql://u:hunt/er2@h/app", "postgresql://u:***@h/app"),
+        ("postgresql://u:hunt?er2@h/app", "postgresql://u:***@h/app"),
+        ("postgresql://u:hunter2@h:notaport/app", "postgresql://u:***@h:notaport/app"),
+        ("u:hunter2@h/app", "u:***@h/app"),
+        ("host=h password=hunter2", "host=h password=***"),
+        ("not a url", "not a url"),
+        ("", ""),
+    ],
+)
+def test_mask(url, masked):
+    assert urls.mask(url) == masked
+
+
+def test_mask_never_raises_on_non_strings():
+    assert urls.mask(None) == "***"  # type: ignore[arg-type]
+
+
+# ---- invalid URLs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (f"mysql://alex:{ENCODED}@db.example.com/app", "scheme 'mysql'"),
+        (f"https://alex:{ENCODED}@db.example.com/app", "scheme 'https'"),
+        (f"postgresql://alex:{ENCODED}@/app", "no host"),
+        (f"postgresql://alex:{ENCODED}@db.example.com:54x2/app", "port"),
+        (f"postgresql://alex:{ENCODED}@db.example.com:70000/app", "port"),
+        (f"postgresql://alex:{ENCODED}@db.example.com:/app", "port"),
+        (f"postgresql://alex:{ENCODED}@db.example.com/", "no database"),
+        (f"postgresql://alex:{ENCODED}@db.example.com", "no database"),
+        (f"postgresql://alex:{ENCODED}@::1/app", "IPv6"),
+        (f"postgresql://alex:{ENCODED}@[::1/app", "IPv6"),
+        (f"postgresql://alex:{ENCODED}@h1:5432,h2:5432/app", "several hosts"),
+        ("postgresql://alex:hunter2", "port"),
+        ("postgresql://alex:hunt/er2@db.example.com/app", "port"),
+        ("alex:hunter2@db.example.com/app", "not a URL"),
+        ("host=db.example.com password=hunter2", "not a URL"),
+        ("garbage", "not a URL"),
+    ],
+)
+@pytest.mark.parametrize("as_direct", [False, True])
+def test_invalid_url_is_a_config_error_without_password(url, problem, as_direct):
+    var = "DATABASE_URL_DIRECT" if as_direct else "DATABASE_URL"
+    with pytest.raises(ConfigError) as caught:
+        urls.resolve(None, url) if as_direct else urls.resolve(url, None)
+    message = str(caught.value)
+    assert message.startswith(f"{var} ")
+    assert problem in message
+    assert "Fix: set " + var + " to a URL like postgresql://USER:PASSWORD@HOST/DBNAME" in message
+    assert_hides_password(message)
