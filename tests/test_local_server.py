@@ -1,0 +1,181 @@
+"""The embedded local PostgreSQL (app/db/local.py) against real servers.
+
+One server serves the whole module; tests that stop it leave it to the `srv` fixture to
+start it again (a reuse costs milliseconds, a restart a fraction of a second).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from app.db.local import LocalServer, LocalServerInfo
+from app.errors import HarnessError
+
+FAST = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def module_server(tmp_path_factory):
+    server = LocalServer(tmp_path_factory.mktemp("pg"), server_options=FAST)
+    first = server.start()
+    yield server, first
+    server.stop()
+
+
+@pytest.fixture
+def srv(module_server) -> LocalServer:
+    server, _ = module_server
+    server.start()  # earlier tests may have stopped it
+    return server
+
+
+def postmaster_pid(server: LocalServer) -> int:
+    return int((server.data_dir / "postmaster.pid").read_text().split()[0])
+
+
+def test_first_start_initialises_a_private_server(module_server):
+    server, info = module_server
+    assert info.started is True
+    assert (info.host, info.user, info.database) == ("127.0.0.1", "postgres", "app")
+    assert info.version.startswith("18.")
+    assert info.data_dir == server.data_dir and info.log_file.is_file()
+    assert stat.S_IMODE(server.state_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(server.data_dir.stat().st_mode) == 0o700
+    assert not list(server.root.glob(".pwfile*")), "the password file must be deleted"
+    assert info.password not in repr(info)
+    assert info.password not in info.log_file.read_text()
+
+
+def test_connects_with_password_over_tcp_without_ssl(srv):
+    info = srv.status()
+    with psycopg2.connect(info.url, sslmode="disable") as conn, conn.cursor() as cur:
+        cur.execute("SELECT current_database(), inet_server_addr()::text, current_setting('port')")
+        assert cur.fetchone() == ("app", "127.0.0.1/32", str(info.port))
+        cur.execute("SHOW password_encryption")
+        assert cur.fetchone()[0] == "scram-sha-256"
+        cur.execute(
+            "SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'postgres'"
+        )
+        assert cur.fetchone()[0] is True
+        cur.execute("SHOW unix_socket_directories")
+        assert cur.fetchone()[0] == ""
+    conn.close()
+
+
+def test_wrong_or_missing_password_is_refused(srv):
+    info = srv.status()
+    url = info.url.replace(info.password, "not-the-password")
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        psycopg2.connect(url, sslmode="disable")
+    with pytest.raises(psycopg2.OperationalError, match="no password supplied"):
+        psycopg2.connect(host=info.host, port=info.port, user="postgres", dbname="app")
+
+
+def test_second_start_reuses_the_running_server(srv):
+    pid, before = postmaster_pid(srv), srv.status()
+    again = srv.start()
+    assert again.started is False
+    assert (again.port, again.password) == (before.port, before.password)
+    assert postmaster_pid(srv) == pid
+
+
+def test_stop_then_status_is_none_and_data_survives_a_restart(srv):
+    info = srv.status()
+    with psycopg2.connect(info.url) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE kept (id int); INSERT INTO kept VALUES (42)")
+    conn.close()
+    assert srv.stop() is True
+    assert srv.status() is None
+    assert srv.stop() is False
+    again = srv.start()
+    assert again.started is True and again.port == info.port  # the port is remembered
+    with psycopg2.connect(again.url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT id FROM kept")
+        assert cur.fetchone() == (42,)
+    conn.close()
+
+
+def test_stale_postmaster_pid_does_not_block_start(srv):
+    port = srv.status().port
+    srv.stop()
+    # A crash leaves postmaster.pid behind; its pid may since belong to another process.
+    lines = [str(os.getpid()), str(srv.data_dir), "0", str(port)]
+    (srv.data_dir / "postmaster.pid").write_text("\n".join(lines) + "\n")
+    assert srv.status() is None
+    assert srv.start().started is True
+
+
+def test_port_taken_by_another_program_moves_the_server(srv):
+    old = srv.status().port
+    srv.stop()
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # old port in TIME_WAIT
+        squatter.bind(("127.0.0.1", old))
+        squatter.listen()
+        info = srv.start()
+    assert info.started is True and info.port != old
+    assert json.loads(srv.state_file.read_text())["port"] == info.port
+    assert srv.start().port == info.port
+
+
+def test_start_failure_is_one_line_with_the_server_error_and_no_password(srv):
+    password = srv.status().password
+    srv.stop()
+    broken = LocalServer(srv.root, server_options={"no_such_setting": "1"})
+    with pytest.raises(HarnessError) as caught:
+        broken.start()
+    message = str(caught.value)
+    assert "\n" not in message and password not in message
+    assert 'FATAL: unrecognized configuration parameter "no_such_setting"' in message
+    assert str(srv.log_file) in message
+
+
+def test_missing_binaries_and_absent_server(tmp_path):
+    server = LocalServer(tmp_path / "pg", bin_dir=tmp_path / "no-bin")
+    assert server.status() is None
+    assert not server.root.exists(), "status() must not create anything"
+    with pytest.raises(HarnessError, match=r"no PostgreSQL programs in .*Fix: run `make`"):
+        server.start()
+
+
+def test_url_percent_encodes_the_password():
+    info = LocalServerInfo(
+        "127.0.0.1", 5432, "postgres", "p@ss:/w%rd", "app", Path("d"), Path("l"), "18.1", True
+    )
+    assert info.url == "postgresql://postgres:p%40ss%3A%2Fw%25rd@127.0.0.1:5432/app"
+    assert info.url_for("other").endswith(":5432/other")
+    assert "p@ss" not in repr(info)
+
+
+CHILD = """
+import json, sys
+from pathlib import Path
+from app.db.local import LocalServer
+info = LocalServer(Path(sys.argv[1]), server_options=json.loads(sys.argv[2])).start()
+print(json.dumps([info.started, info.port]))
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_first_starts_make_one_server(tmp_path):
+    root = tmp_path / "pg"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-c", CHILD, str(root), json.dumps(FAST)]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    try:
+        results = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+        assert all(p.returncode == 0 for p in procs)
+        assert sorted(started for started, _ in results) == [False, False, False, True]
+        assert len({port for _, port in results}) == 1
+    finally:
+        LocalServer(root).stop()
