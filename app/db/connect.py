@@ -1,0 +1,126 @@
+"""Opening a connection to Neon: retry what a waking compute throws, fail fast on the rest.
+
+A suspended Neon compute takes from a few hundred ms to a few seconds to wake, and the
+first connect meanwhile fails with one of a handful of texts. Those are retried with
+jittered backoff inside a time budget; authentication and addressing errors are not,
+because retrying them only delays the one-line message the user needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from urllib.parse import quote
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from app.errors import ConfigError, HarnessError, UnreachableError
+
+log = logging.getLogger("app.db")
+
+TRANSIENT = (
+    "couldn't connect to compute node",
+    "connection refused",
+    "timeout expired",
+    "timed out",
+    "terminating connection due to administrator command",
+    "ssl syscall error: eof detected",
+    "server closed the connection unexpectedly",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "could not receive data from server",
+)
+
+
+def driver_message(exc: BaseException) -> str:
+    """The driver's own first meaningful line, without SQLAlchemy's boilerplate."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = [ln.strip() for ln in str(orig).splitlines() if ln.strip()]
+    text = " ".join(ln for ln in lines if not ln.startswith(("(Background", "[SQL", "HINT")))
+    return re.sub(r"\s+", " ", text)[:400] or type(orig).__name__
+
+
+def is_transient(exc: BaseException) -> bool:
+    if not isinstance(exc, DBAPIError):
+        return False
+    text = driver_message(exc).lower()
+    return any(marker in text for marker in TRANSIENT)
+
+
+def scrub(text: str, password: str | None) -> str:
+    """Remove a password (plain and percent-encoded) from a message, whatever its source."""
+    if password:
+        for form in {password, quote(password, safe=""), quote(password)}:
+            text = text.replace(form, "***")
+    return text
+
+
+def explain(exc: BaseException, engine: Engine, variable: str, elapsed: float) -> HarnessError:
+    """Turn a connect failure into one line: what happened, where, and what to do."""
+    url = engine.url
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    text = scrub(driver_message(exc), url.password)
+    low = text.lower()
+    if "password authentication failed" in low or "no pg_hba.conf entry" in low:
+        return ConfigError(
+            f"{where} rejected the login: {text}",
+            f"check the user and password in {variable} (Neon console, Connection details)",
+        )
+    if "endpoint id is not specified" in low:
+        return ConfigError(
+            f"{where}: {text}",
+            "use a driver built on libpq 14 or newer (psycopg2-binary >= 2.9.10), "
+            f"or add options=endpoint%3D<endpoint-id> to {variable}",
+        )
+    if "does not exist" in low:
+        return ConfigError(f"{where}: {text}", f"check the user and database name in {variable}")
+    if "could not translate host name" in low or "name or service not known" in low:
+        return UnreachableError(f"unknown host in {variable}: {text}", "check the host name")
+    if "endpoint has been disabled" in low:
+        return UnreachableError(f"{where}: {text}", "enable the endpoint in the Neon console")
+    if "certificate" in low or "ssl" in low:
+        return ConfigError(
+            f"TLS to {where} failed: {text}", f"check sslmode/sslrootcert in {variable}"
+        )
+    return UnreachableError(
+        f"cannot connect to {where} after {elapsed:.1f}s: {text}",
+        "check that the host and port are right and the compute is running, "
+        "or raise DB_CONNECT_RETRY_SECONDS",
+    )
+
+
+def connect(engine: Engine, *, retry_seconds: float, variable: str) -> Connection:
+    """`engine.connect()` with retries of transient errors; failures become HarnessError."""
+    started = time.monotonic()
+
+    def note_retry(state) -> None:
+        log.warning(
+            "connect to %s:%s failed (attempt %d): %s; retrying in %.1fs",
+            engine.url.host,
+            engine.url.port or 5432,
+            state.attempt_number,
+            scrub(driver_message(state.outcome.exception()), engine.url.password),
+            state.next_action.sleep,
+        )
+
+    retrying = Retrying(
+        retry=retry_if_exception(is_transient),
+        stop=stop_after_delay(retry_seconds) if retry_seconds > 0 else stop_after_attempt(1),
+        wait=wait_exponential_jitter(multiplier=0.25, max=4),
+        before_sleep=note_retry,
+        reraise=True,
+    )
+    try:
+        return retrying(engine.connect)
+    except DBAPIError as exc:
+        raise explain(exc, engine, variable, time.monotonic() - started) from None
