@@ -1,0 +1,126 @@
+"""The one entry point the Makefile and scripts call: `python -m app.cli COMMAND`.
+
+Every failure a user can cause ends here as one `error:` line and a distinct exit code
+(2 configuration, 3 unreachable, 1 anything else); a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+
+from app.errors import ConfigError, HarnessError
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def alembic_config() -> Config:
+    path = Path(os.environ.get("ALEMBIC_CONFIG", "alembic.ini"))
+    if not path.is_file():
+        raise ConfigError(f"{path} not found", "run the command from the project's root folder")
+    return Config(str(path))
+
+
+def report(items) -> int:
+    width = max(len(item.name) for item in items)
+    for item in items:
+        say(f"verify: {item.name:<{width}}  {'ok  ' if item.ok else 'FAIL'}  {item.detail}")
+    failed = [item for item in items if not item.ok]
+    if failed:
+        say(f"verify: FAILED: {', '.join(item.name for item in failed)}")
+    return max((item.exit_code for item in failed), default=0)
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from app.db.endpoints import get_endpoints
+    from app.migrate.progress import APPLIED
+    from app.migrate.verify import verify
+
+    config = alembic_config()
+    say(f"migrate: {get_endpoints().describe()}")
+    started = time.perf_counter()
+    command.upgrade(config, "head")
+    ms = (time.perf_counter() - started) * 1000
+    heads = ", ".join(ScriptDirectory.from_config(config).get_heads())
+    applied = config.attributes.get(APPLIED, [])
+    if applied:
+        say(f"migrate: applied {len(applied)} revision(s) in {ms:.0f} ms; now at {heads}")
+    else:
+        say(f"migrate: already at head ({heads}); nothing to apply ({ms:.0f} ms)")
+    return report(verify(config))
+
+
+def cmd_verify(_: argparse.Namespace) -> int:
+    from app.db.endpoints import get_endpoints
+    from app.migrate.verify import verify
+
+    config = alembic_config()
+    say(f"verify: {get_endpoints().describe()}")
+    return report(verify(config))
+
+
+def _local_server():
+    from app.db.local import LocalServer
+    from app.settings import get_settings
+
+    return LocalServer(get_settings().local_db_dir / "pg")
+
+
+def cmd_db_up(_: argparse.Namespace) -> int:
+    from app.db.urls import mask
+
+    info = _local_server().start()
+    state = "started" if info.started else "already running"
+    say(f"db-up: local PostgreSQL {info.version} {state} at {info.host}:{info.port}")
+    say(f"db-up: URL {mask(info.url)} (password in {info.data_dir.parent / 'server.json'})")
+    say(f"db-up: log {info.log_file}")
+    return 0
+
+
+def cmd_db_down(_: argparse.Namespace) -> int:
+    stopped = _local_server().stop()
+    say("db-down: local PostgreSQL stopped" if stopped else "db-down: it was not running")
+    return 0
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+    "migrate": (cmd_migrate, "upgrade to head on the direct endpoint, then verify"),
+    "verify": (cmd_verify, "check both endpoints: reachable, SSL, at head"),
+    "db-up": (cmd_db_up, "start (or reuse) the embedded local PostgreSQL"),
+    "db-down": (cmd_db_down, "stop the embedded local PostgreSQL"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text)
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command][0](args)
+    except HarnessError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return err.exit_code
+    except CommandError as err:
+        cause = err.__cause__
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return cause.exit_code if isinstance(cause, HarnessError) else 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr, flush=True)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The migration harness: lock, per-revision reporting, env.py glue, verification."""

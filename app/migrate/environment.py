@@ -1,0 +1,107 @@
+"""Everything migrations/env.py needs, so that env.py itself reads in a minute.
+
+The safety of a plain `alembic upgrade head` lives here: the direct endpoint only,
+retried connect, advisory lock, timeouts, one transaction per migration, and errors
+that reach the user as one line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from alembic.runtime.migration import MigrationContext
+from alembic.util import CommandError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+from app.db.connect import connect, driver_message
+from app.db.engines import get_migration_engine, refuse_pooled
+from app.errors import HarnessError
+from app.migrate.lock import migration_lock
+from app.settings import get_settings
+
+log = logging.getLogger("app.migrate")
+
+
+def target_metadata():
+    from app.models import metadata  # imported only by commands that compare schemas
+
+    return metadata
+
+
+def _skip_empty_autogenerate(ctx: MigrationContext, revision: Any, directives: list) -> None:
+    cmd_opts = getattr(ctx.config, "cmd_opts", None)
+    if getattr(cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
+        directives[:] = []
+        log.info("no changes between the models and the database: no revision written")
+
+
+def configure_options() -> dict[str, Any]:
+    """Options shared by online and offline `context.configure()`."""
+    return {
+        "target_metadata": target_metadata(),
+        "transaction_per_migration": True,
+        "compare_type": True,
+        "compare_server_default": True,
+        "process_revision_directives": _skip_empty_autogenerate,
+    }
+
+
+@contextmanager
+def migration_connection(attributes: dict) -> Iterator[Connection]:
+    """The connection to migrate on, holding the migration lock, timeouts set.
+
+    `config.attributes["connection"]` (pytest-alembic, or an application running its
+    migrations itself) may hold a Connection, used as is and left open, or an Engine,
+    connected to like ours. Either way it must not be the pooled endpoint.
+    """
+    settings = get_settings()
+    given: Connection | Engine | None = attributes.get("connection")
+    if isinstance(given, Connection):
+        refuse_pooled(given.engine.url.render_as_string(hide_password=True))
+        conn = given
+    else:
+        engine = given or get_migration_engine()
+        refuse_pooled(engine.url.render_as_string(hide_password=True))
+        conn = connect(
+            engine, retry_seconds=settings.db_connect_retry_seconds, variable="DATABASE_URL_DIRECT"
+        )
+    try:
+        with migration_lock(conn, settings):
+            yield conn
+    finally:
+        if conn is not given:
+            conn.close()
+
+
+def emit_timeouts_in_each_transaction(ctx: MigrationContext) -> None:
+    """Offline SQL: put SET LOCAL timeouts right after every BEGIN the script emits."""
+    settings = get_settings()
+    impl = ctx.impl
+    emit_begin = impl.emit_begin
+
+    def emit_begin_with_timeouts() -> None:
+        emit_begin()
+        impl.static_output(
+            f"SET LOCAL lock_timeout = '{round(settings.migration_lock_timeout * 1000)}ms';"
+        )
+        impl.static_output(
+            "SET LOCAL statement_timeout = "
+            f"'{round(settings.migration_statement_timeout * 1000)}ms';"
+        )
+
+    impl.emit_begin = emit_begin_with_timeouts
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turn our errors and stray driver errors into Alembic's one-line `FAILED:` output."""
+    try:
+        yield
+    except HarnessError as err:
+        raise CommandError(str(err)) from err
+    except DBAPIError as err:
+        raise CommandError(f"database error: {driver_message(err)}") from err

@@ -1,0 +1,56 @@
+"""One line per revision as it is applied or reverted, and the failing revision named.
+
+Alembic has no hook that runs before a revision, so each revision module's upgrade and
+downgrade are wrapped: the wrapper times the call, reports it, and turns an exception
+into a MigrationError that names the revision. The wrapped call still runs inside
+Alembic's per-migration transaction, so a failure rolls that revision back whole.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+
+from alembic import context
+from alembic.script import Script, ScriptDirectory
+
+from app.db.connect import driver_message
+from app.errors import HarnessError, MigrationError
+
+log = logging.getLogger("app.migrate")
+
+APPLIED = "applied_revisions"  # config.attributes key: [(direction, revision, ms), ...]
+
+
+def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(fn)
+    def run(*args, **kwargs) -> None:
+        started = time.perf_counter()
+        try:
+            fn(*args, **kwargs)
+        except HarnessError:
+            raise
+        except Exception as exc:
+            raise MigrationError(
+                f"revision {script.revision} ({script.doc}) failed during {direction}: "
+                f"{driver_message(exc)}",
+                "fix the revision and run again; the database stays at the last revision "
+                "that succeeded",
+            ) from exc
+        ms = (time.perf_counter() - started) * 1000
+        verb = "applied " if direction == "upgrade" else "reverted"
+        log.info("%s %s  %s  (%.0f ms)", verb, script.revision, script.doc, ms)
+        context.config.attributes.setdefault(APPLIED, []).append((direction, script.revision, ms))
+
+    run.harness_wrapped = True  # type: ignore[attr-defined]
+    return run
+
+
+def report_each_revision(script_directory: ScriptDirectory) -> None:
+    for script in script_directory.walk_revisions():
+        for direction in ("upgrade", "downgrade"):
+            fn = getattr(script.module, direction, None)
+            if fn is not None and not getattr(fn, "harness_wrapped", False):
+                setattr(script.module, direction, _timed(script, direction, fn))

@@ -1,0 +1,45 @@
+"""Alembic environment. Offline: SQL out, no database. Online: the harness's safe path.
+
+Every `alembic` command goes through here, so a plain `alembic upgrade head` gets the
+same safety as `make migrate`: direct endpoint only, retried connect, advisory lock,
+lock/statement timeouts, one transaction per migration. The logic is in app.migrate.
+"""
+
+from logging.config import fileConfig
+
+from alembic import context
+
+from app.migrate.environment import (
+    configure_options,
+    emit_timeouts_in_each_transaction,
+    migration_connection,
+    one_line_errors,
+)
+from app.migrate.progress import report_each_revision
+
+config = context.config
+if config.config_file_name and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+
+def run_offline() -> None:
+    """SQL for a DBA or a review: literal values, no URL, no credentials needed."""
+    context.configure(dialect_name="postgresql", literal_binds=True, **configure_options())
+    emit_timeouts_in_each_transaction(context.get_context())
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_online() -> None:
+    report_each_revision(context.script)
+    with migration_connection(config.attributes) as connection:
+        context.configure(connection=connection, **configure_options())
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+with one_line_errors():
+    if context.is_offline_mode():
+        run_offline()
+    else:
+        run_online()
