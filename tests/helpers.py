@@ -1,0 +1,47 @@
+"""Helpers the tests share: run commands as a user would, read a schema back."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path = ROOT, timeout: float = 120):
+    """Run a command as a user would; stdout and stderr merged, as a terminal shows them."""
+    return subprocess.run(
+        args,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def alembic(*args: str, env: dict[str, str], cwd: Path = ROOT):
+    return run([sys.executable, "-m", "alembic", *args], env, cwd)
+
+
+def cli(*args: str, env: dict[str, str], cwd: Path = ROOT):
+    return run([sys.executable, "-m", "app.cli", *args], env, cwd)
+
+
+def schema(url: str) -> dict[str, list]:
+    """Tables, columns, constraints and indexes of the public schema, comparable with ==."""
+    queries = {
+        "columns": """SELECT table_name, column_name, data_type, character_maximum_length,
+                             is_nullable, column_default
+                      FROM information_schema.columns WHERE table_schema = 'public'""",
+        "constraints": """SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+                          FROM pg_constraint WHERE connamespace = 'public'::regnamespace""",
+        "indexes": """SELECT tablename, indexname, indexdef FROM pg_indexes
+                      WHERE schemaname = 'public'""",
+    }
+    with psycopg.connect(url) as conn:
+        return {name: sorted(conn.execute(sql).fetchall()) for name, sql in queries.items()}

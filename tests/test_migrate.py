@@ -1,0 +1,168 @@
+"""Online migrations through env.py, as `alembic` and `make migrate` run them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from alembic import command
+from alembic.config import Config
+from helpers import ROOT, alembic, cli, schema
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from app.migrate.lock import LOCK_KEY
+
+HEAD = "f096d6eff8ee"
+
+
+def version_rows(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        if conn.execute("SELECT to_regclass('alembic_version')").fetchone()[0] is None:
+            return []
+        return [r[0] for r in conn.execute("SELECT version_num FROM alembic_version")]
+
+
+def test_upgrade_then_downgrade_round_trip(harness_env, db_url):
+    up = alembic("upgrade", "head", env=harness_env)
+    assert up.returncode == 0, up.stdout
+    assert f"applied  {HEAD}  create account and project" in up.stdout
+    assert version_rows(db_url) == [HEAD]
+    assert {r[0] for r in schema(db_url)["columns"]} == {"account", "project", "alembic_version"}
+
+    down = alembic("downgrade", "-1", env=harness_env)
+    assert down.returncode == 0, down.stdout
+    assert f"reverted {HEAD}" in down.stdout
+    assert version_rows(db_url) == []
+    assert {r[0] for r in schema(db_url)["columns"]} == {"alembic_version"}
+
+
+def test_ddl_persists_after_the_connection_closes(harness_env, db_url):
+    """Regression for the silent-rollback trap: SQL run before configure() autobegins."""
+    command.upgrade(Config(str(ROOT / "alembic.ini")), "head")
+    with psycopg.connect(db_url) as fresh:  # a different session sees committed DDL only
+        assert fresh.execute("SELECT count(*) FROM account").fetchone() == (0,)
+    assert version_rows(db_url) == [HEAD]
+
+
+def test_given_connection_is_used_and_its_ddl_committed(harness_env, db_url):
+    """`config.attributes["connection"]`, as pytest-alembic and embedding apps use it."""
+    engine = create_engine(
+        db_url.replace("postgresql://", "postgresql+psycopg2://"), poolclass=NullPool
+    )
+    config = Config(str(ROOT / "alembic.ini"))
+    with engine.connect() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+        assert not conn.closed
+        backend = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    with psycopg.connect(db_url) as fresh:
+        assert fresh.execute("SELECT to_regclass('project')").fetchone()[0] == "project"
+        held = fresh.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = %s", (backend,)
+        ).fetchone()[0]
+    assert held == 0, "the migration lock must be released when the run ends"
+
+
+def test_session_timeouts_are_applied(harness_env, db_url, monkeypatch):
+    """lock_timeout/statement_timeout as configured, on the connection Alembic is given."""
+    monkeypatch.setenv("MIGRATION_LOCK_TIMEOUT", "2.5")
+    monkeypatch.setenv("MIGRATION_STATEMENT_TIMEOUT", "90")
+    from app.db.engines import reset_engines
+    from app.migrate.environment import migration_connection
+
+    reset_engines()
+    with migration_connection({}) as conn:
+        assert not conn.in_transaction(), "our own statements must not leave a transaction open"
+        assert conn.execute(text("SHOW lock_timeout")).scalar() == "2500ms"
+        assert conn.execute(text("SHOW statement_timeout")).scalar() == "90s"
+
+
+def test_second_run_is_a_noop_that_says_so(harness_env):
+    first = cli("migrate", env=harness_env)
+    assert first.returncode == 0, first.stdout
+    assert "applied 1 revision(s)" in first.stdout
+    second = cli("migrate", env=harness_env)
+    assert second.returncode == 0, second.stdout
+    assert f"already at head ({HEAD})" in second.stdout
+    assert "applied " not in second.stdout
+    assert "verify: direct   ok" in second.stdout
+    assert "verify: pooled   ok" in second.stdout
+
+
+def test_autogenerate_writes_no_empty_revision(harness_env):
+    assert alembic("upgrade", "head", env=harness_env).returncode == 0
+    before = sorted((ROOT / "migrations" / "versions").glob("*.py"))
+    result = alembic("revision", "--autogenerate", "-m", "nothing", env=harness_env)
+    assert result.returncode == 0, result.stdout
+    assert "no revision written" in result.stdout
+    assert sorted((ROOT / "migrations" / "versions").glob("*.py")) == before
+
+
+def test_models_match_database_at_head(harness_env):
+    assert alembic("upgrade", "head", env=harness_env).returncode == 0
+    result = alembic("check", env=harness_env)
+    assert result.returncode == 0, result.stdout
+    assert "No new upgrade operations detected" in result.stdout
+
+
+def test_current_shows_head(harness_env):
+    assert alembic("upgrade", "head", env=harness_env).returncode == 0
+    result = alembic("current", env=harness_env)
+    assert result.returncode == 0, result.stdout
+    assert f"{HEAD} (head)" in result.stdout
+
+
+@pytest.mark.slow
+def test_concurrent_upgrades_serialize_on_the_lock(harness_env, db_url):
+    """Two runs at once: one applies, the other waits, then finds nothing to do."""
+    with psycopg.connect(db_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "alembic", "upgrade", "head"],
+                cwd=ROOT,
+                env=harness_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        # Both are now queued behind the test's lock; wait until both say so.
+        waiting = holder.execute(
+            """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"""
+        )
+        for _ in range(100):
+            if waiting.fetchone()[0] == 2:
+                break
+            import time
+
+            time.sleep(0.1)
+            waiting = holder.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            )
+        holder.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+        outputs = [run.communicate(timeout=60)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert all("waiting up to 60s for the migration lock held by pid" in out for out in outputs)
+    assert sum(out.count(f"applied  {HEAD}") for out in outputs) == 1, outputs
+    assert version_rows(db_url) == [HEAD]
+
+
+def test_lock_busy_fails_in_bounded_time_naming_the_holder(harness_env, db_url, monkeypatch):
+    monkeypatch.setenv("MIGRATION_LOCK_WAIT", "1")
+    env = dict(harness_env, MIGRATION_LOCK_WAIT="1")
+    with psycopg.connect(db_url, autocommit=True) as holder:
+        holder.execute("SET application_name = 'other-deploy'")
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        pid = holder.info.backend_pid
+        result = cli("migrate", env=env)
+    assert result.returncode == 1, result.stdout
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("error: the migration lock is held by pid")
+    assert f"pid {pid} (application 'other-deploy'" in last
+    assert "MIGRATION_LOCK_WAIT=1s" in last and "Fix:" in last
+    assert version_rows(db_url) == []
