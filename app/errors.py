@@ -16,7 +16,8 @@ class HarnessError(Exception):
     def __init__(self, cause: str, fix: str = "") -> None:
         self.cause = cause.rstrip(".")
         self.fix = fix.rstrip(".")
-        super().__init__(self.cause + (f". Fix: {self.fix}." if self.fix else "."))
+        stop = "" if self.cause.endswith(("?", "!")) else "."
+        super().__init__(self.cause + stop + (f" Fix: {self.fix}." if self.fix else ""))
 
 
 class ConfigError(HarnessError):

@@ -46,8 +46,9 @@ def driver_message(exc: BaseException) -> str:
     """The driver's own first meaningful line, without SQLAlchemy's boilerplate."""
     orig = getattr(exc, "orig", None) or exc
     lines = [ln.strip() for ln in str(orig).splitlines() if ln.strip()]
-    text = " ".join(ln for ln in lines if not ln.startswith(("(Background", "[SQL", "HINT")))
-    return re.sub(r"\s+", " ", text)[:400] or type(orig).__name__
+    kept = [ln for ln in lines if not ln.startswith(("(Background", "[SQL", "HINT"))]
+    text = " ".join(ln if ln.endswith((".", "?", ":")) else f"{ln}." for ln in kept)
+    return re.sub(r"\s+", " ", text).rstrip(".")[:400] or type(orig).__name__
 
 
 def is_transient(exc: BaseException) -> bool:

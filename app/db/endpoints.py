@@ -18,6 +18,9 @@ from app.settings import get_settings
 class Endpoints:
     pair: urls.EndpointPair
     local: LocalServerInfo | None  # set when the embedded server stands in for Neon
+    # The variable each URL came from, for messages that tell the user what to fix.
+    pooled_variable: str = "DATABASE_URL"
+    direct_variable: str = "DATABASE_URL_DIRECT"
 
     @property
     def pooled(self) -> str:
@@ -48,7 +51,16 @@ def get_endpoints() -> Endpoints:
         settings.database_url_direct.get_secret_value() if settings.database_url_direct else None,
     )
     if pair is not None:
-        return Endpoints(pair=pair, local=None)
-    info = LocalServer(settings.local_db_dir / "pg").start()
+        return Endpoints(
+            pair=pair,
+            local=None,
+            pooled_variable="DATABASE_URL" if settings.database_url else "DATABASE_URL_DIRECT",
+            direct_variable="DATABASE_URL_DIRECT"
+            if settings.database_url_direct
+            else "DATABASE_URL",
+        )
+    root = settings.local_db_dir / "pg"
+    info = LocalServer(root).start()
     pair = urls.EndpointPair(pooled=info.url, direct=info.url, neon=False, derived=None)
-    return Endpoints(pair=pair, local=info)
+    where = f"the embedded server's {root / 'server.json'}"
+    return Endpoints(pair=pair, local=info, pooled_variable=where, direct_variable=where)

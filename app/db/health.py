@@ -14,11 +14,11 @@ from sqlalchemy import text
 
 from app.db import urls
 from app.db.connect import connect
+from app.db.endpoints import get_endpoints
 from app.db.engines import get_app_engine, get_migration_engine
 from app.settings import get_settings
 
 Endpoint = Literal["pooled", "direct"]
-VARIABLE = {"pooled": "DATABASE_URL", "direct": "DATABASE_URL_DIRECT"}
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,14 @@ class EndpointHealth:
 
 
 def check_connection(endpoint: Endpoint) -> EndpointHealth:
-    engine = get_app_engine() if endpoint == "pooled" else get_migration_engine()
+    endpoints = get_endpoints()
+    if endpoint == "pooled":
+        engine, variable = get_app_engine(), endpoints.pooled_variable
+    else:
+        engine, variable = get_migration_engine(), endpoints.direct_variable
     started = time.perf_counter()
-    with connect(
-        engine, retry_seconds=get_settings().db_connect_retry_seconds, variable=VARIABLE[endpoint]
-    ) as conn:
+    retry_seconds = get_settings().db_connect_retry_seconds
+    with connect(engine, retry_seconds=retry_seconds, variable=variable) as conn:
         version, has_table = conn.execute(
             text(
                 "SELECT current_setting('server_version'), "

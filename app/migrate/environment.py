@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from app.db.connect import connect, driver_message
+from app.db.endpoints import get_endpoints
 from app.db.engines import get_migration_engine, refuse_pooled
 from app.errors import HarnessError
 from app.migrate.lock import migration_lock
@@ -66,9 +67,8 @@ def migration_connection(attributes: dict) -> Iterator[Connection]:
     else:
         engine = given or get_migration_engine()
         refuse_pooled(engine.url.render_as_string(hide_password=True))
-        conn = connect(
-            engine, retry_seconds=settings.db_connect_retry_seconds, variable="DATABASE_URL_DIRECT"
-        )
+        variable = get_endpoints().direct_variable if given is None else "the given engine"
+        conn = connect(engine, retry_seconds=settings.db_connect_retry_seconds, variable=variable)
     try:
         with migration_lock(conn, settings):
             yield conn

@@ -1,0 +1,85 @@
+"""The app side of the connection module: cached engines, sessions, endpoint health."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from helpers import alembic
+from sqlalchemy import text
+from sqlalchemy.pool import NullPool, QueuePool
+from sqlmodel import select
+
+from app.db.engines import get_app_engine, get_migration_engine, reset_engines
+from app.db.health import check_connection
+from app.db.session import get_session, session_scope
+from app.models import Account
+
+HEAD = "f096d6eff8ee"
+
+
+def test_app_engine_is_built_once_with_the_configured_pool(harness_env):
+    engine = get_app_engine()
+    assert get_app_engine() is engine
+    assert isinstance(engine.pool, QueuePool)
+    assert engine.pool.size() == 5
+    assert engine.pool._recycle == 240
+    assert engine.pool._pre_ping is True
+
+
+def test_serverless_mode_uses_no_pool_in_process(harness_env, monkeypatch):
+    monkeypatch.setenv("DB_SERVERLESS", "true")
+    reset_engines()
+    assert isinstance(get_app_engine().pool, NullPool)
+
+
+def test_migration_engine_has_no_pool_and_names_itself(harness_env):
+    engine = get_migration_engine()
+    assert get_migration_engine() is engine
+    assert isinstance(engine.pool, NullPool)
+    with engine.connect() as conn:
+        assert conn.execute(text("SHOW application_name")).scalar() == "neon-migrate"
+
+
+@pytest.fixture
+def migrated(harness_env):
+    result = alembic("upgrade", "head", env=harness_env)
+    assert result.returncode == 0, result.stdout
+
+
+def test_session_commits_on_success(migrated, db_url):
+    with session_scope() as session:
+        session.add(Account(email="a@example.com", display_name="A"))
+    with psycopg.connect(db_url) as conn:  # another session sees it: it was committed
+        row = conn.execute("SELECT email, created_at IS NOT NULL FROM account").fetchone()
+    assert row == ("a@example.com", True)
+
+
+def test_session_rolls_back_on_error(migrated, db_url):
+    with pytest.raises(RuntimeError), session_scope() as session:
+        session.add(Account(email="b@example.com", display_name="B"))
+        session.flush()
+        raise RuntimeError("request failed")
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM account").fetchone() == (0,)
+
+
+def test_session_dependency_is_a_generator_for_fastapi(migrated):
+    dependency = get_session()
+    session = next(dependency)
+    assert session.exec(select(Account)).all() == []
+    with pytest.raises(StopIteration):
+        next(dependency)
+
+
+def test_check_connection_reports_version_ssl_and_revision(migrated):
+    for endpoint in ("direct", "pooled"):
+        health = check_connection(endpoint)
+        assert health.revisions == (HEAD,)
+        assert health.local is True
+        assert health.ssl_in_use is False
+        assert health.server_version[:2].isdigit()
+        assert health.latency_ms > 0
+
+
+def test_check_connection_on_an_empty_database(harness_env):
+    assert check_connection("direct").revisions == ()

@@ -1,0 +1,168 @@
+"""Every failure a user can cause: one line with a fix, a distinct exit code, no password."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from alembic import command
+from alembic.config import Config
+from alembic.util import CommandError
+from helpers import ROOT, alembic, cli
+from sqlalchemy import create_engine
+
+PASSWORD = "s3cr3t-P@ss%word"
+POOLER = "ep-cool-darkness-a1b2c3d4-pooler.us-east-2.aws.neon.tech"
+HEAD = "f096d6eff8ee"
+
+
+def assert_no_password(output: str) -> None:
+    for form in (PASSWORD, quote(PASSWORD, safe=""), quote(PASSWORD)):
+        assert form not in output
+
+
+def error_line(output: str) -> str:
+    """The one line a command ends with on failure; nothing that looks like a traceback."""
+    assert "Traceback" not in output, output
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    return lines[-1]
+
+
+@pytest.fixture
+def wrong_password_env(harness_env, pg_server, postgresql):
+    url = pg_server.url(postgresql.info.dbname, password=PASSWORD)
+    return dict(harness_env, DATABASE_URL=url)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cli", "migrate"],
+        ["cli", "verify"],
+        ["alembic", "upgrade", "head"],
+        ["alembic", "current"],
+        ["alembic", "check"],
+    ],
+    ids=" ".join,
+)
+def test_wrong_password_is_one_line_without_the_password(wrong_password_env, args):
+    runner = cli if args[0] == "cli" else alembic
+    result = runner(*args[1:], env=wrong_password_env)
+    assert result.returncode != 0
+    line = error_line(result.stdout)
+    if args == ["cli", "verify"]:  # verify reports every item, then names the failed ones
+        assert line == "verify: FAILED: direct, pooled"
+        line = next(ln for ln in result.stdout.splitlines() if ln.startswith("verify: direct"))
+    assert "password authentication failed" in line
+    assert "Fix: check the user and password in" in line
+    assert_no_password(result.stdout)
+    if args[0] == "cli":
+        assert result.returncode == 2  # configuration error
+
+
+def test_malformed_url_exits_2_with_the_variable_named(harness_env):
+    env = dict(harness_env, DATABASE_URL=f"postgresql://app:{quote(PASSWORD)}@db:port/x")
+    result = cli("migrate", env=env)
+    assert result.returncode == 2
+    line = error_line(result.stdout)
+    assert line.startswith("error: DATABASE_URL has a port that is not a number")
+    assert_no_password(result.stdout)
+
+
+def test_unsupported_scheme_through_plain_alembic(harness_env):
+    env = dict(harness_env, DATABASE_URL=f"mysql://app:{quote(PASSWORD)}@db/x")
+    result = alembic("upgrade", "head", env=env)
+    assert result.returncode != 0
+    assert error_line(result.stdout).startswith("FAILED: DATABASE_URL has scheme 'mysql'")
+    assert_no_password(result.stdout)
+
+
+def test_pooled_url_for_migrations_is_refused(harness_env):
+    env = dict(harness_env, DATABASE_URL_DIRECT=f"postgresql://app:pw@{POOLER}/neondb")
+    result = cli("migrate", env=env)
+    assert result.returncode == 2
+    line = error_line(result.stdout)
+    assert "DATABASE_URL_DIRECT points at Neon's pooled endpoint" in line
+    assert "remove '-pooler'" in line
+
+
+def test_pooled_engine_handed_to_env_py_is_refused(harness_env):
+    """The check runs before any connect, so no Neon is needed to prove it."""
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["connection"] = create_engine(f"postgresql+psycopg2://app:pw@{POOLER}/db")
+    with pytest.raises(CommandError, match="cannot run through Neon's pooled endpoint"):
+        command.upgrade(config, "head")
+
+
+def test_unreachable_host_exits_3_after_the_retry_budget(harness_env):
+    env = dict(
+        harness_env,
+        DATABASE_URL="postgresql://app:pw@127.0.0.1:1/db",
+        DB_CONNECT_RETRY_SECONDS="1",
+    )
+    result = cli("migrate", env=env)
+    assert result.returncode == 3, result.stdout
+    line = error_line(result.stdout)
+    assert line.startswith("error: cannot connect to 127.0.0.1:1 after")
+    assert "Connection refused" in line
+    assert "retrying" in result.stdout  # connection refused is transient: it was retried
+
+
+def test_invalid_setting_exits_2_naming_variable_and_range(harness_env):
+    result = cli("migrate", env=dict(harness_env, DB_POOL_SIZE="0"))
+    assert result.returncode == 2
+    assert error_line(result.stdout) == (
+        "error: DB_POOL_SIZE='0' is invalid: allowed from 1 to 100. "
+        "Fix: correct the variable in the environment or .env."
+    )
+
+
+def test_verify_on_a_database_behind_head_names_the_failing_items(harness_env):
+    result = cli("verify", env=harness_env)
+    assert result.returncode == 1
+    assert "verify: direct   FAIL  NOT at head: no revision (empty database)" in result.stdout
+    assert error_line(result.stdout) == "verify: FAILED: direct, pooled"
+
+
+@pytest.fixture
+def scratch_project(tmp_path: Path) -> Path:
+    """A copy of alembic.ini and migrations/ that a test may add revisions to."""
+    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
+    shutil.copytree(
+        ROOT / "migrations", tmp_path / "migrations", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return tmp_path
+
+
+def add_revision(project: Path, rev: str, down: str, body: str) -> None:
+    (project / "migrations" / "versions" / f"{rev}.py").write_text(
+        f'"""{rev} test revision"""\nfrom alembic import op\n\nrevision = "{rev}"\n'
+        f'down_revision = "{down}"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        f"def upgrade():\n{body}\n\n\ndef downgrade():\n    pass\n"
+    )
+
+
+def test_failing_revision_is_named_and_rolled_back_alone(harness_env, db_url, scratch_project):
+    add_revision(scratch_project, "r2good", HEAD, "    op.execute('CREATE TABLE good (id int)')")
+    add_revision(
+        scratch_project,
+        "r3bad",
+        "r2good",
+        "    op.execute('CREATE TABLE half (id int)')\n    op.execute('SELECT 1/0')",
+    )
+    result = alembic("upgrade", "head", env=harness_env, cwd=scratch_project)
+    assert result.returncode != 0
+    line = error_line(result.stdout)
+    assert line.startswith("FAILED: revision r3bad (r3bad test revision) failed during upgrade:")
+    assert "division by zero" in line
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("r2good",)]
+        assert conn.execute("SELECT to_regclass('good')").fetchone()[0] == "good"
+        assert conn.execute("SELECT to_regclass('half')").fetchone()[0] is None
+        assert (
+            conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0]
+            == 0
+        )
