@@ -69,7 +69,7 @@ class Settings(BaseSettings):
 _SECRET_FIELDS = {"database_url", "database_url_direct"}
 
 
-def _env_name(field_name: str) -> str:
+def env_name(field_name: str) -> str:
     alias = Settings.model_fields[field_name].validation_alias
     if isinstance(alias, AliasChoices):
         return str(alias.choices[0])
@@ -102,12 +102,12 @@ def _one_line(err: ValidationError) -> str:
         field_name = str(item["loc"][0]) if item["loc"] else ""
         if field_name not in Settings.model_fields:
             field_name = next(
-                (n for n in Settings.model_fields if _env_name(n) == field_name), field_name
+                (n for n in Settings.model_fields if env_name(n) == field_name), field_name
             )
         if field_name in Settings.model_fields:
             shown = "(hidden)" if field_name in _SECRET_FIELDS else repr(item.get("input"))
             parts.append(
-                f"{_env_name(field_name)}={shown} is invalid: allowed {_allowed(field_name)}"
+                f"{env_name(field_name)}={shown} is invalid: allowed {_allowed(field_name)}"
             )
         else:
             parts.append(item["msg"])

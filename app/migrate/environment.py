@@ -8,6 +8,8 @@ that reach the user as one line.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -105,3 +107,7 @@ def one_line_errors() -> Iterator[None]:
         raise CommandError(str(err)) from err
     except DBAPIError as err:
         raise CommandError(f"database error: {driver_message(err)}") from err
+    except BrokenPipeError:
+        # The reader of the SQL (`make sql | head`) went away: stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
