@@ -48,7 +48,8 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     from app.migrate.verify import verify
 
     config = alembic_config()
-    say(f"migrate: {get_endpoints().describe()}")
+    for line in get_endpoints().describe():
+        say(f"migrate: {line}")
     started = time.perf_counter()
     command.upgrade(config, "head")
     ms = (time.perf_counter() - started) * 1000
@@ -66,39 +67,43 @@ def cmd_verify(_: argparse.Namespace) -> int:
     from app.migrate.verify import verify
 
     config = alembic_config()
-    say(f"verify: {get_endpoints().describe()}")
+    for line in get_endpoints().describe():
+        say(f"verify: {line}")
     return report(verify(config))
 
 
-def _local_server():
-    from app.db.local import LocalServer
+def cmd_db_up(_: argparse.Namespace) -> int:
+    from app.db.twin import start_twin
+    from app.db.urls import mask
     from app.settings import get_settings
 
-    return LocalServer(get_settings().local_db_dir / "pg")
-
-
-def cmd_db_up(_: argparse.Namespace) -> int:
-    from app.db.urls import mask
-
-    info = _local_server().start()
-    state = "started" if info.started else "already running"
-    say(f"db-up: local PostgreSQL {info.version} {state} at {info.host}:{info.port}")
-    say(f"db-up: URL {mask(info.url)} (password in {info.data_dir.parent / 'server.json'})")
-    say(f"db-up: log {info.log_file}")
+    settings = get_settings()
+    twin = start_twin(settings.local_db_dir, settings.local_pg_bin_dir)
+    for line in twin.describe():
+        say(f"db-up: {line}")
+    say(f"db-up: DATABASE_URL={mask(twin.pooled_url)}")
+    say(f"db-up: DATABASE_URL_DIRECT={mask(twin.direct_url)}")
+    certs = twin.server.certificates
+    say(f"db-up: password in {twin.state_file}; CA for sslmode=verify-full: {certs.ca_file}")
     return 0
 
 
 def cmd_db_down(_: argparse.Namespace) -> int:
-    stopped = _local_server().stop()
-    say("db-down: local PostgreSQL stopped" if stopped else "db-down: it was not running")
+    from app.db.twin import stop_twin
+    from app.settings import get_settings
+
+    settings = get_settings()
+    server, pooler = stop_twin(settings.local_db_dir, settings.local_pg_bin_dir)
+    say(f"db-down: local PostgreSQL {'stopped' if server else 'was not running'}")
+    say(f"db-down: PgBouncer {'stopped' if pooler else 'was not running'}")
     return 0
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "migrate": (cmd_migrate, "upgrade to head on the direct endpoint, then verify"),
     "verify": (cmd_verify, "check both endpoints: reachable, SSL, at head"),
-    "db-up": (cmd_db_up, "start (or reuse) the embedded local PostgreSQL"),
-    "db-down": (cmd_db_down, "stop the embedded local PostgreSQL"),
+    "db-up": (cmd_db_up, "start (or reuse) the local PostgreSQL and PgBouncer"),
+    "db-down": (cmd_db_down, "stop the local PostgreSQL and PgBouncer"),
 }
 
 

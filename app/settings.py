@@ -57,8 +57,11 @@ class Settings(BaseSettings):
 
     # Where the embedded local server keeps its data when no URL is configured.
     local_db_dir: Path = Field(Path(".local"), validation_alias="LOCAL_DB_DIR")
+    # Another PostgreSQL's bin folder for the local server (default: the embedded wheel's,
+    # built without SSL; e.g. /usr/lib/postgresql/15/bin has TLS).
+    local_pg_bin_dir: Path | None = Field(None, validation_alias="LOCAL_PG_BIN_DIR")
 
-    @field_validator("database_url", "database_url_direct", mode="before")
+    @field_validator("database_url", "database_url_direct", "local_pg_bin_dir", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
@@ -89,6 +92,8 @@ def _allowed(field_name: str) -> str:
             high = meta.le
     if field.annotation is bool:
         return "true or false"
+    if "Path" in str(field.annotation):
+        return "a folder path"
     if low is not None and high is not None:
         return (
             f"{'more than' if low_strict else 'from'} {low} {'up ' if low_strict else ''}to {high}"

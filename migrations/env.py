@@ -38,7 +38,7 @@ def run_online() -> None:
             context.run_migrations()
 
 
-with one_line_errors():
+with one_line_errors(config.attributes):
     if context.is_offline_mode():
         run_offline()
     else:

@@ -1,8 +1,10 @@
 """Real PostgreSQL for every test: one server per session, a fresh database per test.
 
-The server is the embedded one (started here, fsync off, in a temp folder) unless
-TEST_DATABASE_URL points at another. pytest-postgresql's noproc fixture takes its address
-from `pg_server` and clones a template database for each test.
+The server is the local twin of Neon, started here in a temp folder: PostgreSQL (the
+embedded one, or LOCAL_PG_BIN_DIR's) and PgBouncer in transaction mode in front of it.
+TEST_DATABASE_URL points the suite at another server instead (no pooler then).
+pytest-postgresql's noproc fixture takes its address from `pg_server` and clones a
+template database for each test.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from sqlalchemy.engine import make_url
 
 from app.db.engines import reset_engines
 from app.db.local import LocalServer
+from app.db.pooler import LocalPooler, pgbouncer_path
 
 FAST_TEST_SERVER = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
-URL_VARIABLES = ("DATABASE_URL", "DATABASE_URL_DIRECT", "DATABASE_URL_UNPOOLED")
+SETTING_PREFIXES = ("DATABASE_URL", "DB_", "MIGRATION_", "LOCAL_")
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,16 @@ class PgBase:
     options: str = ""
     maintenance_dbname: str = "postgres"
     template_dbname: str | None = None
+    pooler_port: int | None = None  # PgBouncer, when installed
+    tls: bool = False  # whether the server itself speaks TLS (the pooler always does)
+    ca_file: Path | None = None
 
-    def url(self, dbname: str, password: str | None = None) -> str:
+    def url(self, dbname: str, password: str | None = None, port: int | None = None) -> str:
         secret = quote(self.password if password is None else password, safe="")
-        return f"postgresql://{self.user}:{secret}@{self.host}:{self.port}/{dbname}"
+        return f"postgresql://{self.user}:{secret}@{self.host}:{port or self.port}/{dbname}"
+
+    def pooled_url(self, dbname: str) -> str:
+        return self.url(dbname, port=self.pooler_port) + "?sslmode=require"
 
 
 @pytest.fixture(scope="session")
@@ -49,10 +58,41 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory):
         url = make_url(given)
         yield PgBase(url.host or "127.0.0.1", url.port or 5432, url.username, url.password or "")
         return
-    server = LocalServer(tmp_path_factory.mktemp("pg"), server_options=FAST_TEST_SERVER)
+    root = tmp_path_factory.mktemp("twin")
+    bin_dir = os.environ.get("LOCAL_PG_BIN_DIR") or None
+    server = LocalServer(root / "pg", bin_dir=bin_dir, server_options=FAST_TEST_SERVER)
+    pooler = LocalPooler(root / "pgbouncer")
     info = server.start()
-    yield PgBase(info.host, info.port, info.user, info.password)
-    server.stop()
+    try:
+        pooler_port = pooler.start(info).port if pgbouncer_path() else None
+        yield PgBase(
+            info.host, info.port, info.user, info.password, pooler_port=pooler_port,
+            tls=info.tls, ca_file=info.certificates.ca_file,
+        )  # fmt: skip
+    finally:
+        pooler.stop()
+        server.stop()
+
+
+@pytest.fixture
+def pooled_url(pg_server: PgBase, postgresql) -> str:
+    """This test's database through PgBouncer (transaction mode, TLS)."""
+    if pg_server.pooler_port is None:
+        reason = "pgbouncer is not installed (apt-get install pgbouncer)"
+        if os.environ.get("REQUIRE_PGBOUNCER") == "1":
+            pytest.fail(f"REQUIRE_PGBOUNCER=1 but {reason}")
+        pytest.skip(reason)
+    return pg_server.pooled_url(postgresql.info.dbname)
+
+
+@pytest.fixture
+def twin_env(harness_env, pooled_url, db_url, monkeypatch) -> dict[str, str]:
+    """Like Neon: DATABASE_URL is the pooled door, DATABASE_URL_DIRECT the direct one."""
+    monkeypatch.setenv("DATABASE_URL", pooled_url)
+    monkeypatch.setenv("DATABASE_URL_DIRECT", db_url)
+    reset_engines()
+    yield dict(os.environ)
+    reset_engines()
 
 
 postgresql_noproc = factories.postgresql_noproc(depends_on="pg_server")
@@ -69,14 +109,20 @@ def db_url(postgresql, pg_server: PgBase) -> str:
 def harness_env(db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
     """The process environment pointed at this test's database, caches reset around it.
 
-    LOCAL_DB_DIR points at an empty folder so a test that wrongly falls back to the
-    embedded server is visible (the folder appears) instead of touching a developer's.
+    Tests run in an empty folder with ALEMBIC_CONFIG naming the project's alembic.ini, so
+    a developer's `.env` (read from the current folder) can never point them at a real
+    database, and no setting exported in the shell leaks in. LOCAL_DB_DIR points at an
+    empty folder so a test that wrongly falls back to the local twin shows (it appears).
     """
-    for name in URL_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith(SETTING_PREFIXES) and name != "LOCAL_PG_BIN_DIR":
+            monkeypatch.delenv(name)
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("LOCAL_DB_DIR", str(tmp_path / "unused-local"))
-    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("ALEMBIC_CONFIG", str(ROOT / "alembic.ini"))
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
     reset_engines()
     yield dict(os.environ)
     reset_engines()

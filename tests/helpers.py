@@ -11,7 +11,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(args: list[str], env: dict[str, str], cwd: Path = ROOT, timeout: float = 120):
+def run(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 120):
     """Run a command as a user would; stdout and stderr merged, as a terminal shows them."""
     return subprocess.run(
         args,
@@ -24,11 +24,11 @@ def run(args: list[str], env: dict[str, str], cwd: Path = ROOT, timeout: float =
     )
 
 
-def alembic(*args: str, env: dict[str, str], cwd: Path = ROOT):
+def alembic(*args: str, env: dict[str, str], cwd: Path | None = None):
     return run([sys.executable, "-m", "alembic", *args], env, cwd)
 
 
-def cli(*args: str, env: dict[str, str], cwd: Path = ROOT):
+def cli(*args: str, env: dict[str, str], cwd: Path | None = None):
     return run([sys.executable, "-m", "app.cli", *args], env, cwd)
 
 

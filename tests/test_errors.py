@@ -153,7 +153,8 @@ def test_failing_revision_is_named_and_rolled_back_alone(harness_env, db_url, sc
         "r2good",
         "    op.execute('CREATE TABLE half (id int)')\n    op.execute('SELECT 1/0')",
     )
-    result = alembic("upgrade", "head", env=harness_env, cwd=scratch_project)
+    env = {k: v for k, v in harness_env.items() if k != "ALEMBIC_CONFIG"}  # the copy's ini
+    result = alembic("upgrade", "head", env=env, cwd=scratch_project)
     assert result.returncode != 0
     line = error_line(result.stdout)
     assert line.startswith("FAILED: revision r3bad (r3bad test revision) failed during upgrade:")
@@ -166,3 +167,85 @@ def test_failing_revision_is_named_and_rolled_back_alone(harness_env, db_url, sc
             conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0]
             == 0
         )
+
+
+def test_revision_failing_at_commit_is_named(harness_env, db_url, scratch_project):
+    """A deferred constraint fails at COMMIT, after the revision's function returned."""
+    add_revision(
+        scratch_project, "r2deferred", HEAD,
+        "    op.execute('CREATE TABLE parent (id int PRIMARY KEY)')\n"
+        "    op.execute('CREATE TABLE child (parent_id int REFERENCES parent "
+        "DEFERRABLE INITIALLY DEFERRED)')\n"
+        "    op.execute('INSERT INTO child VALUES (42)')",
+    )  # fmt: skip
+    env = {k: v for k, v in harness_env.items() if k != "ALEMBIC_CONFIG"}
+    result = alembic("upgrade", "head", env=env, cwd=scratch_project)
+    assert result.returncode != 0
+    line = error_line(result.stdout)
+    assert line.startswith(
+        "FAILED: revision r2deferred (r2deferred test revision) failed at commit"
+    )
+    assert "violates foreign key constraint" in line
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
+        assert conn.execute("SELECT to_regclass('child')").fetchone()[0] is None
+
+
+def test_invalid_connection_option_is_a_configuration_error(harness_env, db_url):
+    result = cli("migrate", env=dict(harness_env, DATABASE_URL=db_url + "?foo=bar"))
+    assert result.returncode == 2, result.stdout
+    line = error_line(result.stdout)
+    assert line.startswith("error: DATABASE_URL has an invalid connection option")
+    assert 'invalid connection option "foo"' in line
+
+
+def test_verify_on_a_foreign_alembic_version_table_is_one_line(harness_env, db_url):
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE alembic_version (id int)")
+    result = cli("verify", env=harness_env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout
+    direct = next(ln for ln in result.stdout.splitlines() if ln.startswith("verify: direct"))
+    assert "endpoint answered but the health query failed" in direct
+    assert 'column "version_num" does not exist' in direct
+
+
+@pytest.fixture
+def tls_then_hang_up():
+    """A server that accepts TLS (answers 'S' to SSLRequest) and then hangs up: what a
+    compute being torn down mid-handshake looks like."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.recv(8)
+                conn.sendall(b"S")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_transient_tls_hang_up_is_retried_then_unreachable(harness_env, tls_then_hang_up):
+    url = f"postgresql://app:{quote(PASSWORD)}@127.0.0.1:{tls_then_hang_up}/db?sslmode=require"
+    env = dict(harness_env, DATABASE_URL=url, DB_CONNECT_RETRY_SECONDS="1")
+    result = cli("migrate", env=env)
+    assert result.returncode == 3, result.stdout
+    assert "retrying" in result.stdout
+    assert error_line(result.stdout).startswith(
+        f"error: cannot connect to 127.0.0.1:{tls_then_hang_up}"
+    )
+    assert_no_password(result.stdout)

@@ -18,6 +18,7 @@ import psycopg2
 import pytest
 
 from app.db.local import LocalServer, LocalServerInfo
+from app.db.tls import Certificates
 from app.errors import HarnessError
 
 FAST = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
@@ -149,10 +150,12 @@ def test_missing_binaries_and_absent_server(tmp_path):
 
 
 def test_url_percent_encodes_the_password():
-    info = LocalServerInfo(
-        "127.0.0.1", 5432, "postgres", "p@ss:/w%rd", "app", Path("d"), Path("l"), "18.1", True
-    )
+    certs = Certificates(Path("ca"), Path("crt"), Path("key"))
+    fields = ("127.0.0.1", 5432, "postgres", "p@ss:/w%rd", "app", Path("d"), Path("l"), "18.1")
+    info = LocalServerInfo(*fields, started=True, certificates=certs, tls=False)
     assert info.url == "postgresql://postgres:p%40ss%3A%2Fw%25rd@127.0.0.1:5432/app"
+    with_tls = LocalServerInfo(*fields, started=True, certificates=certs, tls=True)
+    assert with_tls.url.endswith(":5432/app?sslmode=require")
     assert info.url_for("other").endswith(":5432/other")
     assert "p@ss" not in repr(info)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import psycopg
 import pytest
@@ -115,35 +116,36 @@ def test_current_shows_head(harness_env):
     assert f"{HEAD} (head)" in result.stdout
 
 
+WAITING_FOR_OUR_LOCK = """
+    SELECT count(*) FROM pg_locks
+    WHERE locktype = 'advisory' AND NOT granted AND objid::bigint = %s
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+
+
 @pytest.mark.slow
 def test_concurrent_upgrades_serialize_on_the_lock(harness_env, db_url):
     """Two runs at once: one applies, the other waits, then finds nothing to do."""
+    env = dict(harness_env, MIGRATION_LOCK_WAIT="60")
     with psycopg.connect(db_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         runs = [
             subprocess.Popen(
                 [sys.executable, "-m", "alembic", "upgrade", "head"],
-                cwd=ROOT,
-                env=harness_env,
+                env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
             )
             for _ in range(2)
         ]
-        # Both are now queued behind the test's lock; wait until both say so.
-        waiting = holder.execute(
-            """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"""
-        )
-        for _ in range(100):
-            if waiting.fetchone()[0] == 2:
-                break
-            import time
-
-            time.sleep(0.1)
-            waiting = holder.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            )
+        deadline = time.monotonic() + 30
+        while holder.execute(WAITING_FOR_OUR_LOCK, (LOCK_KEY & 0xFFFFFFFF,)).fetchone()[0] < 2:
+            if time.monotonic() > deadline:
+                for run in runs:
+                    run.kill()
+                pytest.fail("the two runs never queued on the migration lock")
+            time.sleep(0.05)
         holder.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
         outputs = [run.communicate(timeout=60)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
@@ -159,10 +161,42 @@ def test_lock_busy_fails_in_bounded_time_naming_the_holder(harness_env, db_url, 
         holder.execute("SET application_name = 'other-deploy'")
         holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         pid = holder.info.backend_pid
+        started = time.monotonic()
         result = cli("migrate", env=env)
+        elapsed = time.monotonic() - started
     assert result.returncode == 1, result.stdout
+    assert 1 <= elapsed < 10, f"gave up after {elapsed:.1f}s; MIGRATION_LOCK_WAIT is 1s"
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("error: the migration lock is held by pid")
     assert f"pid {pid} (application 'other-deploy'" in last
     assert "MIGRATION_LOCK_WAIT=1s" in last and "Fix:" in last
     assert version_rows(db_url) == []
+
+
+def test_caller_transaction_gets_a_lock_and_timeouts_that_end_with_it(harness_env, db_url):
+    """A connection handed over inside a transaction: nothing outlives that transaction."""
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg2://"),
+                           poolclass=NullPool)  # fmt: skip
+    config = Config(str(ROOT / "alembic.ini"))
+    with engine.connect() as conn:
+        with conn.begin():
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            assert conn.execute(text("SHOW lock_timeout")).scalar() == "5s"
+        assert conn.execute(text("SHOW lock_timeout")).scalar() == "0"
+        assert (
+            conn.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")).scalar()
+            == 0
+        )
+    assert version_rows(db_url) == [HEAD]
+
+
+def test_caller_connection_gets_its_timeouts_back(harness_env, db_url):
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg2://"),
+                           poolclass=NullPool)  # fmt: skip
+    config = Config(str(ROOT / "alembic.ini"))
+    with engine.connect() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+        assert conn.execute(text("SHOW lock_timeout")).scalar() == "0"
+        assert conn.execute(text("SHOW statement_timeout")).scalar() == "0"

@@ -373,3 +373,14 @@ def test_invalid_url_is_a_config_error_without_password(url, problem, as_direct)
     assert problem in message
     assert "Fix: set " + var + " to a URL like postgresql://USER:PASSWORD@HOST/DBNAME" in message
     assert_hides_password(message)
+
+
+def test_repr_of_a_pair_never_shows_the_password():
+    pair = urls.resolve("postgresql://u:s3cr3t%25x@ep-a-b-pooler.us-east-2.aws.neon.tech/db", None)
+    assert "s3cr3t" not in repr(pair)
+    assert "***" in repr(pair)
+
+
+def test_nul_character_is_a_configuration_error():
+    with pytest.raises(ConfigError, match="NUL character"):
+        urls.resolve("postgresql://u:pw%00x@h/db", None)

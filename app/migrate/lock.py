@@ -1,10 +1,12 @@
-"""The session advisory lock that serializes migration runs, and the session's timeouts.
+"""The advisory lock that serializes migration runs, and the migration session's timeouts.
 
-Alembic takes no lock: two deploys upgrading at once collide on the same DDL. The lock
-is session-level because a transaction-level one is released by `autocommit_block`;
-that is also why migrations need the direct endpoint, since PgBouncer in transaction mode
-gives no session to keep it in. The timeouts are set in the same statement as the first
-lock attempt: on Neon every round trip crosses a network.
+Alembic takes no lock: two deploys upgrading at once collide on the same DDL. On our own
+connection the lock is session-level, because a transaction-level one is released by
+`autocommit_block`; that is also why migrations need the direct endpoint, since PgBouncer
+in transaction mode gives no session to keep it in. When the caller hands over a
+connection already inside a transaction, everything runs in that transaction, so the lock
+and the timeouts are transaction-scoped and end with it. The timeouts are set in the same
+statement as the first lock attempt: on Neon every round trip crosses a network.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from app.db.timeouts import lock_timeout, pg_ms, statement_timeout
 from app.errors import LockBusyError
 from app.settings import Settings
 
@@ -38,10 +41,6 @@ _HOLDER = text(
 )
 
 
-def _ms(seconds: float) -> str:
-    return f"{round(seconds * 1000)}ms"
-
-
 def describe_holder(conn: Connection) -> str:
     row = conn.execute(_HOLDER, {"hi": LOCK_KEY >> 32, "lo": LOCK_KEY & 0xFFFFFFFF}).first()
     if row is None:
@@ -50,78 +49,101 @@ def describe_holder(conn: Connection) -> str:
     return f"pid {pid} (application '{app or '?'}', from {client}, connected {age}s ago)"
 
 
-def _wait_for_lock(conn: Connection, settings: Settings) -> float:
-    holder = describe_holder(conn)
-    wait = settings.migration_lock_wait
-    busy = LockBusyError(
-        f"the migration lock is held by {holder} for longer than MIGRATION_LOCK_WAIT={wait:g}s",
-        "let that run finish, or stop it with SELECT pg_terminate_backend(<pid>)",
-    )
-    if wait <= 0:
-        raise busy
-    log.info("waiting up to %gs for the migration lock held by %s", wait, holder)
-    started = time.monotonic()
-    conn.execute(
-        text(
-            "SELECT set_config('lock_timeout', :wait, false), "
-            "set_config('statement_timeout', '0', false)"
-        ),
-        {"wait": _ms(wait)},
-    )
-    try:
-        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": LOCK_KEY})
-    except OperationalError as exc:
-        if getattr(exc.orig, "pgcode", None) != "55P03":  # lock_not_available
+class _Lock:
+    """The statements for one scope: 'session' (our connection) or 'transaction' (caller's)."""
+
+    def __init__(self, conn: Connection, settings: Settings, scope: str) -> None:
+        self.conn, self.settings = conn, settings
+        self.local = "true" if scope == "transaction" else "false"
+        self.xact = "_xact" if scope == "transaction" else ""
+
+    def set_timeouts_and_try(self) -> bool:
+        return self.conn.execute(
+            text(
+                f"SELECT set_config('lock_timeout', :lock, {self.local}), "
+                f"set_config('statement_timeout', :stmt, {self.local}), "
+                f"pg_try_advisory{self.xact}_lock(:key)"
+            ),
+            {
+                "lock": lock_timeout(self.settings),
+                "stmt": statement_timeout(self.settings),
+                "key": LOCK_KEY,
+            },
+        ).one()[2]
+
+    def wait(self) -> None:
+        """Block until the holder lets go, at most MIGRATION_LOCK_WAIT; say who we wait for."""
+        holder = describe_holder(self.conn)
+        wait = self.settings.migration_lock_wait
+        busy = LockBusyError(
+            f"the migration lock is held by {holder} for longer than MIGRATION_LOCK_WAIT={wait:g}s",
+            "let that run finish, or stop it with SELECT pg_terminate_backend(<pid>)",
+        )
+        if wait <= 0:
+            raise busy
+        log.info("waiting up to %gs for the migration lock held by %s", wait, holder)
+        started = time.monotonic()
+        try:
+            # The lock wait is bounded by lock_timeout; the migration's own values are set
+            # again right after, in the same statement that takes the lock.
+            self.conn.execute(
+                text(
+                    f"SELECT set_config('lock_timeout', :wait, {self.local}), "
+                    f"set_config('statement_timeout', '0', {self.local}), "
+                    f"pg_advisory{self.xact}_lock(:key), "
+                    f"set_config('lock_timeout', :lock, {self.local}), "
+                    f"set_config('statement_timeout', :stmt, {self.local})"
+                ),
+                {
+                    "wait": pg_ms(wait),
+                    "key": LOCK_KEY,
+                    "lock": lock_timeout(self.settings),
+                    "stmt": statement_timeout(self.settings),
+                },
+            )
+        except OperationalError as exc:
+            if getattr(exc.orig, "pgcode", None) == "55P03":  # lock_not_available
+                raise busy from None
             raise
-        conn.rollback()
-        raise busy from None
-    waited = time.monotonic() - started
-    log.info("got the migration lock after waiting %.1fs", waited)
-    return waited
+        log.info("got the migration lock after waiting %.1fs", time.monotonic() - started)
 
-
-def _set_timeouts_and_try_lock(conn: Connection, settings: Settings) -> bool:
-    return conn.execute(
-        text(
-            "SELECT set_config('lock_timeout', :lock, false), "
-            "set_config('statement_timeout', :stmt, false), pg_try_advisory_lock(:key)"
-        ),
-        {
-            "lock": _ms(settings.migration_lock_timeout),
-            "stmt": _ms(settings.migration_statement_timeout),
-            "key": LOCK_KEY,
-        },
-    ).one()[2]
+    def release(self) -> None:
+        """Session scope only: unlock and put the session's timeouts back."""
+        self.conn.execute(
+            text("SELECT pg_advisory_unlock(:key); RESET lock_timeout; RESET statement_timeout"),
+            {"key": LOCK_KEY},
+        )
 
 
 @contextmanager
 def migration_lock(conn: Connection, settings: Settings) -> Iterator[None]:
     """Hold the lock, with the migration timeouts set, for the body of the block.
 
-    Ends the transaction our own statements autobegan: Alembic would otherwise take it
-    for an external transaction, skip its own BEGIN/COMMIT, and every DDL statement
-    would be rolled back when the connection closes. A transaction the caller had
-    already opened is theirs, and left alone.
+    On our own connection, the transaction our statements autobegan is committed before
+    Alembic sees the connection: Alembic would otherwise take it for the caller's
+    transaction, skip its own BEGIN/COMMIT, and every DDL statement would be rolled back
+    when the connection closes (the silent-rollback trap).
     """
-    owns_transaction = not conn.in_transaction()
-    if not _set_timeouts_and_try_lock(conn, settings):
-        _wait_for_lock(conn, settings)
-        _set_timeouts_and_try_lock(conn, settings)  # restore the timeouts; re-entrant lock
-        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
-    if owns_transaction:
-        conn.commit()
+    scope = "transaction" if conn.in_transaction() else "session"
+    lock = _Lock(conn, settings, scope)
+    try:
+        if not lock.set_timeouts_and_try():
+            lock.wait()
+    except BaseException:
+        if scope == "session":
+            conn.rollback()  # also undoes the timeouts set in this transaction
+        raise
+    if scope == "transaction":
+        yield  # lock and timeouts end with the caller's transaction
+        return
+    conn.commit()
     try:
         yield
     finally:
-        _release(conn, owns_transaction)
-
-
-def _release(conn: Connection, owns_transaction: bool) -> None:
-    try:
-        if conn.in_transaction() and owns_transaction:
-            conn.rollback()  # whatever a failed run left open
-        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
-        if owns_transaction:
+        try:
+            if conn.in_transaction():
+                conn.rollback()  # whatever a failed run left open
+            lock.release()
             conn.commit()
-    except DBAPIError:
-        log.debug("could not release the migration lock; it ends with the session")
+        except DBAPIError:
+            log.debug("could not release the migration lock; it ends with the session")

@@ -22,11 +22,16 @@ from app.errors import HarnessError, MigrationError
 log = logging.getLogger("app.migrate")
 
 APPLIED = "applied_revisions"  # config.attributes key: [(direction, revision, ms), ...]
+# The revision whose transaction is not committed yet: a deferred constraint can still
+# fail it at COMMIT, after its function returned, and the error must name it.
+UNCOMMITTED = "uncommitted_revision"
 
 
 def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(fn)
     def run(*args, **kwargs) -> None:
+        attributes = context.config.attributes
+        attributes.pop(UNCOMMITTED, None)  # the previous revision's COMMIT went through
         started = time.perf_counter()
         try:
             fn(*args, **kwargs)
@@ -42,7 +47,8 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
         ms = (time.perf_counter() - started) * 1000
         verb = "applied " if direction == "upgrade" else "reverted"
         log.info("%s %s  %s  (%.0f ms)", verb, script.revision, script.doc, ms)
-        context.config.attributes.setdefault(APPLIED, []).append((direction, script.revision, ms))
+        attributes.setdefault(APPLIED, []).append((direction, script.revision, ms))
+        attributes[UNCOMMITTED] = f"revision {script.revision} ({script.doc})"
 
     run.harness_wrapped = True  # type: ignore[attr-defined]
     return run

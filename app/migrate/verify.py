@@ -12,7 +12,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from app.db.health import EndpointHealth, check_connection
-from app.errors import HarnessError, UnreachableError
+from app.errors import HarnessError
 
 
 @dataclass(frozen=True)
@@ -24,19 +24,19 @@ class Item:
 
 
 def _ssl(health: EndpointHealth) -> tuple[bool, str]:
+    server_side = f"server sees SSL {'on' if health.server_ssl else 'off'}"
     if health.ssl_in_use:
-        return True, "SSL on"
+        return True, f"SSL on ({server_side})"
     if health.local:
-        return True, "SSL off (local)"
-    return False, "SSL OFF on a non-local host"
+        return True, f"SSL off (local; {server_side})"
+    return False, f"SSL OFF on a non-local host ({server_side})"
 
 
 def _endpoint(name: str, heads: tuple[str, ...]) -> Item:
     try:
         health = check_connection(name)  # type: ignore[arg-type]
     except HarnessError as err:
-        code = 3 if isinstance(err, UnreachableError) else err.exit_code
-        return Item(name, False, str(err), code)
+        return Item(name, False, str(err), err.exit_code)
     ssl_ok, ssl_text = _ssl(health)
     seen = ", ".join(health.revisions) or "no revision (empty database)"
     at_head = health.revisions == heads

@@ -1,0 +1,53 @@
+"""The app engine for asyncio code (async FastAPI routes): psycopg 3 through the pooler.
+
+PgBouncer in transaction mode cannot follow a server-side prepared statement from one
+transaction to the next (Neon's pooler included, unless configured for it), and psycopg 3
+prepares a query once it has run five times on a connection; `prepare_threshold=None`
+turns that off. Imported only by async code, so sync users never load psycopg 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from functools import lru_cache
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from app.db import urls
+from app.db.endpoints import get_endpoints
+from app.db.engines import APP_NAME
+from app.settings import get_settings
+
+
+@lru_cache(maxsize=1)
+def get_async_app_engine() -> AsyncEngine:
+    settings = get_settings()
+    url = urls.to_sqlalchemy(get_endpoints().pooled).set(drivername="postgresql+psycopg")
+    connect_args = {
+        "connect_timeout": settings.db_connect_timeout,
+        "application_name": APP_NAME,
+        "prepare_threshold": None,
+    }
+    if settings.db_serverless:
+        return create_async_engine(url, poolclass=NullPool, connect_args=connect_args)
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+    )
+
+
+async def get_async_session() -> AsyncIterator[AsyncSession]:
+    """Request-scoped async session: commit on success, roll back on error."""
+    async with AsyncSession(get_async_app_engine(), expire_on_commit=False) as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise

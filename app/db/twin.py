@@ -1,0 +1,60 @@
+"""The local twin of Neon: PostgreSQL as the direct door, PgBouncer as the pooled door.
+
+Used when no URL is configured (`make migrate`, `make db-up`). Without pgbouncer
+installed, the direct server stands in for both doors, and `describe()` says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.db.local import LocalServer, LocalServerInfo
+from app.db.pooler import LocalPooler, PoolerInfo, pgbouncer_path
+
+
+@dataclass(frozen=True)
+class LocalTwin:
+    server: LocalServerInfo
+    pooler: PoolerInfo | None  # None when pgbouncer is not installed
+    state_file: Path  # where the password is kept
+
+    @property
+    def direct_url(self) -> str:
+        return self.server.url
+
+    @property
+    def pooled_url(self) -> str:
+        if self.pooler is None:
+            return self.server.url
+        return self.server.url_for(self.server.database, self.pooler.port) + "?sslmode=require"
+
+    def describe(self) -> list[str]:
+        s = self.server
+        state = "started" if s.started else "already running"
+        tls = "TLS on" if s.tls else "TLS off: this PostgreSQL build has no SSL support"
+        lines = [f"local PostgreSQL {s.version} ({tls}) {state} at {s.host}:{s.port}"]
+        if self.pooler is None:
+            lines.append("pgbouncer is not installed: the direct server stands in for the pooler")
+        else:
+            p = self.pooler
+            state = "started" if p.started else "already running"
+            lines.append(f"PgBouncer (transaction mode, TLS on) {state} at {p.host}:{p.port}")
+        return lines
+
+
+def _parts(root: Path, bin_dir: Path | None) -> tuple[LocalServer, LocalPooler]:
+    return LocalServer(root / "pg", bin_dir=bin_dir), LocalPooler(root / "pgbouncer")
+
+
+def start_twin(root: Path, bin_dir: Path | None = None) -> LocalTwin:
+    server, pooler = _parts(root, bin_dir)
+    info = server.start()
+    pooled = pooler.start(info) if pgbouncer_path() else None
+    return LocalTwin(server=info, pooler=pooled, state_file=server.state_file)
+
+
+def stop_twin(root: Path, bin_dir: Path | None = None) -> tuple[bool, bool]:
+    """Stop both; (server was running, pooler was running)."""
+    server, pooler = _parts(root, bin_dir)
+    return server.stop(), pooler.stop()
