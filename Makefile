@@ -43,10 +43,10 @@ current: $(STAMP) ## the revision the database is at
 history: $(STAMP) ## the revision history
 	@$(BIN)/alembic history --indicate-current
 
-db-up: $(STAMP) ## start (or reuse) the embedded local PostgreSQL
+db-up: $(STAMP) ## start (or reuse) the local twin: PostgreSQL and PgBouncer
 	@$(PY) -m app.cli db-up
 
-db-down: $(STAMP) ## stop the embedded local PostgreSQL
+db-down: $(STAMP) ## stop the local twin
 	@$(PY) -m app.cli db-down
 
 test: $(STAMP) ## run the test suite (starts its own PostgreSQL)

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     # How long a run waits for another run's advisory lock before giving up.
     migration_lock_wait: float = Field(60, ge=0, le=3600, validation_alias="MIGRATION_LOCK_WAIT")
 
-    # Where the embedded local server keeps its data when no URL is configured.
+    # Where the local twin (server, pooler, certificates) lives when no URL is configured.
     local_db_dir: Path = Field(Path(".local"), validation_alias="LOCAL_DB_DIR")
     # Another PostgreSQL's bin folder for the local server (default: the embedded wheel's,
     # built without SSL; e.g. /usr/lib/postgresql/15/bin has TLS).

@@ -51,6 +51,17 @@ class PgBase:
         return self.url(dbname, port=self.pooler_port) + "?sslmode=require"
 
 
+def pytest_report_header(config) -> list[str]:
+    """Say which servers this run uses: the CI log must show PgBouncer really ran."""
+    server = os.environ.get("LOCAL_PG_BIN_DIR") or "the embedded wheel's (18, no SSL)"
+    if os.environ.get("TEST_DATABASE_URL"):
+        server = "TEST_DATABASE_URL"
+    return [
+        f"PostgreSQL: {server}",
+        f"PgBouncer: {pgbouncer_path() or 'not installed (pooler tests skip)'}",
+    ]
+
+
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory):
     given = os.environ.get("TEST_DATABASE_URL")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,9 @@ def schema(url: str) -> dict[str, list]:
     }
     with psycopg.connect(url) as conn:
         return {name: sorted(conn.execute(sql).fetchall()) for name, sql in queries.items()}
+
+
+def verify_line(output: str, item: str) -> str:
+    """The `verify:` result line for one item (scripts, direct, pooled)."""
+    pattern = re.compile(rf"^verify: {item}\s+(ok|FAIL)\s")
+    return next(line for line in output.splitlines() if pattern.match(line))

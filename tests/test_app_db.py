@@ -71,12 +71,13 @@ def test_session_dependency_is_a_generator_for_fastapi(migrated):
         next(dependency)
 
 
-def test_check_connection_reports_version_ssl_and_revision(migrated):
+def test_check_connection_reports_version_ssl_and_revision(migrated, pg_server):
     for endpoint in ("direct", "pooled"):
         health = check_connection(endpoint)
         assert health.revisions == (HEAD,)
         assert health.local is True
-        assert health.ssl_in_use is False
+        assert health.ssl_in_use is pg_server.tls  # no sslmode given: libpq prefers TLS
+        assert health.server_ssl is pg_server.tls
         assert health.server_version[:2].isdigit()
         assert health.latency_ms > 0
 

@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from helpers import ROOT, alembic, cli
+from helpers import ROOT, alembic, cli, verify_line
 from sqlalchemy import create_engine
 
 PASSWORD = "s3cr3t-P@ss%word"
@@ -55,7 +55,7 @@ def test_wrong_password_is_one_line_without_the_password(wrong_password_env, arg
     line = error_line(result.stdout)
     if args == ["cli", "verify"]:  # verify reports every item, then names the failed ones
         assert line == "verify: FAILED: direct, pooled"
-        line = next(ln for ln in result.stdout.splitlines() if ln.startswith("verify: direct"))
+        line = verify_line(result.stdout, "direct")
     assert "password authentication failed" in line
     assert "Fix: check the user and password in" in line
     assert_no_password(result.stdout)
@@ -205,7 +205,7 @@ def test_verify_on_a_foreign_alembic_version_table_is_one_line(harness_env, db_u
     result = cli("verify", env=harness_env)
     assert result.returncode == 1
     assert "Traceback" not in result.stdout
-    direct = next(ln for ln in result.stdout.splitlines() if ln.startswith("verify: direct"))
+    direct = verify_line(result.stdout, "direct")
     assert "endpoint answered but the health query failed" in direct
     assert 'column "version_num" does not exist' in direct
 

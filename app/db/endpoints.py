@@ -1,7 +1,7 @@
-"""Which two URLs this process uses: from settings, or the embedded local server.
+"""Which two URLs this process uses: from settings, or the local twin of Neon.
 
 Resolved once per process. When neither DATABASE_URL nor DATABASE_URL_DIRECT is set, the
-embedded local PostgreSQL is started (or reused) so `make migrate` works on a fresh clone.
+local twin (PostgreSQL + PgBouncer) is started or reused so `make migrate` works on a fresh clone.
 """
 
 from __future__ import annotations
@@ -35,8 +35,11 @@ class Endpoints:
         if self.local:
             return self.local.describe()
         if self.pair.pooled == self.pair.direct:
-            return [f"database {urls.mask(self.pair.direct)}"]
-        return [f"direct {urls.mask(self.pair.direct)}", f"pooled {urls.mask(self.pair.pooled)}"]
+            return [f"database URL {urls.mask(self.pair.direct)}"]
+        return [
+            f"direct URL {urls.mask(self.pair.direct)}",
+            f"pooled URL {urls.mask(self.pair.pooled)}",
+        ]
 
 
 @lru_cache(maxsize=1)
