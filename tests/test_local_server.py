@@ -182,3 +182,16 @@ def test_concurrent_first_starts_make_one_server(tmp_path):
         assert len({port for _, port in results}) == 1
     finally:
         LocalServer(root).stop()
+
+
+def test_twin_without_pgbouncer_uses_the_direct_server_for_both_doors_and_says_so():
+    from app.db.twin import LocalTwin
+
+    certs = Certificates(Path("ca"), Path("crt"), Path("key"))
+    fields = ("127.0.0.1", 5432, "postgres", "pw", "app", Path("d"), Path("l"), "18.1")
+    server = LocalServerInfo(*fields, started=False, certificates=certs, tls=False)
+    twin = LocalTwin(server=server, pooler=None, state_file=Path("server.json"))
+    assert twin.pooled_url == twin.direct_url == server.url
+    assert twin.describe()[1] == (
+        "pgbouncer is not installed: the direct server stands in for the pooler"
+    )

@@ -12,11 +12,10 @@ from collections.abc import AsyncIterator
 from functools import lru_cache
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from app.db import urls
 from app.db.endpoints import get_endpoints
-from app.db.engines import APP_NAME
+from app.db.engines import APP_NAME, pool_options
 from app.settings import get_settings
 
 
@@ -29,17 +28,7 @@ def get_async_app_engine() -> AsyncEngine:
         "application_name": APP_NAME,
         "prepare_threshold": None,
     }
-    if settings.db_serverless:
-        return create_async_engine(url, poolclass=NullPool, connect_args=connect_args)
-    return create_async_engine(
-        url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
-        pool_recycle=settings.db_pool_recycle,
-        pool_pre_ping=True,
-        connect_args=connect_args,
-    )
+    return create_async_engine(url, connect_args=connect_args, **pool_options(settings))
 
 
 async def get_async_session() -> AsyncIterator[AsyncSession]:

@@ -14,10 +14,23 @@ from sqlalchemy.pool import NullPool
 from app.db import urls
 from app.db.endpoints import get_endpoints
 from app.db.timeouts import startup_options
-from app.settings import get_settings
+from app.settings import Settings, get_settings
 
 APP_NAME = "app"
 MIGRATION_APP_NAME = "neon-migrate"
+
+
+def pool_options(settings: Settings) -> dict:
+    """The app engines' pool (sync and async alike)."""
+    if settings.db_serverless:
+        return {"poolclass": NullPool}
+    return {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout,
+        "pool_recycle": settings.db_pool_recycle,
+        "pool_pre_ping": True,
+    }
 
 
 @lru_cache(maxsize=1)
@@ -26,17 +39,7 @@ def get_app_engine() -> Engine:
     settings = get_settings()
     connect_args = {"connect_timeout": settings.db_connect_timeout, "application_name": APP_NAME}
     url = urls.to_sqlalchemy(get_endpoints().pooled)
-    if settings.db_serverless:
-        return create_engine(url, poolclass=NullPool, connect_args=connect_args)
-    return create_engine(
-        url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
-        pool_recycle=settings.db_pool_recycle,
-        pool_pre_ping=True,
-        connect_args=connect_args,
-    )
+    return create_engine(url, connect_args=connect_args, **pool_options(settings))
 
 
 @lru_cache(maxsize=1)
