@@ -14,8 +14,9 @@ class HarnessError(Exception):
     exit_code = 1
 
     def __init__(self, cause: str, fix: str = "") -> None:
-        self.cause = cause.rstrip(".")
-        self.fix = fix.rstrip(".")
+        # One line, whatever the cause quotes (a driver message, a user's input).
+        self.cause = " ".join(cause.split()).rstrip(".")
+        self.fix = " ".join(fix.split()).rstrip(".")
         stop = "" if self.cause.endswith(("?", "!")) else "."
         super().__init__(self.cause + stop + (f" Fix: {self.fix}." if self.fix else ""))
 

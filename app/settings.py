@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     )
     # How long a run waits for another run's advisory lock before giving up.
     migration_lock_wait: float = Field(60, ge=0, le=3600, validation_alias="MIGRATION_LOCK_WAIT")
+    # A revision that hits lock_timeout (a busy table) is rolled back and tried again this
+    # many times, after a jittered backoff starting at MIGRATION_LOCK_RETRY_DELAY seconds.
+    migration_lock_retries: int = Field(5, ge=0, le=100, validation_alias="MIGRATION_LOCK_RETRIES")
+    migration_lock_retry_delay: float = Field(
+        1, gt=0, le=60, validation_alias="MIGRATION_LOCK_RETRY_DELAY"
+    )
 
     # Where the local twin (server, pooler, certificates) lives when no URL is configured.
     local_db_dir: Path = Field(Path(".local"), validation_alias="LOCAL_DB_DIR")

@@ -2,13 +2,16 @@
 
 Every `alembic` command goes through here, so a plain `alembic upgrade head` gets the
 same safety as `make migrate`: direct endpoint only, retried connect, advisory lock,
-lock/statement timeouts, one transaction per migration. The logic is in app.migrate.
+lock/statement timeouts, one transaction per migration, a revision that hits a busy
+table retried, Ctrl-C / SIGTERM cancelling the running statement. The logic is in
+app.migrate.
 """
 
 from logging.config import fileConfig
 
 from alembic import context
 
+from app.migrate.contention import run_with_lock_retries
 from app.migrate.environment import (
     configure_options,
     emit_timeouts_in_each_transaction,
@@ -16,6 +19,7 @@ from app.migrate.environment import (
     one_line_errors,
 )
 from app.migrate.progress import report_each_revision
+from app.settings import get_settings
 
 config = context.config
 if config.config_file_name and config.attributes.get("configure_logger", True):
@@ -34,8 +38,12 @@ def run_online() -> None:
     report_each_revision(context.script)
     with migration_connection(config.attributes) as connection:
         context.configure(connection=connection, **configure_options())
-        with context.begin_transaction():
-            context.run_migrations()
+        run_with_lock_retries(connection, get_settings(), run_migrations)
+
+
+def run_migrations() -> None:
+    with context.begin_transaction():
+        context.run_migrations()
 
 
 with one_line_errors(config.attributes):

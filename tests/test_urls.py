@@ -384,3 +384,8 @@ def test_repr_of_a_pair_never_shows_the_password():
 def test_nul_character_is_a_configuration_error():
     with pytest.raises(ConfigError, match="NUL character"):
         urls.resolve("postgresql://u:pw%00x@h/db", None)
+
+
+def test_mask_hides_a_password_with_an_unencoded_slash_and_no_user():
+    """Found by hypothesis: the netloc seemed to end at the '/' inside the password."""
+    assert urls.mask("postgresql://@:Zq9/Xw7@localhost/") == "postgresql://@:***@localhost/"

@@ -32,6 +32,7 @@ _NEON_DOMAIN = ".neon.tech"
 _SCHEME_NAME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _SCHEME_PREFIX = re.compile(_SCHEME_NAME.pattern + "://")
 # `password=` as a URL query parameter or in a libpq "key=value" string pasted by mistake.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PASSWORD_PARAM = re.compile(r"(?i)(\bpassword\s*=\s*)(?:'[^']*'?|[^&]*)")
 
 
@@ -270,7 +271,8 @@ def _scheme_problem(scheme: str) -> str:
 
 
 def _invalid(var: str, url: str, problem: str) -> ConfigError:
-    return ConfigError(f"{var} {problem}: {mask(url)}", f"set {var} to a URL like {_EXAMPLE}")
+    shown = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", mask(url))  # keep it one line
+    return ConfigError(f"{var} {problem}: {shown}", f"set {var} to a URL like {_EXAMPLE}")
 
 
 # ---- Neon pairing ----------------------------------------------------------------------------
@@ -380,15 +382,13 @@ def _append_query(tail: str, pair: str) -> str:
 def _mask_userinfo(url: str) -> str:
     prefix = _SCHEME_PREFIX.match(url)
     start = prefix.end() if prefix else 0
-    end = _netloc_end(url, start)
-    at = url.rfind("@", start, end)
-    if at < 0:
-        # An unencoded '/' or '?' in a password ends the netloc early: look further.
-        at = url.rfind("@", start)
+    # The last '@' anywhere: a password may hold an unencoded '/', '?' or '@'. A URL with
+    # an '@' in its query and no password is over-masked, which is the safe side.
+    at = url.rfind("@", start)
     if at >= 0:
         colon = url.find(":", start, at)
         return url if colon < 0 else url[: colon + 1] + "***" + url[at:]
-    return _mask_non_numeric_port(url, start, end)
+    return _mask_non_numeric_port(url, start, _netloc_end(url, start))
 
 
 def _mask_non_numeric_port(url: str, start: int, end: int) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,13 @@ from app.db.engines import get_migration_engine
 from app.db.timeouts import lock_timeout, statement_timeout
 from app.errors import ConfigError, HarnessError, MigrationError
 from app.migrate.lock import migration_lock
-from app.migrate.progress import UNCOMMITTED
+from app.migrate.progress import UNCOMMITTED, RevisionFailed
+from app.migrate.signals import (
+    RunInterrupted,
+    cancellable_queries,
+    received,
+    stop_on_signals,
+)
 from app.settings import get_settings
 
 log = logging.getLogger("app.migrate")
@@ -96,7 +103,7 @@ def migration_connection(attributes: dict) -> Iterator[Connection]:
             migrations=True,
         )
     try:
-        with migration_lock(conn, settings):
+        with cancellable_queries(), migration_lock(conn, settings):
             yield conn
     finally:
         if conn is not given:
@@ -119,22 +126,34 @@ def emit_timeouts_in_each_transaction(ctx: MigrationContext) -> None:
 
 @contextmanager
 def one_line_errors(attributes: dict) -> Iterator[None]:
-    """Turn our errors and stray driver errors into Alembic's one-line `FAILED:` output."""
+    """Turn our errors, stray driver errors and signals into Alembic's one-line `FAILED:`."""
     try:
-        yield
-    except HarnessError as err:
-        raise CommandError(str(err)) from err
-    except DBAPIError as err:
-        failed_at_commit = attributes.get(UNCOMMITTED)
-        if failed_at_commit:  # e.g. a deferred foreign key, checked only at COMMIT
-            error = MigrationError(
-                f"{failed_at_commit} failed at commit: {driver_message(err)}",
-                "fix the revision and run again; the database stays at the last revision "
-                "that succeeded",
-            )
-            raise CommandError(str(error)) from error
-        raise CommandError(f"database error: {driver_message(err)}") from err
+        with stop_on_signals():
+            yield
     except BrokenPipeError:
         # The reader of the SQL (`make sql | head`) went away: stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1) from None
+    except (Exception, KeyboardInterrupt) as err:
+        error = _as_harness_error(err, attributes)
+        if error is None:
+            raise  # a bug: let its traceback show
+        raise CommandError(str(error)) from error
+
+
+def _as_harness_error(err: BaseException, attributes: dict) -> HarnessError | None:
+    signum = received() or (signal.SIGINT if isinstance(err, KeyboardInterrupt) else None)
+    if signum:
+        return RunInterrupted(signum, err.label if isinstance(err, RevisionFailed) else None)
+    if isinstance(err, HarnessError):
+        return err
+    if not isinstance(err, DBAPIError):
+        return None
+    failed_at_commit = attributes.get(UNCOMMITTED)
+    if failed_at_commit:  # e.g. a deferred foreign key, checked only at COMMIT
+        return MigrationError(
+            f"{failed_at_commit} failed at commit: {driver_message(err)}",
+            "fix the revision and run again; the database stays at the last revision "
+            "that succeeded",
+        )
+    return MigrationError(f"database error: {driver_message(err)}")

@@ -27,6 +27,18 @@ APPLIED = "applied_revisions"  # config.attributes key: [(direction, revision, m
 UNCOMMITTED = "uncommitted_revision"
 
 
+class RevisionFailed(MigrationError):
+    """A revision raised; it was rolled back whole. Keeps the original for the retry logic."""
+
+    def __init__(self, label: str, direction: str, original: BaseException) -> None:
+        self.label, self.original = label, original
+        super().__init__(
+            f"{label} failed during {direction}: {driver_message(original)}",
+            "fix the revision and run again; the database stays at the last revision "
+            "that succeeded",
+        )
+
+
 def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(fn)
     def run(*args, **kwargs) -> None:
@@ -38,11 +50,8 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
         except HarnessError:
             raise
         except Exception as exc:
-            raise MigrationError(
-                f"revision {script.revision} ({script.doc}) failed during {direction}: "
-                f"{driver_message(exc)}",
-                "fix the revision and run again; the database stays at the last revision "
-                "that succeeded",
+            raise RevisionFailed(
+                f"revision {script.revision} ({script.doc})", direction, exc
             ) from exc
         ms = (time.perf_counter() - started) * 1000
         verb = "applied " if direction == "upgrade" else "reverted"

@@ -1,0 +1,135 @@
+"""No secret is ever printed: every command, success and failure, with a password that is
+easy to leak (it needs percent-encoding), and every exception text on the way."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from urllib.parse import quote
+
+import psycopg
+import pytest
+from alembic import command
+from alembic.config import Config
+from helpers import ROOT, alembic, cli, run
+
+from app.db.engines import reset_engines
+from app.migrate.lock import LOCK_KEY
+
+PASSWORD = "s3cr3t-P@ss%word"
+FORMS = {PASSWORD, quote(PASSWORD, safe=""), quote(PASSWORD), "s3cr3t"}
+POOLER = "ep-cool-darkness-a1b2c3d4-pooler.us-east-2.aws.neon.tech"
+
+
+def assert_clean(text: str) -> None:
+    leaked = [form for form in FORMS if form in text]
+    assert not leaked, f"password form(s) {leaked} in:\n{text}"
+
+
+@pytest.fixture(scope="session")
+def secret_role(pg_server) -> str:
+    with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS secretive")
+        admin.execute(f"CREATE ROLE secretive LOGIN SUPERUSER PASSWORD '{PASSWORD}'")
+    return "secretive"
+
+
+@pytest.fixture
+def secret_env(harness_env, secret_role, pg_server, postgresql) -> dict:
+    url = f"postgresql://{secret_role}:{quote(PASSWORD, safe='')}@127.0.0.1:{pg_server.port}"
+    return dict(harness_env, DATABASE_URL=f"{url}/{postgresql.info.dbname}",
+                DATABASE_URL_DIRECT=f"{url}/{postgresql.info.dbname}")  # fmt: skip
+
+
+def with_url(env: dict, url: str, **extra: str) -> dict:
+    return {**{k: v for k, v in env.items() if k != "DATABASE_URL_DIRECT"},
+            "DATABASE_URL": url, **extra}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_every_command_and_error_path(secret_env, pg_server, tmp_path):
+    good = secret_env["DATABASE_URL"]
+    secret = quote(PASSWORD, safe="")
+    base = good.rsplit("/", 1)[0]
+    outputs: dict[str, str] = {}
+
+    def record(name: str, result) -> None:
+        outputs[name] = result.stdout
+
+    # successes, through every entry point
+    record("make migrate", run(["make", "-s", "-C", str(ROOT), "migrate"], secret_env))
+    record("make verify", run(["make", "-s", "-C", str(ROOT), "verify"], secret_env))
+    for args in (["current"], ["history"], ["check"], ["upgrade", "head", "--sql"],
+                 ["downgrade", "base"], ["upgrade", "head"]):  # fmt: skip
+        record(f"alembic {' '.join(args)}", alembic(*args, env=secret_env))
+    # failures a user can cause
+    cases = {
+        "wrong password": with_url(
+            secret_env, f"postgresql://postgres:{secret}@127.0.0.1:{pg_server.port}/postgres"
+        ),
+        "unknown database": with_url(secret_env, f"{base}/no_such_db"),
+        "unreachable": with_url(
+            secret_env, f"postgresql://u:{secret}@127.0.0.1:1/db", DB_CONNECT_RETRY_SECONDS="1"
+        ),
+        "malformed port": with_url(secret_env, f"postgresql://u:{secret}@h:port/db"),
+        "unsupported scheme": with_url(secret_env, f"mysql://u:{secret}@h/db"),
+        "password with no host": with_url(secret_env, f"postgresql://u:{secret}@/db"),
+        "pooled for migrations": dict(
+            secret_env, DATABASE_URL_DIRECT=f"postgresql://u:{secret}@{POOLER}/db"
+        ),
+        "tls root missing": with_url(secret_env, f"{good}?sslmode=verify-full&sslrootcert=/nope"),
+        "invalid option": with_url(secret_env, f"{good}?foo=bar"),
+        "invalid setting": dict(secret_env, DB_POOL_SIZE="0"),
+    }
+    for name, env in cases.items():
+        record(f"cli migrate: {name}", cli("migrate", env=env))
+        record(f"cli verify: {name}", cli("verify", env=env))
+        record(f"alembic upgrade: {name}", alembic("upgrade", "head", env=env))
+    # lock busy, and a signal mid-revision
+    with psycopg.connect(good, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        record("lock busy", cli("migrate", env=dict(secret_env, MIGRATION_LOCK_WAIT="0")))
+    record("interrupted", interrupted_run(secret_env))
+
+    failed = [name for name, out in outputs.items() if any(f in out for f in FORMS)]
+    assert failed == [], {name: outputs[name] for name in failed}
+    assert all(outputs.values()), [name for name, out in outputs.items() if not out]
+    assert "FAILED" in outputs["alembic upgrade: wrong password"]  # the paths really failed
+    assert "error:" in outputs["cli migrate: unreachable"]
+
+
+def interrupted_run(env: dict) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "migrate"], env=dict(env, MIGRATION_LOCK_WAIT="30"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        time.sleep(1.5)  # the run is now waiting for the lock
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=30)[0]
+    assert "interrupted by SIGTERM" in output
+    return subprocess.CompletedProcess(proc.args, proc.returncode, output)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://postgres:{quote(PASSWORD, safe='')}@127.0.0.1:{{port}}/postgres",
+        f"postgresql://u:{quote(PASSWORD, safe='')}@127.0.0.1:1/db",
+        f"postgresql://u:{quote(PASSWORD, safe='')}@h:x/db",
+    ],
+    ids=["wrong password", "unreachable", "malformed"],
+)
+def test_exception_chains_hold_no_password(harness_env, pg_server, monkeypatch, url):
+    """What a caller embedding the harness sees: the exception and everything it chains."""
+    monkeypatch.setenv("DATABASE_URL", url.format(port=pg_server.port))
+    monkeypatch.setenv("DB_CONNECT_RETRY_SECONDS", "0")
+    reset_engines()
+    with pytest.raises(Exception) as caught:
+        command.upgrade(Config(str(ROOT / "alembic.ini")), "head")
+    text = "".join(traceback.format_exception(caught.value))
+    assert_clean(text + repr(caught.value))
