@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 r      ?= -1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv migrate verify sql revision downgrade current history db-up db-down test lint clean
+.PHONY: help venv migrate verify check sql revision downgrade current history db-up db-down test lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +26,9 @@ migrate: $(STAMP) ## upgrade to head (direct endpoint), then verify both endpoin
 
 verify: $(STAMP) ## check both endpoints: reachable, SSL, at head
 	@$(PY) -m app.cli verify
+
+check: $(STAMP) ## pre-deploy check: is this safe to ship? (changes nothing; args="--json")
+	@$(PY) scripts/predeploy_check.py $(args)
 
 sql: $(STAMP) ## print the upgrade SQL (offline: no database needed)
 	@$(BIN)/alembic upgrade head --sql

@@ -99,11 +99,36 @@ def cmd_db_down(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    import json
+
+    from app.db.endpoints import get_endpoints
+    from app.migrate.predeploy import exit_code, run_checks, selected
+    from app.migrate.predeploy_report import as_json, as_table
+
+    ids = selected(_ids(args.only), _ids(args.skip))
+    config = alembic_config()
+    started = time.perf_counter()
+    ctx = run_checks(config.config_file_name, Path(config.config_file_name).resolve().parent, ids)
+    total_ms = (time.perf_counter() - started) * 1000
+    target = get_endpoints().describe() if ctx.passed("config") else []
+    if args.json:
+        print(json.dumps(as_json(ctx, target, total_ms), indent=2), flush=True)
+    else:
+        say(as_table(ctx, target, total_ms, colour=sys.stdout.isatty()))
+    return exit_code(ctx)
+
+
+def _ids(values: list[str]) -> list[str]:
+    return [i.strip() for value in values for i in value.split(",") if i.strip()]
+
+
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "migrate": (cmd_migrate, "upgrade to head on the direct endpoint, then verify"),
     "verify": (cmd_verify, "check both endpoints: reachable, SSL, at head"),
     "db-up": (cmd_db_up, "start (or reuse) the local PostgreSQL and PgBouncer"),
     "db-down": (cmd_db_down, "stop the local PostgreSQL and PgBouncer"),
+    "check": (cmd_check, "pre-deploy check: is this build safe to ship? changes nothing"),
 }
 
 
@@ -111,7 +136,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, help_text) in COMMANDS.items():
-        sub.add_parser(name, help=help_text)
+        command_parser = sub.add_parser(name, help=help_text)
+        if name == "check":
+            command_parser.add_argument("--json", action="store_true", help="JSON for machines")
+            for flag in ("--only", "--skip"):
+                command_parser.add_argument(
+                    flag,
+                    action="append",
+                    default=[],
+                    metavar="IDS",
+                    help="comma-separated check ids: config, direct, pooled, scripts, "
+                    "revision, plan, lint, rehearsal, drift",
+                )
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command][0](args)
@@ -125,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr, flush=True)
         return 130
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

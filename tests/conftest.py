@@ -10,6 +10,7 @@ template database for each test.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -137,3 +138,17 @@ def harness_env(db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     reset_engines()
     yield dict(os.environ)
     reset_engines()
+
+
+@pytest.fixture
+def project(tmp_path: Path, harness_env: dict) -> dict:
+    """A copy of alembic.ini and migrations/ that a test may add revisions to, and the
+    environment that points commands at it."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(ROOT / "alembic.ini", root / "alembic.ini")
+    shutil.copytree(
+        ROOT / "migrations", root / "migrations", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    env = dict(harness_env, ALEMBIC_CONFIG=str(root / "alembic.ini"))
+    return {"root": root, "env": env}

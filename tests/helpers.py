@@ -52,3 +52,16 @@ def verify_line(output: str, item: str) -> str:
     """The `verify:` result line for one item (scripts, direct, pooled)."""
     pattern = re.compile(rf"^verify: {item}\s+(ok|FAIL)\s")
     return next(line for line in output.splitlines() if pattern.match(line))
+
+
+def add_revision(project: dict, rev: str, down: str, *sql: str, source: str = "") -> Path:
+    """A revision file in a scratch project: `sql` statements, or raw upgrade `source`."""
+    body = source or "\n".join(f"    op.execute({statement!r})" for statement in sql) or "    pass"
+    path = project["root"] / "migrations" / "versions" / f"{rev}.py"
+    path.write_text(
+        f'"""{rev} test revision"""\nfrom alembic import op\n\nrevision = "{rev}"\n'
+        f'down_revision = "{down}"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        f"def upgrade():\n{body}\n\n\n"
+        "def downgrade():\n    raise NotImplementedError('irreversible: a test revision')\n"
+    )
+    return path

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
@@ -11,7 +9,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from helpers import ROOT, alembic, cli, verify_line
+from helpers import ROOT, add_revision, alembic, cli, verify_line
 from sqlalchemy import create_engine
 
 PASSWORD = "s3cr3t-P@ss%word"
@@ -127,34 +125,10 @@ def test_verify_on_a_database_behind_head_names_the_failing_items(harness_env):
     assert error_line(result.stdout) == "verify: FAILED: direct, pooled"
 
 
-@pytest.fixture
-def scratch_project(tmp_path: Path) -> Path:
-    """A copy of alembic.ini and migrations/ that a test may add revisions to."""
-    shutil.copy(ROOT / "alembic.ini", tmp_path / "alembic.ini")
-    shutil.copytree(
-        ROOT / "migrations", tmp_path / "migrations", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    return tmp_path
-
-
-def add_revision(project: Path, rev: str, down: str, body: str) -> None:
-    (project / "migrations" / "versions" / f"{rev}.py").write_text(
-        f'"""{rev} test revision"""\nfrom alembic import op\n\nrevision = "{rev}"\n'
-        f'down_revision = "{down}"\nbranch_labels = None\ndepends_on = None\n\n\n'
-        f"def upgrade():\n{body}\n\n\ndef downgrade():\n    pass\n"
-    )
-
-
-def test_failing_revision_is_named_and_rolled_back_alone(harness_env, db_url, scratch_project):
-    add_revision(scratch_project, "r2good", HEAD, "    op.execute('CREATE TABLE good (id int)')")
-    add_revision(
-        scratch_project,
-        "r3bad",
-        "r2good",
-        "    op.execute('CREATE TABLE half (id int)')\n    op.execute('SELECT 1/0')",
-    )
-    env = {k: v for k, v in harness_env.items() if k != "ALEMBIC_CONFIG"}  # the copy's ini
-    result = alembic("upgrade", "head", env=env, cwd=scratch_project)
+def test_failing_revision_is_named_and_rolled_back_alone(db_url, project):
+    add_revision(project, "r2good", HEAD, "CREATE TABLE good (id int)")
+    add_revision(project, "r3bad", "r2good", "CREATE TABLE half (id int)", "SELECT 1/0")
+    result = alembic("upgrade", "head", env=project["env"])
     assert result.returncode != 0
     line = error_line(result.stdout)
     assert line.startswith("FAILED: revision r3bad (r3bad test revision) failed during upgrade:")
@@ -169,17 +143,17 @@ def test_failing_revision_is_named_and_rolled_back_alone(harness_env, db_url, sc
         )
 
 
-def test_revision_failing_at_commit_is_named(harness_env, db_url, scratch_project):
+def test_revision_failing_at_commit_is_named(db_url, project):
     """A deferred constraint fails at COMMIT, after the revision's function returned."""
     add_revision(
-        scratch_project, "r2deferred", HEAD,
-        "    op.execute('CREATE TABLE parent (id int PRIMARY KEY)')\n"
-        "    op.execute('CREATE TABLE child (parent_id int REFERENCES parent "
-        "DEFERRABLE INITIALLY DEFERRED)')\n"
-        "    op.execute('INSERT INTO child VALUES (42)')",
-    )  # fmt: skip
-    env = {k: v for k, v in harness_env.items() if k != "ALEMBIC_CONFIG"}
-    result = alembic("upgrade", "head", env=env, cwd=scratch_project)
+        project,
+        "r2deferred",
+        HEAD,
+        "CREATE TABLE parent (id int PRIMARY KEY)",
+        "CREATE TABLE child (parent_id int REFERENCES parent DEFERRABLE INITIALLY DEFERRED)",
+        "INSERT INTO child VALUES (42)",
+    )
+    result = alembic("upgrade", "head", env=project["env"])
     assert result.returncode != 0
     line = error_line(result.stdout)
     assert line.startswith(

@@ -4,7 +4,6 @@ are injected by a TCP proxy (tests/proxy.py)."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import socket
 import struct
@@ -12,11 +11,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import ROOT, alembic, cli
+from helpers import add_revision, alembic, cli
 from proxy import FaultProxy
 from sqlalchemy import text
 
@@ -24,28 +22,6 @@ from app.db.engines import reset_engines
 from app.db.session import session_scope
 
 HEAD = "f096d6eff8ee"
-
-
-# --- a scratch project: our migrations plus revisions a test adds -----------------------------
-@pytest.fixture
-def project(tmp_path: Path, harness_env: dict) -> dict:
-    """A copy of alembic.ini and migrations/, and the environment that uses it."""
-    root = tmp_path / "project"
-    root.mkdir()
-    shutil.copy(ROOT / "alembic.ini", root / "alembic.ini")
-    shutil.copytree(ROOT / "migrations", root / "migrations",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    env = dict(harness_env, ALEMBIC_CONFIG=str(root / "alembic.ini"))
-    return {"root": root, "env": env}
-
-
-def add_revision(project: dict, rev: str, down: str, *body: str) -> None:
-    lines = "\n".join(f"    op.execute({statement!r})" for statement in body)
-    (project["root"] / "migrations" / "versions" / f"{rev}.py").write_text(
-        f'"""{rev} test revision"""\nfrom alembic import op\n\nrevision = "{rev}"\n'
-        f'down_revision = "{down}"\nbranch_labels = None\ndepends_on = None\n\n\n'
-        f"def upgrade():\n{lines}\n\n\ndef downgrade():\n    pass\n"
-    )
 
 
 def record_run(rev: str) -> str:

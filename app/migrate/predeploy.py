@@ -1,0 +1,390 @@
+"""The pre-deploy check: is this build safe to ship to this database? Changes nothing.
+
+Checks run in order, each reading what earlier ones found; a check whose prerequisite did
+not pass is skipped with the reason. Exit codes (the contract in DESIGN.md): 0 every check
+passed (warnings allowed), 1 a check failed, 2 configuration or usage error, 3 a database
+endpoint unreachable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2.extensions
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from app.db import urls
+from app.db.connect import connect, driver_message
+from app.db.endpoints import get_endpoints
+from app.db.engines import get_migration_engine
+from app.db.health import check_connection
+from app.errors import ConfigError, HarnessError, UnreachableError
+from app.migrate import lint as linting
+from app.migrate.plan import PlannedRevision, plan
+from app.migrate.rehearsal import drift, rehearse
+from app.settings import get_settings
+
+WEAK_SSLMODES = {"disable", "allow", "prefer"}
+BIG_TABLE_ROWS = 100_000
+
+
+@dataclass
+class Result:
+    id: str
+    status: str  # pass | warn | fail | skip
+    message: str
+    duration_ms: float = 0.0
+    exit_code: int = 0  # set on fail: 1, 2 or 3
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    config_file: str
+    root: Path
+    results: dict[str, Result] = field(default_factory=dict)
+    health: dict = field(default_factory=dict)
+    script: ScriptDirectory | None = None
+    current: tuple[str, ...] = ()
+    pending: list[PlannedRevision] = field(default_factory=list)
+    findings: list[linting.Finding] = field(default_factory=list)
+
+    def passed(self, check_id: str) -> bool:
+        result = self.results.get(check_id)
+        return result is not None and result.status in ("pass", "warn")
+
+
+class Outcome(Exception):
+    """How a check ends other than passing: `raise Outcome("warn", "...")`."""
+
+    def __init__(self, status: str, message: str, exit_code: int = 1, **details) -> None:
+        super().__init__(message)
+        self.status, self.message, self.exit_code, self.details = (
+            status,
+            message,
+            exit_code,
+            details,
+        )
+
+
+# --- the checks ---------------------------------------------------------------------------------
+def check_config(ctx: Context) -> str:
+    get_settings()
+    endpoints = get_endpoints()
+    pair = endpoints.pair
+    libpq = psycopg2.extensions.libpq_version()
+    problems = []
+    if pair.neon:
+        if not urls.is_pooled(pair.pooled):
+            problems.append(
+                f"the app's URL ({urls.host_of(pair.pooled)}) is not the pooled "
+                "endpoint: put the -pooler host in DATABASE_URL"
+            )
+        if libpq < 140000:
+            problems.append(f"libpq {libpq // 10000} has no SNI, which Neon needs: use libpq 14+")
+    for name, url in (("DATABASE_URL", pair.pooled), ("DATABASE_URL_DIRECT", pair.direct)):
+        mode = _query_value(url, "sslmode")
+        if not urls.is_local_host(urls.host_of(url)) and mode in WEAK_SSLMODES:
+            problems.append(f"{name} has sslmode={mode}: use require or verify-full")
+    if problems:
+        raise Outcome("fail", "; ".join(problems), exit_code=2)
+    where = "local twin" if endpoints.local else ("Neon" if pair.neon else "PostgreSQL")
+    derived = f", {pair.derived} URL derived" if pair.derived else ""
+    return (
+        f"{where}: direct {urls.host_of(pair.direct)}, pooled {urls.host_of(pair.pooled)}"
+        f"{derived}; libpq {libpq // 10000}.{libpq % 10000}"
+    )
+
+
+def _query_value(url: str, key: str) -> str | None:
+    query = url.partition("?")[2]
+    values = [p.partition("=")[2] for p in query.split("&") if p.partition("=")[0] == key]
+    return values[-1] if values else None
+
+
+def _check_endpoint(ctx: Context, endpoint: str) -> str:
+    health = check_connection(endpoint)  # type: ignore[arg-type]
+    ctx.health[endpoint] = health
+    ssl = "SSL on" if health.ssl_in_use else ("SSL off (local)" if health.local else "SSL OFF")
+    summary = (
+        f"PostgreSQL {health.server_version.split()[0]}, {ssl}, "
+        f"{health.latency_ms:.0f} ms, sees {', '.join(health.revisions) or 'no revision'}"
+    )
+    if not health.ssl_in_use and not health.local:
+        raise Outcome("fail", f"{summary}: TLS is required for a non-local host")
+    return summary
+
+
+def check_direct(ctx: Context) -> str:
+    return _check_endpoint(ctx, "direct")
+
+
+def check_pooled(ctx: Context) -> str:
+    return _check_endpoint(ctx, "pooled")
+
+
+def check_scripts(ctx: Context) -> str:
+    from alembic.config import Config
+
+    versions = ctx.root / "migrations" / "versions"
+    problems = [p for path in sorted(versions.glob("*.py")) if (p := _script_problem(path))]
+    if problems:
+        raise Outcome("fail", "; ".join(problems))
+    ctx.script = ScriptDirectory.from_config(Config(ctx.config_file))
+    heads = ctx.script.get_heads()
+    if len(heads) != 1:
+        raise Outcome(
+            "fail",
+            f"{len(heads)} heads ({', '.join(sorted(heads))}): merge them with "
+            "`alembic merge heads -m merge`",
+        )
+    count = sum(1 for _ in ctx.script.walk_revisions())
+    return f"{count} revision(s), one head {heads[0]}, every file imports and can downgrade"
+
+
+def _script_problem(path: Path) -> str | None:
+    """Why a revision file is not fit to ship, or None."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_predeploy_{path.stem}", path)
+    try:
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))  # type: ignore[union-attr]
+    except Exception as exc:
+        return f"{path.name} does not import: {type(exc).__name__}: {' '.join(str(exc).split())}"
+    source = path.read_text()
+    tree = ast.parse(source)
+    downgrade = next(
+        (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "downgrade"), None
+    )
+    if downgrade is None:
+        return f"{path.name} has no downgrade()"
+    body = [
+        n
+        for n in downgrade.body
+        if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+    ]
+    explicit = any(isinstance(n, ast.Raise) for n in ast.walk(downgrade)) or "irreversible" in (
+        ast.get_source_segment(source, downgrade) or ""
+    )
+    if all(isinstance(n, ast.Pass) for n in body) and not explicit:
+        return (
+            f"{path.name}: downgrade() does nothing; write it, or say it has none "
+            "(raise NotImplementedError('irreversible: <why>'))"
+        )
+    return None
+
+
+def check_revision(ctx: Context) -> str:
+    ctx.current = ctx.health["direct"].revisions
+    unknown = [rev for rev in ctx.current if _unknown(ctx.script, rev)]
+    if unknown:
+        raise Outcome(
+            "fail",
+            f"the database is at {', '.join(unknown)}, which these scripts do "
+            "not know: it is ahead of this build (an older build is being "
+            "deployed?) or was migrated from another branch",
+        )
+    return f"database at {', '.join(ctx.current) or 'no revision (empty)'}, known to the scripts"
+
+
+def _unknown(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is None
+    except Exception:
+        return True
+
+
+def check_plan(ctx: Context) -> str:
+    ctx.pending = plan(ctx.config_file, ctx.script, ctx.current)
+    if not ctx.pending:
+        return f"nothing to apply: at head {ctx.script.get_current_head()}"
+    steps = ", ".join(f"{r.revision} ({r.message})" for r in ctx.pending)
+    lines = sum(r.sql.count("\n") for r in ctx.pending)
+    return f"{len(ctx.pending)} pending, in order: {steps}; offline SQL renders ({lines} lines)"
+
+
+def check_lint(ctx: Context) -> str:
+    if not ctx.pending:
+        return "nothing pending to lint"
+    findings = [
+        f for r in ctx.pending for f in linting.own_rules(r, _row_estimates(ctx), BIG_TABLE_ROWS)
+    ]
+    squawk_note = ""
+    try:
+        version = ctx.health["direct"].server_version.split()[0]
+        findings += linting.squawk(ctx.pending, ctx.root / ".squawk.toml", version)
+    except FileNotFoundError:
+        squawk_note = "; squawk is not installed, only our own rules ran"
+    ctx.findings = linting.apply_waivers(findings, ctx.pending)
+    failing = [f for f in ctx.findings if f.severity == "fail" and not f.waived]
+    warnings = [f for f in ctx.findings if f.severity == "warn" and not f.waived]
+    waived = [f for f in ctx.findings if f.waived]
+    summary = (
+        f"{len(failing)} dangerous, {len(warnings)} warning(s), {len(waived)} waived{squawk_note}"
+    )
+    if failing:
+        first = failing[0]
+        raise Outcome(
+            "fail",
+            f"{summary}: {first.revision} {first.rule}: "
+            f"{linting.DANGEROUS.get(first.rule, first.message)}",
+        )
+    if warnings or squawk_note:
+        raise Outcome("warn", summary)
+    return summary
+
+
+def _row_estimates(ctx: Context) -> Callable[[str], float | None]:
+    """Row counts as the planner estimates them (no table scan), read once, lazily."""
+    cache: dict[str, float | None] = {}
+
+    def rows(table: str) -> float | None:
+        if table not in cache:
+            engine = get_migration_engine()
+            with connect(engine, retry_seconds=0, variable="DATABASE_URL_DIRECT") as conn:
+                cache[table] = conn.execute(
+                    text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
+                    {"t": table},
+                ).scalar()
+        return cache[table]
+
+    return rows
+
+
+def check_rehearsal(ctx: Context) -> str:
+    if not ctx.pending:
+        return "nothing pending to rehearse"
+    settings = get_settings()
+    with connect(
+        get_migration_engine(),
+        retry_seconds=settings.db_connect_retry_seconds,
+        variable=get_endpoints().direct_variable,
+        migrations=True,
+    ) as conn:
+        outcome = rehearse(conn, ctx.config_file, ctx.pending)
+    details = {
+        "rehearsed": outcome.rehearsed,
+        "skipped": outcome.skipped,
+        "drift": outcome.drift,
+        "unchanged": outcome.unchanged,
+        "fingerprint": outcome.fingerprint,
+    }
+    if not outcome.unchanged:
+        raise Outcome("fail", "the database changed during the rehearsal", **details)
+    if outcome.error:
+        raise Outcome("fail", f"a real run would fail: {outcome.error}", **details)
+    if outcome.drift:
+        raise Outcome(
+            "fail",
+            f"applied cleanly, but the models differ from the result: {'; '.join(outcome.drift)}",
+            **details,
+        )
+    done = f"{len(outcome.rehearsed)} revision(s) would apply cleanly and match the models"
+    if outcome.skipped:
+        raise Outcome(
+            "warn",
+            f"{done}; not rehearsable (autocommit_block), not rehearsed: "
+            f"{', '.join(outcome.skipped)}",
+            **details,
+        )
+    return f"{done}; rolled back, database unchanged"
+
+
+def check_drift(ctx: Context) -> str:
+    if ctx.pending:
+        return f"{len(ctx.pending)} revision(s) pending: the rehearsal compared the models"
+    with connect(
+        get_migration_engine(),
+        retry_seconds=get_settings().db_connect_retry_seconds,
+        variable=get_endpoints().direct_variable,
+        migrations=True,
+    ) as conn:
+        differences = drift(conn)
+    if differences:
+        raise Outcome(
+            "fail",
+            f"the database differs from the models: {'; '.join(differences)}",
+            drift=differences,
+        )
+    return "the models match the database"
+
+
+# id, function, prerequisites
+CHECKS: list[tuple[str, Callable[[Context], str], tuple[str, ...]]] = [
+    ("config", check_config, ()),
+    ("direct", check_direct, ("config",)),
+    ("pooled", check_pooled, ("config",)),
+    ("scripts", check_scripts, ()),
+    ("revision", check_revision, ("direct", "scripts")),
+    ("plan", check_plan, ("revision",)),
+    ("lint", check_lint, ("plan",)),
+    ("rehearsal", check_rehearsal, ("plan",)),
+    ("drift", check_drift, ("plan",)),
+]
+CHECK_IDS = [check_id for check_id, _, _ in CHECKS]
+
+
+def selected(only: list[str], skip: list[str]) -> list[str]:
+    """The checks to run: `only` (with what they need) minus `skip`."""
+    unknown = sorted(set(only + skip) - set(CHECK_IDS))
+    if unknown:
+        raise ConfigError(
+            f"unknown check id(s): {', '.join(unknown)}", f"use ids from: {', '.join(CHECK_IDS)}"
+        )
+    wanted = set(only or CHECK_IDS)
+    needs = {check_id: prereqs for check_id, _, prereqs in CHECKS}
+    frontier = list(wanted)
+    while frontier:
+        for prereq in needs[frontier.pop()]:
+            if prereq not in wanted:
+                wanted.add(prereq)
+                frontier.append(prereq)
+    return [check_id for check_id in CHECK_IDS if check_id in wanted and check_id not in skip]
+
+
+def run_checks(config_file: str, root: Path, ids: list[str]) -> Context:
+    ctx = Context(config_file=config_file, root=root)
+    for check_id, function, prereqs in CHECKS:
+        if check_id not in ids:
+            continue
+        missing = [p for p in prereqs if not ctx.passed(p)]
+        if missing:
+            reason = ", ".join(
+                f"{p} {ctx.results[p].status if p in ctx.results else 'not run'}" for p in missing
+            )
+            ctx.results[check_id] = Result(check_id, "skip", f"needs {reason}")
+            continue
+        started = time.perf_counter()
+        try:
+            result = Result(check_id, "pass", function(ctx))
+        except Outcome as outcome:
+            result = Result(
+                check_id,
+                outcome.status,
+                outcome.message,
+                exit_code=outcome.exit_code if outcome.status == "fail" else 0,
+                details=outcome.details,
+            )
+        except UnreachableError as err:
+            result = Result(check_id, "fail", str(err), exit_code=3)
+        except HarnessError as err:
+            result = Result(check_id, "fail", str(err), exit_code=err.exit_code)
+        except DBAPIError as err:  # connected, but a read failed: rights, a broken catalog
+            result = Result(check_id, "fail", f"database error: {driver_message(err)}")
+        result.duration_ms = (time.perf_counter() - started) * 1000
+        ctx.results[check_id] = result
+    return ctx
+
+
+def exit_code(ctx: Context) -> int:
+    codes = {r.exit_code for r in ctx.results.values() if r.status == "fail"}
+    for code in (2, 3, 1):
+        if code in codes:
+            return code
+    return 1 if codes else 0
