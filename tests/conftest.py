@@ -87,13 +87,21 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def pooled_url(pg_server: PgBase, postgresql) -> str:
-    """This test's database through PgBouncer (transaction mode, TLS)."""
-    if pg_server.pooler_port is None:
+def pgbouncer() -> str:
+    """pgbouncer's path; a test needing it skips with the reason, or fails under
+    REQUIRE_PGBOUNCER=1 (CI), where it is installed."""
+    path = pgbouncer_path()
+    if path is None:
         reason = "pgbouncer is not installed (apt-get install pgbouncer)"
         if os.environ.get("REQUIRE_PGBOUNCER") == "1":
             pytest.fail(f"REQUIRE_PGBOUNCER=1 but {reason}")
         pytest.skip(reason)
+    return path
+
+
+@pytest.fixture
+def pooled_url(pgbouncer, pg_server: PgBase, postgresql) -> str:
+    """This test's database through PgBouncer (transaction mode, TLS)."""
     return pg_server.pooled_url(postgresql.info.dbname)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from app.db.engines import reset_engines
 from app.db.session import session_scope
+from app.migrate.lock import LOCK_KEY
 
 HEAD = "f096d6eff8ee"
 
@@ -316,3 +317,75 @@ def test_dropped_app_connections_are_replaced_without_an_error(twin_env, db_url,
         for _ in range(8):  # as a compute suspend does: then requests come in again
             with session_scope() as session:
                 assert session.execute(text("SELECT 1")).scalar() == 1
+
+
+@pytest.mark.slow
+def test_signal_among_many_fast_statements_is_not_lost(project, db_url):
+    """A signal landing between statements, with none running to cancel, still stops it."""
+    add_revision(project, "r2", HEAD, "CREATE TABLE many (id int)",
+                 *[f"INSERT INTO many VALUES ({i})" for i in range(20000)])  # fmt: skip
+    run = subprocess.Popen([sys.executable, "-m", "alembic", "upgrade", "head"],
+                           env=project["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not rows(db_url, "SELECT count(*) FROM pg_stat_activity "
+                           "WHERE query LIKE 'INSERT INTO many%'")[0][0]:  # fmt: skip
+        if time.monotonic() > deadline:
+            pytest.fail("the revision never started")
+        time.sleep(0.01)
+    run.send_signal(signal.SIGTERM)
+    output = run.communicate(timeout=30)[0]
+    assert run.returncode != 0, output
+    assert "interrupted by SIGTERM during revision r2" in last_line(output)
+    assert rows(db_url, "SELECT to_regclass('many')") == [(None,)]
+    assert advisory_locks(db_url) == 0
+
+
+def test_signal_while_waiting_for_the_lock(project, db_url):
+    with psycopg.connect(db_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        run = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "migrate"],
+            env=dict(project["env"], MIGRATION_LOCK_WAIT="60"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        while rows(db_url, waiting)[0][0] == 0:
+            if time.monotonic() > deadline:
+                pytest.fail("the run never queued on the lock")
+            time.sleep(0.05)
+        sent = time.monotonic()
+        run.send_signal(signal.SIGTERM)
+        output = run.communicate(timeout=30)[0]
+        latency = time.monotonic() - sent
+    assert run.returncode == 128 + signal.SIGTERM
+    assert last_line(output).startswith("error: interrupted by SIGTERM; no revision was half")
+    assert latency < 2.0
+    assert rows(db_url, "SELECT to_regclass('alembic_version')") == [(None,)]
+
+
+def test_a_short_statement_timeout_does_not_cut_the_lock_wait(project, db_url):
+    with psycopg.connect(db_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        started = time.monotonic()
+        result = cli("migrate", env=dict(project["env"], MIGRATION_STATEMENT_TIMEOUT="1",
+                                         MIGRATION_LOCK_WAIT="3"))  # fmt: skip
+        took = time.monotonic() - started
+    assert "MIGRATION_LOCK_WAIT=3s" in last_line(result.stdout), result.stdout
+    assert took >= 3
+
+
+@pytest.mark.slow
+def test_revision_that_commits_midway_is_never_retried(project, db_url, busy_table):
+    """autocommit_block commits part of a revision; running it again would repeat that."""
+    add_revision(project, "r2", HEAD, source=(
+        "    with op.get_context().autocommit_block():\n"
+        "        op.execute('CREATE TABLE midway (id int)')\n"
+        "    op.execute('ALTER TABLE account ADD COLUMN nickname text')"))  # fmt: skip
+    result = alembic("upgrade", "head", env=contention_env(project, retries="3"))
+    assert result.returncode != 0
+    assert "retry" not in result.stdout
+    assert "canceling statement due to lock timeout" in last_line(result.stdout)

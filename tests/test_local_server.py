@@ -195,3 +195,27 @@ def test_twin_without_pgbouncer_uses_the_direct_server_for_both_doors_and_says_s
     assert twin.describe()[1] == (
         "pgbouncer is not installed: the direct server stands in for the pooler"
     )
+
+
+def test_twin_survives_a_stale_pooler_pid_and_parallel_starts(pgbouncer, tmp_path):
+    """A pid file naming a live stranger must not block the pooler, nor may a stranger be
+    stopped; four processes starting the twin at once end with one pooler."""
+    from app.db.pooler import LocalPooler
+    from app.db.twin import start_twin, stop_twin
+
+    code = ("import sys; from pathlib import Path; from app.db.twin import start_twin; "
+            "print(start_twin(Path(sys.argv[1])).pooler.port)")  # fmt: skip
+    runs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for _ in range(4)]  # fmt: skip
+    ports = {run.communicate(timeout=120)[0].strip() for run in runs}
+    try:
+        assert len(ports) == 1 and all(p.isdigit() for p in ports), ports
+        assert LocalPooler(tmp_path / "pgbouncer").stop() is True
+        stranger = subprocess.Popen(["sleep", "60"])
+        (tmp_path / "pgbouncer" / "pgbouncer.pid").write_text(str(stranger.pid))
+        twin = start_twin(tmp_path)
+        assert twin.pooler is not None and twin.pooler.started
+        assert stranger.poll() is None
+        stranger.kill()
+    finally:
+        stop_twin(tmp_path)

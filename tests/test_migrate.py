@@ -200,3 +200,15 @@ def test_caller_connection_gets_its_timeouts_back(harness_env, db_url):
         command.upgrade(config, "head")
         assert conn.execute(text("SHOW lock_timeout")).scalar() == "0"
         assert conn.execute(text("SHOW statement_timeout")).scalar() == "0"
+
+
+def test_caller_connection_gets_its_own_timeouts_back(harness_env, db_url):
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg2://"),
+                           poolclass=NullPool)  # fmt: skip
+    config = Config(str(ROOT / "alembic.ini"))
+    with engine.connect() as conn:
+        conn.execute(text("SET lock_timeout = '42s'"))
+        conn.commit()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+        assert conn.execute(text("SHOW lock_timeout")).scalar() == "42s"

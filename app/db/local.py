@@ -267,6 +267,11 @@ class LocalServer:
             )  # fmt: skip
         except subprocess.TimeoutExpired:
             raise HarnessError(f"{name} took over 120 s", self._fix) from None
+        except OSError as exc:  # e.g. a LOCAL_PG_BIN_DIR without this program
+            raise HarnessError(
+                f"cannot run {exe}: {exc.strerror}",
+                "point LOCAL_PG_BIN_DIR at a PostgreSQL bin folder, or unset it",
+            ) from None
 
     def _running_port(self) -> int | None:
         """Port of the server running on our data dir; None if none (a stale pid file too)."""

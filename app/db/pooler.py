@@ -9,6 +9,7 @@ pooler, configured as Neon's is: transaction mode, SCRAM passwords, TLS for clie
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -66,13 +67,30 @@ class LocalPooler:
 
     def start(self, server: LocalServerInfo) -> PoolerInfo:
         """Start PgBouncer for `server`, or reuse the one running for it."""
+        with self._locked():
+            return self._start(server)
+
+    def stop(self) -> bool:
+        with self._locked():
+            return self._stop()
+
+    @contextlib.contextmanager
+    def _locked(self):
+        # Parallel runs (8 `alembic upgrade` at once, no URL set) must not race to start it.
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _start(self, server: LocalServerInfo) -> PoolerInfo:
         exe = pgbouncer_path()
         if exe is None:
             raise HarnessError("pgbouncer is not installed", "apt-get install pgbouncer")
         state = self._state()
         if self._pid() and state.get("server_port") == server.port:
             return PoolerInfo(HOST, state["port"], False, self.log_file)
-        self.stop()  # not running, or running for a server that has since moved
+        self._stop()  # not running, or running for a server that has since moved
+        self.pid_file.unlink(missing_ok=True)  # stale: pgbouncer refuses to start over one
         port = state.get("port") if state.get("port") and port_free(state["port"]) else None
         port = port or free_port()
         self._write_config(server, port)
@@ -89,7 +107,7 @@ class LocalPooler:
         self.state_file.write_text(json.dumps({"port": port, "server_port": server.port}))
         return PoolerInfo(HOST, port, True, self.log_file)
 
-    def stop(self) -> bool:
+    def _stop(self) -> bool:
         pid = self._pid()
         if pid is None:
             return False
@@ -134,13 +152,14 @@ class LocalPooler:
             return {}
 
     def _pid(self) -> int | None:
-        """The pid of our pgbouncer if it runs (a stale pid file reads as None)."""
+        """The pid of *our* pgbouncer if it runs: its command line names our ini file. A
+        stale pid file (the pid reused by another process, or another pgbouncer) is None."""
         try:
             pid = int(self.pid_file.read_text().strip())
-            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             return None
-        return pid if comm == "pgbouncer" else None
+        return pid if str(self._ini).encode() in cmdline else None
 
 
 def _answers(port: int, seconds: float = 10) -> bool:

@@ -27,11 +27,16 @@ log = logging.getLogger("app.migrate")
 
 # Tables a DDL statement locks: ALTER/LOCK/DROP/TRUNCATE TABLE x, CREATE INDEX ... ON x,
 # REFERENCES x. Enough to name the blocker; the retry itself does not depend on it.
+_NAME = r'(?:"(?:[^"]|"")+"|[\w$]+)'
 _TABLE = re.compile(
-    r"""(?:\b(?:ALTER|LOCK|DROP|TRUNCATE)\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?
-        |\bON\s+(?:ONLY\s+)?|\bREFERENCES\s+)("?[\w$]+"?(?:\."?[\w$]+"?)?)""",
+    rf"""(?:\b(?:ALTER|LOCK|DROP|TRUNCATE)\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?
+        |\bON\s+(?:ONLY\s+)?|\bREFERENCES\s+)({_NAME}(?:\.{_NAME})?)""",
     re.IGNORECASE | re.VERBOSE,
 )
+# `ON DELETE`, `ON CONFLICT` ...: words that follow ON without naming a table.
+_NOT_TABLES = {"delete", "update", "conflict", "commit", "column", "constraint", "only"}
+# Literals in another session's query: never copy its data into our logs.
+_LITERALS = re.compile(r"'(?:[^']|'')*'|\b\d+(?:\.\d+)?\b")
 
 _HOLDERS = text(
     """
@@ -57,7 +62,7 @@ def _lock_timeout_failure(exc: BaseException) -> bool:
 def describe_blockers(conn: Connection, failure: RevisionFailed) -> str:
     """Who holds a lock on the tables the failed statement wanted, as one phrase."""
     statement = getattr(failure.original, "statement", "") or ""
-    tables = sorted({name for name in _TABLE.findall(statement)})
+    tables = sorted({n for n in _TABLE.findall(statement) if n.lower() not in _NOT_TABLES})
     if not tables:
         return "another session"
     try:
@@ -72,7 +77,10 @@ def describe_blockers(conn: Connection, failure: RevisionFailed) -> str:
     on = ", ".join(tables)
     if not rows:
         return f"another session (lock on {on})"
-    holders = "; ".join(f"pid {pid} ({state}, {age}s: {query})" for pid, state, query, age in rows)
+    holders = "; ".join(
+        f"pid {pid} ({state}, {age}s: {_LITERALS.sub('?', query)})"
+        for pid, state, query, age in rows
+    )
     return f"{holders} (lock on {on})"
 
 
@@ -86,7 +94,9 @@ def run_with_lock_retries(conn: Connection, settings: Settings, run: Callable[[]
     attempts = settings.migration_lock_retries + 1
 
     def retryable(exc: BaseException) -> bool:
-        return _lock_timeout_failure(exc) and not conn.in_transaction()
+        # Not in a caller's (now aborted) transaction, and never a revision that may have
+        # committed part of its work in an autocommit_block: running it again is unsafe.
+        return _lock_timeout_failure(exc) and not exc.commits_midway and not conn.in_transaction()
 
     def note(state) -> None:
         failure = state.outcome.exception()

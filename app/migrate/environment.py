@@ -27,13 +27,8 @@ from app.db.engines import get_migration_engine
 from app.db.timeouts import lock_timeout, statement_timeout
 from app.errors import ConfigError, HarnessError, MigrationError
 from app.migrate.lock import migration_lock
-from app.migrate.progress import UNCOMMITTED, RevisionFailed
-from app.migrate.signals import (
-    RunInterrupted,
-    cancellable_queries,
-    received,
-    stop_on_signals,
-)
+from app.migrate.progress import UNCOMMITTED
+from app.migrate.signals import RunInterrupted, received, stop_on_signals
 from app.settings import get_settings
 
 log = logging.getLogger("app.migrate")
@@ -103,7 +98,8 @@ def migration_connection(attributes: dict) -> Iterator[Connection]:
             migrations=True,
         )
     try:
-        with cancellable_queries(), migration_lock(conn, settings):
+        cancel = conn.connection.dbapi_connection.cancel
+        with stop_on_signals(cancel), migration_lock(conn, settings):
             yield conn
     finally:
         if conn is not given:
@@ -128,8 +124,7 @@ def emit_timeouts_in_each_transaction(ctx: MigrationContext) -> None:
 def one_line_errors(attributes: dict) -> Iterator[None]:
     """Turn our errors, stray driver errors and signals into Alembic's one-line `FAILED:`."""
     try:
-        with stop_on_signals():
-            yield
+        yield
     except BrokenPipeError:
         # The reader of the SQL (`make sql | head`) went away: stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -141,10 +136,22 @@ def one_line_errors(attributes: dict) -> Iterator[None]:
         raise CommandError(str(error)) from error
 
 
+def _running_revision(err: BaseException | None) -> str | None:
+    """The revision a signal stopped: on the error, or on one it interrupted the handling of
+    (the handler's exception can land while the cancelled statement's is being handled)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if getattr(err, "label", None):
+            return err.label
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def _as_harness_error(err: BaseException, attributes: dict) -> HarnessError | None:
     signum = received() or (signal.SIGINT if isinstance(err, KeyboardInterrupt) else None)
     if signum:
-        return RunInterrupted(signum, err.label if isinstance(err, RevisionFailed) else None)
+        return RunInterrupted(signum, _running_revision(err))
     if isinstance(err, HarnessError):
         return err
     if not isinstance(err, DBAPIError):

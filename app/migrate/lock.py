@@ -56,11 +56,23 @@ class _Lock:
         self.conn, self.settings = conn, settings
         self.local = "true" if scope == "transaction" else "false"
         self.xact = "_xact" if scope == "transaction" else ""
+        self.original: tuple[str, str] = ("0", "0")  # the session's own timeouts
 
-    def set_timeouts_and_try(self) -> bool:
-        return self.conn.execute(
+    def set_timeouts(self, lock: str, statement: str) -> None:
+        self.conn.execute(
             text(
                 f"SELECT set_config('lock_timeout', :lock, {self.local}), "
+                f"set_config('statement_timeout', :stmt, {self.local})"
+            ),
+            {"lock": lock, "stmt": statement},
+        )
+
+    def set_timeouts_and_try(self) -> bool:
+        """One round trip: remember the session's timeouts, set ours, try the lock."""
+        lock, statement, _, _, got = self.conn.execute(
+            text(
+                "SELECT current_setting('lock_timeout'), current_setting('statement_timeout'), "
+                f"set_config('lock_timeout', :lock, {self.local}), "
                 f"set_config('statement_timeout', :stmt, {self.local}), "
                 f"pg_try_advisory{self.xact}_lock(:key)"
             ),
@@ -69,7 +81,9 @@ class _Lock:
                 "stmt": statement_timeout(self.settings),
                 "key": LOCK_KEY,
             },
-        ).one()[2]
+        ).one()
+        self.original = (lock, statement)
+        return got
 
     def wait(self) -> None:
         """Block until the holder lets go, at most MIGRATION_LOCK_WAIT; say who we wait for."""
@@ -83,36 +97,22 @@ class _Lock:
             raise busy
         log.info("waiting up to %gs for the migration lock held by %s", wait, holder)
         started = time.monotonic()
+        # Bounded by lock_timeout alone. A statement's own statement_timeout is fixed when
+        # it starts, so the wait's timeouts are set by a statement of their own.
+        self.set_timeouts(pg_ms(wait), "0")
         try:
-            # The lock wait is bounded by lock_timeout; the migration's own values are set
-            # again right after, in the same statement that takes the lock.
-            self.conn.execute(
-                text(
-                    f"SELECT set_config('lock_timeout', :wait, {self.local}), "
-                    f"set_config('statement_timeout', '0', {self.local}), "
-                    f"pg_advisory{self.xact}_lock(:key), "
-                    f"set_config('lock_timeout', :lock, {self.local}), "
-                    f"set_config('statement_timeout', :stmt, {self.local})"
-                ),
-                {
-                    "wait": pg_ms(wait),
-                    "key": LOCK_KEY,
-                    "lock": lock_timeout(self.settings),
-                    "stmt": statement_timeout(self.settings),
-                },
-            )
+            self.conn.execute(text(f"SELECT pg_advisory{self.xact}_lock(:key)"), {"key": LOCK_KEY})
         except OperationalError as exc:
             if getattr(exc.orig, "pgcode", None) == "55P03":  # lock_not_available
                 raise busy from None
             raise
+        self.set_timeouts(lock_timeout(self.settings), statement_timeout(self.settings))
         log.info("got the migration lock after waiting %.1fs", time.monotonic() - started)
 
     def release(self) -> None:
-        """Session scope only: unlock and put the session's timeouts back."""
-        self.conn.execute(
-            text("SELECT pg_advisory_unlock(:key); RESET lock_timeout; RESET statement_timeout"),
-            {"key": LOCK_KEY},
-        )
+        """Session scope only: unlock, and give the session its own timeouts back."""
+        self.conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
+        self.set_timeouts(*self.original)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from alembic import context
 from alembic.script import Script, ScriptDirectory
@@ -30,8 +31,12 @@ UNCOMMITTED = "uncommitted_revision"
 class RevisionFailed(MigrationError):
     """A revision raised; it was rolled back whole. Keeps the original for the retry logic."""
 
-    def __init__(self, label: str, direction: str, original: BaseException) -> None:
+    def __init__(
+        self, label: str, direction: str, original: BaseException, commits_midway: bool
+    ) -> None:
         self.label, self.original = label, original
+        # An autocommit_block inside it may have committed part of its work already.
+        self.commits_midway = commits_midway
         super().__init__(
             f"{label} failed during {direction}: {driver_message(original)}",
             "fix the revision and run again; the database stays at the last revision "
@@ -44,20 +49,23 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
     def run(*args, **kwargs) -> None:
         attributes = context.config.attributes
         attributes.pop(UNCOMMITTED, None)  # the previous revision's COMMIT went through
+        label = f"revision {script.revision} ({script.doc})"
         started = time.perf_counter()
         try:
             fn(*args, **kwargs)
         except HarnessError:
             raise
+        except KeyboardInterrupt as exc:  # a signal: say which revision it stopped
+            exc.label = label  # type: ignore[attr-defined]
+            raise
         except Exception as exc:
-            raise RevisionFailed(
-                f"revision {script.revision} ({script.doc})", direction, exc
-            ) from exc
+            midway = "autocommit_block" in Path(script.path).read_text()
+            raise RevisionFailed(label, direction, exc, midway) from exc
         ms = (time.perf_counter() - started) * 1000
         verb = "applied " if direction == "upgrade" else "reverted"
         log.info("%s %s  %s  (%.0f ms)", verb, script.revision, script.doc, ms)
         attributes.setdefault(APPLIED, []).append((direction, script.revision, ms))
-        attributes[UNCOMMITTED] = f"revision {script.revision} ({script.doc})"
+        attributes[UNCOMMITTED] = label
 
     run.harness_wrapped = True  # type: ignore[attr-defined]
     return run

@@ -2,41 +2,45 @@
 
 By default SIGTERM kills the process at once, and the server does not notice until its
 running statement ends (a pg_sleep, a long index build), holding the revision's locks and
-the migration lock all that time. Instead, the running statement is cancelled on the
-server, the revision's transaction rolls back, the lock is released, and the process exits
-non-zero within a second or so.
+the migration lock all that time. Instead:
+
+- the signal wakes a watcher thread (through `signal.set_wakeup_fd`, which works while the
+  main thread is blocked inside the driver), and the watcher cancels the running
+  statement on the server;
+- the Python handler raises Interrupted in the main thread, so the run stops even when no
+  statement was running: the revision's transaction rolls back, the lock is released;
+- a second signal gets the default action: it kills at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-
-import psycopg2.extensions
-import psycopg2.extras
 
 from app.errors import MigrationError
 
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _received: list[int] = []
 
 
 class Interrupted(KeyboardInterrupt):
-    """Raised by our handler. A KeyboardInterrupt, so psycopg2's wait_select cancels the
-    query it is waiting for instead of abandoning it."""
+    """Raised by our handler; a BaseException, so nothing on the way swallows it."""
 
 
 class RunInterrupted(MigrationError):
     def __init__(self, signum: int, running: str | None) -> None:
         self.exit_code = 128 + signum
-        during = f" during {running}" if running else ""
-        super().__init__(
-            f"interrupted by {signal.Signals(signum).name}{during}; the running revision "
-            "was rolled back and the migration lock released",
-            "run the migration again when ready; the database is at the last revision "
-            "that completed",
-        )
+        name = signal.Signals(signum).name
+        if running:
+            cause = (f"interrupted by {name} during {running}; it was rolled back and the "
+                     "migration lock released")  # fmt: skip
+        else:
+            cause = f"interrupted by {name}; no revision was half-applied"
+        super().__init__(cause, "run the migration again when ready")
 
 
 def received() -> int | None:
@@ -45,35 +49,37 @@ def received() -> int | None:
 
 
 def _handler(signum: int, _frame) -> None:
-    if _received:  # a second signal while cleaning up: let the cleanup finish
-        return
     _received.append(signum)
+    for sig in SIGNALS:  # a second signal: the default action, at once
+        signal.signal(sig, signal.SIG_DFL)
     raise Interrupted
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM raise Interrupted for the duration of the run."""
+def stop_on_signals(cancel: Callable[[], None]) -> Iterator[None]:
+    """SIGINT/SIGTERM cancel the running statement (via `cancel`) and stop the run."""
     if threading.current_thread() is not threading.main_thread():
         yield  # handlers can only be set from the main thread; an embedding app owns them
         return
     _received.clear()
-    previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    previous = {sig: signal.signal(sig, _handler) for sig in SIGNALS}
+    watcher = threading.Thread(target=_watch, args=(read_end, cancel), daemon=True)
+    watcher.start()
     try:
         yield
     finally:
+        signal.set_wakeup_fd(previous_fd)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        os.close(write_end)  # ends the watcher's read
+        watcher.join(timeout=1)
+        os.close(read_end)
 
 
-@contextmanager
-def cancellable_queries() -> Iterator[None]:
-    """Make statements interruptible: waits go through select(), and an Interrupted raised
-    there cancels the statement on the server. Set after connecting, because psycopg2
-    ignores connect_timeout for connections opened with a wait callback in place."""
-    previous = psycopg2.extensions.get_wait_callback()
-    psycopg2.extensions.set_wait_callback(psycopg2.extras.wait_select)
-    try:
-        yield
-    finally:
-        psycopg2.extensions.set_wait_callback(previous)
+def _watch(read_end: int, cancel: Callable[[], None]) -> None:
+    while os.read(read_end, 1):  # a byte per signal; b"" once the write end is closed
+        with contextlib.suppress(Exception):  # nothing running, or the link is gone
+            cancel()
