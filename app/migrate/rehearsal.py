@@ -18,6 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from app.errors import HarnessError
 from app.migrate.environment import target_metadata
 from app.migrate.plan import PlannedRevision
 
@@ -96,8 +97,11 @@ def rehearse(conn: Connection, config_file: str, revisions: list[PlannedRevision
             try:
                 command.upgrade(config, rehearsable[-1].revision)
                 differences = drift(conn) if not skipped else []
-            except Exception as exc:
-                error = " ".join(str(exc).split())
+            except Exception as exc:  # whatever a real run would hit
+                cause = exc.__cause__  # env.py wraps our errors in Alembic's CommandError
+                error = (
+                    cause.cause if isinstance(cause, HarnessError) else " ".join(str(exc).split())
+                )
             transaction.rollback()
     after = fingerprint(conn)
     conn.rollback()
