@@ -84,7 +84,11 @@ def test_every_command_and_error_path(secret_env, pg_server, tmp_path):
         "invalid option": with_url(secret_env, f"{good}?foo=bar"),
         "invalid setting": dict(secret_env, DB_POOL_SIZE="0"),
     }
+    check = [sys.executable, str(ROOT / "scripts" / "predeploy_check.py")]
+    record("predeploy table", run(check, secret_env))
+    record("predeploy json", run([*check, "--json"], secret_env))
     for name, env in cases.items():
+        record(f"predeploy json: {name}", run([*check, "--json"], env))
         record(f"cli migrate: {name}", cli("migrate", env=env))
         record(f"cli verify: {name}", cli("verify", env=env))
         record(f"alembic upgrade: {name}", alembic("upgrade", "head", env=env))
