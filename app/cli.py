@@ -13,11 +13,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-
 from app.errors import ConfigError, HarnessError
 
 
@@ -25,7 +20,9 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def alembic_config() -> Config:
+def alembic_config():
+    from alembic.config import Config
+
     path = Path(os.environ.get("ALEMBIC_CONFIG", "alembic.ini"))
     if not path.is_file():
         raise ConfigError(f"{path} not found", "run the command from the project's root folder")
@@ -43,33 +40,46 @@ def report(items) -> int:
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
+    """Upgrade to head, then verify. At head already (the common case on a deploy), one
+    connection and one query settle it, and that answer is the direct endpoint's check."""
     from app.db.endpoints import get_endpoints
-    from app.migrate.progress import APPLIED
-    from app.migrate.verify import verify
+    from app.db.health import check_connection
+    from app.migrate.verify import script_heads, verify
 
     config = alembic_config()
     for line in get_endpoints().describe():
         say(f"migrate: {line}")
+    heads = script_heads(config)
     started = time.perf_counter()
+    direct = check_connection("direct")
+    if direct.revisions == heads:
+        ms = (time.perf_counter() - started) * 1000
+        say(f"migrate: already at head ({', '.join(heads)}); nothing to apply ({ms:.0f} ms)")
+        return report(verify(heads, direct=direct))
+    from alembic import command
+
+    from app.migrate.progress import APPLIED
+
+    config.attributes["needs_metadata"] = False  # upgrading compares nothing with the models
     command.upgrade(config, "head")
     ms = (time.perf_counter() - started) * 1000
-    heads = ", ".join(ScriptDirectory.from_config(config).get_heads())
     applied = config.attributes.get(APPLIED, [])
+    now = ", ".join(heads)
     if applied:
-        say(f"migrate: applied {len(applied)} revision(s) in {ms:.0f} ms; now at {heads}")
-    else:
-        say(f"migrate: already at head ({heads}); nothing to apply ({ms:.0f} ms)")
-    return report(verify(config))
+        say(f"migrate: applied {len(applied)} revision(s) in {ms:.0f} ms; now at {now}")
+    else:  # another run got there first, while we waited for its lock
+        say(f"migrate: already at head ({now}); nothing to apply ({ms:.0f} ms)")
+    return report(verify(heads))
 
 
 def cmd_verify(_: argparse.Namespace) -> int:
     from app.db.endpoints import get_endpoints
-    from app.migrate.verify import verify
+    from app.migrate.verify import script_heads, verify
 
     config = alembic_config()
     for line in get_endpoints().describe():
         say(f"verify: {line}")
-    return report(verify(config))
+    return report(verify(script_heads(config)))
 
 
 def cmd_db_up(_: argparse.Namespace) -> int:
@@ -154,16 +164,20 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return err.exit_code
-    except CommandError as err:
-        cause = err.__cause__
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        return cause.exit_code if isinstance(cause, HarnessError) else 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr, flush=True)
-        return 130
     except BrokenPipeError:  # the reader went away (`... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except Exception as err:
+        from alembic.util import CommandError  # loaded by then, if it is what was raised
+
+        if not isinstance(err, CommandError):
+            raise  # a bug: let its traceback show
+        cause = err.__cause__
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return cause.exit_code if isinstance(cause, HarnessError) else 1
 
 
 if __name__ == "__main__":

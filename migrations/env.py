@@ -28,7 +28,7 @@ if config.config_file_name and config.attributes.get("configure_logger", True):
 
 def run_offline() -> None:
     """SQL for a DBA or a review: literal values, no URL, no credentials needed."""
-    context.configure(dialect_name="postgresql", literal_binds=True, **configure_options())
+    context.configure(dialect_name="postgresql", literal_binds=True, **configure_options(config))
     emit_timeouts_in_each_transaction(context.get_context())
     with context.begin_transaction():
         context.run_migrations()
@@ -37,7 +37,7 @@ def run_offline() -> None:
 def run_online() -> None:
     report_each_revision(context.script)
     with migration_connection(config.attributes) as connection:
-        context.configure(connection=connection, **configure_options())
+        context.configure(connection=connection, **configure_options(config))
         run_with_lock_retries(connection, get_settings(), run_migrations)
 
 

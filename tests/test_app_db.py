@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pytest
 from helpers import alembic
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.pool import NullPool, QueuePool
 from sqlmodel import select
 
-from app.db.engines import get_app_engine, get_migration_engine, reset_engines
+from app.db.engines import (
+    _replace_if_closed,
+    closed_by_server,
+    get_app_engine,
+    get_migration_engine,
+    reset_engines,
+)
 from app.db.health import check_connection
 from app.db.session import get_session, session_scope
 from app.models import Account
@@ -23,7 +31,24 @@ def test_app_engine_is_built_once_with_the_configured_pool(harness_env):
     assert isinstance(engine.pool, QueuePool)
     assert engine.pool.size() == 5
     assert engine.pool._recycle == 240
-    assert engine.pool._pre_ping is True
+    assert engine.pool._pre_ping is False  # no ping per checkout: a round trip per request
+    assert event.contains(engine, "checkout", _replace_if_closed)
+
+
+def test_a_connection_the_server_closed_is_seen_without_a_round_trip(harness_env, db_url):
+    engine = get_app_engine()
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert closed_by_server(raw) is False
+        with psycopg.connect(db_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (raw.get_backend_pid(),))
+        deadline = time.monotonic() + 5
+        while not closed_by_server(raw) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert closed_by_server(raw) is True
+        conn.invalidate()
+    with engine.connect() as conn:  # the pool hands out a working one
+        assert conn.execute(text("SELECT 1")).scalar() == 1
 
 
 def test_serverless_mode_uses_no_pool_in_process(harness_env, monkeypatch):

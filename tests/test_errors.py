@@ -170,7 +170,7 @@ def test_invalid_connection_option_is_a_configuration_error(harness_env, db_url)
     assert result.returncode == 2, result.stdout
     line = error_line(result.stdout)
     assert line.startswith("error: DATABASE_URL has an invalid connection option")
-    assert 'invalid connection option "foo"' in line
+    assert '"foo"' in line  # libpq names the option it does not know
 
 
 def test_verify_on_a_foreign_alembic_version_table_is_one_line(harness_env, db_url):

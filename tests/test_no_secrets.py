@@ -106,6 +106,8 @@ def test_every_command_and_error_path(secret_env, pg_server, tmp_path):
 
 
 def interrupted_run(env: dict) -> subprocess.CompletedProcess:
+    """SIGTERM while waiting for the migration lock (so behind head: at head, no lock)."""
+    assert alembic("downgrade", "base", env=env).returncode == 0
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "migrate"], env=dict(env, MIGRATION_LOCK_WAIT="30"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

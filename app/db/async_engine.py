@@ -28,7 +28,10 @@ def get_async_app_engine() -> AsyncEngine:
         "application_name": APP_NAME,
         "prepare_threshold": None,
     }
-    return create_async_engine(url, connect_args=connect_args, **pool_options(settings))
+    # The sync engine's socket check needs a blocking driver's file descriptor; here the
+    # pool pings instead.
+    options = pool_options(settings) | {"pool_pre_ping": not settings.db_serverless}
+    return create_async_engine(url, connect_args=connect_args, **options)
 
 
 async def get_async_session() -> AsyncIterator[AsyncSession]:

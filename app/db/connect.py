@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import quote
 
-from sqlalchemy import Engine
+import psycopg2
+from sqlalchemy import URL, Engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from tenacity import (
@@ -27,6 +30,7 @@ from tenacity import (
 from app.errors import ConfigError, HarnessError, UnreachableError
 
 log = logging.getLogger("app.db")
+T = TypeVar("T")
 
 TRANSIENT = (
     "couldn't connect to compute node",
@@ -56,7 +60,7 @@ def driver_message(exc: BaseException) -> str:
 
 
 def is_transient(exc: BaseException) -> bool:
-    if not isinstance(exc, DBAPIError):
+    if not isinstance(exc, DBAPIError | psycopg2.Error):
         return False
     text = driver_message(exc).lower()
     return any(marker in text for marker in TRANSIENT)
@@ -71,10 +75,9 @@ def scrub(text: str, password: str | None) -> str:
 
 
 def explain(
-    exc: BaseException, engine: Engine, variable: str, elapsed: float, *, migrations: bool
+    exc: BaseException, url: URL, variable: str, elapsed: float, *, migrations: bool
 ) -> HarnessError:
     """Turn a connect failure into one line: what happened, where, and what to do."""
-    url = engine.url
     where = f"{url.host or 'localhost'}:{url.port or 5432}"
     text = scrub(driver_message(exc), url.password)
     low = text.lower()
@@ -126,12 +129,17 @@ def explain(
     return HarnessError(f"connecting to {where} failed: {text}", f"check {variable}")
 
 
-def connect(
-    engine: Engine, *, retry_seconds: float, variable: str, migrations: bool = False
-) -> Connection:
-    """`engine.connect()` with retries of transient errors; failures become HarnessError.
+def with_retries(
+    open_connection: Callable[[], T],
+    url: URL,
+    *,
+    retry_seconds: float,
+    variable: str,
+    migrations: bool = False,
+) -> T:
+    """`open_connection()` with retries of transient errors; failures become HarnessError.
 
-    `migrations` marks the migration engine: a pooler rejecting it is then the mistake of
+    `migrations` marks the migration side: a pooler rejecting it is then the mistake of
     giving migrations a pooled URL, and the message says so.
     """
     started = time.monotonic()
@@ -139,10 +147,10 @@ def connect(
     def note_retry(state) -> None:
         log.warning(
             "connect to %s:%s failed (attempt %d): %s; retrying in %.1fs",
-            engine.url.host,
-            engine.url.port or 5432,
+            url.host,
+            url.port or 5432,
             state.attempt_number,
-            scrub(driver_message(state.outcome.exception()), engine.url.password),
+            scrub(driver_message(state.outcome.exception()), url.password),
             state.next_action.sleep,
         )
 
@@ -154,7 +162,42 @@ def connect(
         reraise=True,
     )
     try:
-        return retrying(engine.connect)
-    except DBAPIError as exc:
+        return retrying(open_connection)
+    except (DBAPIError, psycopg2.Error) as exc:
         elapsed = time.monotonic() - started
-        raise explain(exc, engine, variable, elapsed, migrations=migrations) from None
+        raise explain(exc, url, variable, elapsed, migrations=migrations) from None
+
+
+def connect(
+    engine: Engine, *, retry_seconds: float, variable: str, migrations: bool = False
+) -> Connection:
+    """`engine.connect()`, retried and explained (see with_retries)."""
+    return with_retries(
+        engine.connect,
+        engine.url,
+        retry_seconds=retry_seconds,
+        variable=variable,
+        migrations=migrations,
+    )
+
+
+def connect_raw(
+    url: URL, connect_args: dict, *, retry_seconds: float, variable: str, migrations: bool
+):
+    """A bare psycopg2 connection in autocommit: no BEGIN, and none of the queries
+    SQLAlchemy runs on an engine's first connection. For one-shot checks on Neon, where
+    each of those is a round trip."""
+
+    def open_connection():
+        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        conn = psycopg2.connect(dsn, **connect_args)
+        conn.autocommit = True
+        return conn
+
+    return with_retries(
+        open_connection,
+        url,
+        retry_seconds=retry_seconds,
+        variable=variable,
+        migrations=migrations,
+    )

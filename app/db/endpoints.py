@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from app.db import urls
-from app.db.twin import LocalTwin, start_twin
 from app.settings import get_settings
+
+if TYPE_CHECKING:
+    from app.db.twin import LocalTwin
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ def get_endpoints() -> Endpoints:
             if settings.database_url_direct
             else "DATABASE_URL",
         )
+    from app.db.twin import start_twin  # the local servers' code, only when they are used
+
     twin = start_twin(settings.local_db_dir, settings.local_pg_bin_dir)
     pair = urls.EndpointPair(
         pooled=twin.pooled_url, direct=twin.direct_url, neon=False, derived=None

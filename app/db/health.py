@@ -11,13 +11,13 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+import psycopg2
+import psycopg2.errors
 
 from app.db import urls
-from app.db.connect import connect, driver_message
+from app.db.connect import connect_raw, driver_message
 from app.db.endpoints import get_endpoints
-from app.db.engines import get_app_engine, get_migration_engine
+from app.db.engines import app_target, migration_target
 from app.errors import HarnessError
 from app.settings import get_settings
 
@@ -36,33 +36,43 @@ class EndpointHealth:
     revisions: tuple[str, ...]  # rows of alembic_version; () when the table is absent
 
 
+_READ = (
+    "SELECT current_setting('server_version'), "
+    "coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)"
+)
+_READ_WITH_REVISIONS = _READ + ", ARRAY(SELECT version_num FROM alembic_version ORDER BY 1)"
+
+
 def check_connection(endpoint: Endpoint) -> EndpointHealth:
+    """Connect and ask everything in one query: on Neon, every round trip counts."""
     endpoints = get_endpoints()
     if endpoint == "pooled":
-        engine, variable = get_app_engine(), endpoints.pooled_variable
+        (url, connect_args), variable = app_target(), endpoints.pooled_variable
     else:
-        engine, variable = get_migration_engine(), endpoints.direct_variable
+        (url, connect_args), variable = migration_target(), endpoints.direct_variable
     started = time.perf_counter()
-    retry_seconds = get_settings().db_connect_retry_seconds
-    migrations = endpoint == "direct"
-    with connect(
-        engine, retry_seconds=retry_seconds, variable=variable, migrations=migrations
-    ) as conn:
-        try:
-            version, server_ssl, revisions = _read(conn)
-        except DBAPIError as exc:  # connected, but a query failed: permissions, odd table
-            raise HarnessError(
-                f"{endpoint} endpoint answered but the health query failed: {driver_message(exc)}",
-                f"check the role's rights and the alembic_version table ({variable})",
-            ) from None
-        ssl_in_use = bool(conn.connection.dbapi_connection.info.ssl_in_use)
-    latency_ms = (time.perf_counter() - started) * 1000
-    host = engine.url.host or "localhost"
+    conn = connect_raw(
+        url,
+        connect_args,
+        retry_seconds=get_settings().db_connect_retry_seconds,
+        variable=variable,
+        migrations=endpoint == "direct",
+    )
+    try:
+        version, server_ssl, revisions = _read(conn)
+        ssl_in_use = bool(conn.info.ssl_in_use)
+    except psycopg2.Error as exc:  # connected, but the query failed: rights, an odd table
+        raise HarnessError(
+            f"{endpoint} endpoint answered but the health query failed: {driver_message(exc)}",
+            f"check the role's rights and the alembic_version table ({variable})",
+        ) from None
+    finally:
+        conn.close()
     return EndpointHealth(
         endpoint=endpoint,
-        host=f"{host}:{engine.url.port or 5432}",
-        local=urls.is_local_host(engine.url.host),
-        latency_ms=latency_ms,
+        host=f"{url.host or 'localhost'}:{url.port or 5432}",
+        local=urls.is_local_host(url.host),
+        latency_ms=(time.perf_counter() - started) * 1000,
         server_version=version,
         ssl_in_use=ssl_in_use,
         server_ssl=bool(server_ssl),
@@ -72,15 +82,12 @@ def check_connection(endpoint: Endpoint) -> EndpointHealth:
 
 def _read(conn) -> tuple[str, bool, tuple[str, ...]]:
     """Server version, the server's view of SSL, and alembic_version's rows."""
-    version, has_table, server_ssl = conn.execute(
-        text(
-            "SELECT current_setting('server_version'), "
-            "to_regclass('alembic_version') IS NOT NULL, "
-            "coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)"
-        )
-    ).one()
-    revisions: tuple[str, ...] = ()
-    if has_table:
-        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars()
-        revisions = tuple(sorted(rows))
-    return version, server_ssl, revisions
+    with conn.cursor() as cursor:
+        try:
+            cursor.execute(_READ_WITH_REVISIONS)
+            version, server_ssl, revisions = cursor.fetchone()
+            return version, server_ssl, tuple(revisions)
+        except psycopg2.errors.UndefinedTable:  # an empty database (autocommit: no rollback)
+            cursor.execute(_READ)
+            version, server_ssl = cursor.fetchone()
+            return version, server_ssl, ()

@@ -2,7 +2,8 @@
 
 `get_session` is a generator so FastAPI can use it as a dependency
 (`Depends(get_session)`); `session_scope` is the same thing as a `with` block for
-scripts and workers.
+scripts and workers. A transaction costs a BEGIN and a COMMIT, each a round trip to Neon;
+`autocommit_connection` is for work that is one statement anyway: one round trip each.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from app.db.engines import get_app_engine
@@ -26,3 +28,12 @@ def get_session() -> Iterator[Session]:
 
 
 session_scope = contextmanager(get_session)
+
+
+@contextmanager
+def autocommit_connection() -> Iterator[Connection]:
+    """A pooled connection where each statement commits on its own: no BEGIN, no COMMIT,
+    one round trip per statement. For single-statement reads and writes; a unit of work
+    that needs several statements to succeed together belongs in `session_scope`."""
+    with get_app_engine().connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")

@@ -13,11 +13,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
 SERVER_NAMES = ("localhost",)
 SERVER_IPS = ("127.0.0.1",)
 
@@ -29,11 +24,17 @@ class Certificates:
     key_file: Path
 
 
-def _name(common_name: str) -> x509.Name:
+def _name(common_name: str):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
 def _certificate(subject, issuer, public_key, signing_key, *, ca: bool, san=None):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
     now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
@@ -51,6 +52,8 @@ def _certificate(subject, issuer, public_key, signing_key, *, ca: bool, san=None
 
 
 def _pem_key(key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -66,6 +69,9 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 
 def make_ca(folder: Path, common_name: str = "neon-migrate local CA"):
     """A CA certificate and key, written to folder/ca.crt (the key stays in memory)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     key = ec.generate_private_key(ec.SECP256R1())
     cert = _certificate(_name(common_name), _name(common_name), key.public_key(), key, ca=True)
     folder.mkdir(parents=True, exist_ok=True)
@@ -78,6 +84,10 @@ def ensure_certificates(folder: Path) -> Certificates:
     certs = Certificates(folder / "ca.crt", folder / "server.crt", folder / "server.key")
     if all(p.exists() for p in (certs.ca_file, certs.cert_file, certs.key_file)):
         return certs
+    from cryptography import x509  # imported only when certificates are made
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     ca_cert, ca_key = make_ca(folder)
     key = ec.generate_private_key(ec.SECP256R1())
     san = x509.SubjectAlternativeName(

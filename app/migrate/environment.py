@@ -47,10 +47,19 @@ def _skip_empty_autogenerate(ctx: MigrationContext, revision: Any, directives: l
         log.info("no changes between the models and the database: no revision written")
 
 
-def configure_options() -> dict[str, Any]:
+def needs_metadata(config) -> bool:
+    """Only autogenerate and `check` compare the models with the database; loading them
+    (SQLModel, the app's tables) is most of a command's start-up otherwise."""
+    options = config.cmd_opts
+    if options is not None:  # the alembic command line
+        return bool(getattr(options, "autogenerate", False)) or options.cmd[0].__name__ == "check"
+    return config.attributes.get("needs_metadata", True)  # API callers, e.g. pytest-alembic
+
+
+def configure_options(config) -> dict[str, Any]:
     """Options shared by online and offline `context.configure()`."""
     return {
-        "target_metadata": target_metadata(),
+        "target_metadata": target_metadata() if needs_metadata(config) else None,
         "transaction_per_migration": True,
         "compare_type": True,
         "compare_server_default": True,

@@ -50,7 +50,7 @@ def render_sql(config_file: str, current: tuple[str, ...]) -> str:
     """The offline upgrade SQL from `current` to head, exactly as `make sql` prints it."""
     buffer = io.StringIO()
     config = Config(config_file, output_buffer=buffer)
-    config.attributes["configure_logger"] = False
+    config.attributes.update(configure_logger=False, needs_metadata=False)
     target = f"{current[0]}:heads" if current else "heads"
     try:
         command.upgrade(config, target, sql=True)

@@ -32,9 +32,9 @@ def _ssl(health: EndpointHealth) -> tuple[bool, str]:
     return False, f"SSL OFF on a non-local host ({server_side})"
 
 
-def _endpoint(name: str, heads: tuple[str, ...]) -> Item:
+def _endpoint(name: str, heads: tuple[str, ...], health: EndpointHealth | None) -> Item:
     try:
-        health = check_connection(name)  # type: ignore[arg-type]
+        health = health or check_connection(name)  # type: ignore[arg-type]
     except HarnessError as err:
         return Item(name, False, str(err), err.exit_code)
     ssl_ok, ssl_text = _ssl(health)
@@ -49,8 +49,12 @@ def _endpoint(name: str, heads: tuple[str, ...]) -> Item:
     return Item(name, at_head and ssl_ok, detail)
 
 
-def verify(config: Config) -> list[Item]:
-    heads = tuple(sorted(ScriptDirectory.from_config(config).get_heads()))
+def script_heads(config: Config) -> tuple[str, ...]:
+    return tuple(sorted(ScriptDirectory.from_config(config).get_heads()))
+
+
+def verify(heads: tuple[str, ...], direct: EndpointHealth | None = None) -> list[Item]:
+    """The scripts' heads, and both endpoints at them; `direct` reuses a fresh check."""
     scripts = Item(
         "scripts",
         len(heads) == 1,
@@ -59,4 +63,4 @@ def verify(config: Config) -> list[Item]:
         else f"{len(heads)} heads ({', '.join(heads) or 'none'}); merge them with "
         "`alembic merge heads -m merge`",
     )
-    return [scripts, _endpoint("direct", heads), _endpoint("pooled", heads)]
+    return [scripts, _endpoint("direct", heads, direct), _endpoint("pooled", heads, None)]

@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""make bench: the harness against raw Alembic, through a proxy that adds network latency.
+
+On Neon every round trip crosses a network, so the figures that matter are round trips
+(client flushes, counted at the proxy), connections, and wall time with a realistic
+delay. Raw Alembic is the stock `alembic init` generic env.py over the same revisions and
+URL, measured in the same run. Results print as one table and go to BENCHMARKS.md.
+
+    python scripts/bench.py [--rtt-ms 20] [--runs 5] [--chain 200] [--pg-bin DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg2
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the fault proxy the tests use
+
+from proxy import FaultProxy  # noqa: E402
+
+from app.db.local import LocalServer  # noqa: E402
+
+PY = sys.executable
+FAST_SERVER = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args, self.work = args, work
+        self.server = LocalServer(work / "pg", bin_dir=args.pg_bin, server_options=FAST_SERVER)
+        self.info = self.server.start()
+        self.proxy = FaultProxy(self.info.port, delay=args.rtt_ms / 2000)
+        self.rows: list[tuple] = []
+
+    # --- plumbing -----------------------------------------------------------------------------
+    def url(self, database: str, sslmode: str, through_proxy: bool = True) -> str:
+        port = self.proxy.port if through_proxy else self.info.port
+        secret = quote(self.info.password, safe="")
+        return f"postgresql://postgres:{secret}@127.0.0.1:{port}/{database}?sslmode={sslmode}"
+
+    def fresh_database(self, name: str) -> None:
+        conn = psycopg2.connect(self.url("postgres", "disable", through_proxy=False))
+        conn.autocommit = True
+        conn.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.cursor().execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+
+    def measure(self, args: list[str], env: dict, cwd: Path) -> tuple[float, int, int]:
+        """Wall time, client flushes and connections of one command through the proxy."""
+        chunks, conns = self.proxy.client_chunks, self.proxy.connections
+        started = time.perf_counter()
+        result = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        if result.returncode:
+            raise SystemExit(f"bench: {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        return wall, self.proxy.client_chunks - chunks, self.proxy.connections - conns
+
+    def compare(self, name: str, ours: tuple[list, dict, Path], raw: tuple[list, dict, Path],
+                runs: int, before=None) -> None:  # fmt: skip
+        samples = {"harness": [], "raw": []}
+        for _ in range(runs):
+            for label, (args, env, cwd) in (("harness", ours), ("raw", raw)):
+                if before:
+                    before()
+                samples[label].append(self.measure(args, env, cwd))
+        med = {k: tuple(statistics.median(s[i] for s in v) for i in range(3))
+               for k, v in samples.items()}  # fmt: skip
+        ratio = med["harness"][0] / med["raw"][0]
+        self.rows.append((name, *med["harness"], *med["raw"], ratio))
+
+    # --- projects -----------------------------------------------------------------------------
+    def raw_project(self, name: str, versions: Path, url: str) -> Path:
+        """`alembic init` (generic template) over the given versions folder and URL."""
+        folder = self.work / name
+        folder.mkdir()
+        subprocess.run([PY, "-m", "alembic", "init", "-t", "generic", "env"], cwd=folder,
+                       check=True, capture_output=True)  # fmt: skip
+        shutil.rmtree(folder / "env" / "versions")
+        shutil.copytree(versions, folder / "env" / "versions")
+        ini = folder / "alembic.ini"
+        text = ini.read_text()
+        text = text.replace("driver://user:pass@localhost/dbname", url.replace("%", "%%"))
+        ini.write_text(text)
+        return ini
+
+    def harness_project(self, name: str, versions: Path) -> Path:
+        folder = self.work / name
+        (folder / "migrations").mkdir(parents=True)
+        shutil.copy(ROOT / "alembic.ini", folder / "alembic.ini")
+        for part in ("env.py", "script.py.mako"):
+            shutil.copy(ROOT / "migrations" / part, folder / "migrations" / part)
+        shutil.copytree(versions, folder / "migrations" / "versions")
+        return folder / "alembic.ini"
+
+    def chain(self, count: int) -> Path:
+        folder = self.work / "chain-versions"
+        folder.mkdir()
+        down = None
+        for i in range(count):
+            rev = f"c{i:04d}"
+            (folder / f"{rev}.py").write_text(
+                f'"""step {i}"""\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
+                f"revision = {rev!r}\ndown_revision = {down!r}\nbranch_labels = None\n"
+                f"depends_on = None\n\n\ndef upgrade():\n    op.create_table('t{i}', "
+                f"sa.Column('id', sa.Integer, primary_key=True), sa.Column('v', sa.Text))\n\n\n"
+                f"def downgrade():\n    op.drop_table('t{i}')\n"
+            )
+            down = rev
+        return folder
+
+    # --- the benchmarks -----------------------------------------------------------------------
+    def p1(self, sslmode: str) -> None:
+        database = f"p1_{sslmode}"
+        self.fresh_database(database)
+        url = self.url(database, sslmode)
+        env = self.env(DATABASE_URL=url, ALEMBIC_CONFIG=str(ROOT / "alembic.ini"))
+        subprocess.run([PY, "-m", "app.cli", "migrate"], env=env, cwd=self.work, check=True,
+                       capture_output=True)  # fmt: skip
+        raw_ini = self.raw_project(f"raw-p1-{sslmode}", ROOT / "migrations" / "versions", url)
+        self.compare(
+            f"P1 migrate at head + verify (sslmode={sslmode})",
+            ([PY, "-m", "app.cli", "migrate"], env, self.work),
+            ([PY, "-m", "alembic", "-c", str(raw_ini), "upgrade", "head"], self.env(), self.work),
+            self.args.runs,
+        )
+
+    def p2_p4(self) -> None:
+        versions = self.chain(self.args.chain)
+        url = self.url("chain", "disable")
+        ours = self.harness_project("harness-chain", versions)
+        raw = self.raw_project("raw-chain", versions, url)
+        env = self.env(DATABASE_URL=url, ALEMBIC_CONFIG=str(ours))
+        self.compare(
+            f"P2 apply a {self.args.chain}-revision chain",
+            ([PY, "-m", "alembic", "upgrade", "head"], env, self.work),
+            ([PY, "-m", "alembic", "-c", str(raw), "upgrade", "head"], self.env(), self.work),
+            max(1, self.args.runs // 2),
+            before=lambda: self.fresh_database("chain"),
+        )
+        self.compare(
+            f"P4 offline SQL for the {self.args.chain}-revision chain",
+            ([PY, "-m", "alembic", "upgrade", "head", "--sql"], env, self.work),
+            ([PY, "-m", "alembic", "-c", str(raw), "upgrade", "head", "--sql"], self.env(),
+             self.work),
+            self.args.runs,
+        )  # fmt: skip
+
+    def p3(self) -> None:
+        """A simple query through the warm app engine, in this process."""
+        database = "p3"
+        self.fresh_database(database)
+        os.environ.update(DATABASE_URL=self.url(database, "disable"), DB_POOL_SIZE="2")
+        from sqlalchemy import text
+
+        from app.db.engines import get_app_engine, reset_engines
+        from app.db.session import session_scope
+
+        reset_engines()
+        engine = get_app_engine()
+        for label, request in (
+            ("autocommit_connection() + one SELECT", lambda: _autocommit_select(text)),
+            ("engine.connect() + one SELECT", lambda: _connect_select(engine, text)),
+            ("session_scope() + one SELECT", lambda: _session_select(session_scope, text)),
+        ):
+            request()  # warm the pool
+            chunks, latencies = self.proxy.client_chunks, []
+            for _ in range(50):
+                started = time.perf_counter()
+                request()
+                latencies.append(time.perf_counter() - started)
+            per_request = (self.proxy.client_chunks - chunks) / 50
+            self.rows.append((f"P3 {label}", statistics.median(latencies), per_request, 0,
+                              None, None, None, None))  # fmt: skip
+        reset_engines()
+
+    def p5(self) -> None:
+        env = self.env()
+        for name, args in (("P5 python -m app.cli --help", [PY, "-m", "app.cli", "--help"]),):
+            walls = [self.measure(args, env, self.work)[0] for _ in range(self.args.runs)]
+            imports = _import_ms(["-m", "app.cli", "--help"], env)
+            self.rows.append((name, statistics.median(walls), 0, 0, None, None, None, None))
+            self.rows.append((f"{name}: import time (ms)", imports / 1000, 0, 0, None, None,
+                              None, None))  # fmt: skip
+        db_env = self.env(DATABASE_URL=self.url("p1_disable", "disable"),
+                          ALEMBIC_CONFIG=str(ROOT / "alembic.ini"))  # fmt: skip
+        raw_ini = self.work / "raw-p1-disable" / "alembic.ini"
+        self.compare(
+            "P5 no-op command: alembic current",
+            ([PY, "-m", "alembic", "current"], db_env, self.work),
+            ([PY, "-m", "alembic", "-c", str(raw_ini), "current"], self.env(), self.work),
+            self.args.runs,
+        )
+
+    def env(self, **extra: str) -> dict:
+        base = {k: v for k, v in os.environ.items()
+                if not k.startswith(("DATABASE_URL", "DB_", "MIGRATION_"))}  # fmt: skip
+        return base | {"LOCAL_DB_DIR": str(self.work / "unused")} | extra
+
+    def close(self) -> None:
+        self.proxy.close()
+        self.server.stop()
+
+
+def _autocommit_select(text) -> None:
+    from app.db.session import autocommit_connection
+
+    with autocommit_connection() as conn:
+        conn.execute(text("SELECT 1")).scalar()
+
+
+def _connect_select(engine, text) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1")).scalar()
+
+
+def _session_select(session_scope, text) -> None:
+    with session_scope() as session:
+        session.execute(text("SELECT 1")).scalar()
+
+
+def _import_ms(args: list[str], env: dict) -> float:
+    result = subprocess.run([PY, "-X", "importtime", *args], env=env, capture_output=True,
+                            text=True)  # fmt: skip
+    total = 0
+    for line in result.stderr.splitlines():
+        parts = line.split("|")
+        top_level = parts[-1].startswith(" ") and not parts[-1].startswith("  ")
+        if len(parts) == 3 and top_level and parts[1].strip().isdigit():
+            total += int(parts[1])  # top-level modules' cumulative time, in microseconds
+    return total / 1000
+
+
+def table(rows: list[tuple], rtt_ms: float) -> str:
+    lines = [
+        f"| benchmark (RTT {rtt_ms:g} ms) | harness wall | flushes | conns | raw wall | "
+        "flushes | conns | ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, wall, flushes, conns, raw_wall, raw_flushes, raw_conns, ratio in rows:
+        if name.startswith("P3"):
+            lines.append(f"| {name} | {wall * 1000:.1f} ms | {flushes:g} per request | | | | | |")
+        elif raw_wall is None:
+            value = f"{wall * 1000:.0f} ms" if "import" in name else f"{wall:.2f} s"
+            lines.append(f"| {name} | {value} | | | | | | |")
+        else:
+            lines.append(f"| {name} | {wall:.2f} s | {flushes:g} | {conns:g} | {raw_wall:.2f} s "
+                         f"| {raw_flushes:g} | {raw_conns:g} | {ratio:.2f}x |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def machine(info) -> str:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
+                .splitlines() if ln.startswith("model name")), platform.processor())  # fmt: skip
+    return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+            f"PostgreSQL {info.version} ({'TLS' if info.tls else 'no TLS'}), "
+            f"psycopg2 libpq {psycopg2.extensions.libpq_version()}")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rtt-ms", type=float, default=20)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--chain", type=int, default=200)
+    parser.add_argument("--pg-bin", type=Path, default=os.environ.get("LOCAL_PG_BIN_DIR") or None)
+    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-") as folder:
+        work = Path(folder)
+        (work / "unused").mkdir()
+        bench = Bench(args, work)
+        try:
+            for mode in ("disable", "require") if bench.info.tls else ("disable",):
+                bench.p1(mode)
+            bench.p2_p4()
+            bench.p3()
+            bench.p5()
+        finally:
+            bench.close()
+        info = bench.info
+    report = table(bench.rows, args.rtt_ms)
+    print(report)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    args.output.write_text(
+        f"# Benchmarks\n\n`make bench` on {stamp}: {machine(info)}.\n"
+        f"Medians of {args.runs} runs (P2: {max(1, args.runs // 2)}); a proxy adds "
+        f"{args.rtt_ms:g} ms per round trip and counts client flushes and connections.\n\n"
+        f"{report}\n"
+    )
+    print(f"\nwritten to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
