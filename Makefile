@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 r      ?= -1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv migrate verify check sql revision downgrade current history db-up db-down test lint clean
+.PHONY: help venv migrate verify check sql revision downgrade current history db-up db-down test bench lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,6 +54,9 @@ db-down: $(STAMP) ## stop the local twin
 
 test: $(STAMP) ## run the test suite (starts its own PostgreSQL)
 	$(PY) -m pytest
+
+bench: $(STAMP) ## benchmarks against raw Alembic, 20 ms RTT (args="--rtt-ms 50"); writes BENCHMARKS.md
+	$(PY) scripts/bench.py $(args)
 
 lint: $(STAMP) ## ruff: lint and format check
 	$(BIN)/ruff check .

@@ -20,13 +20,17 @@ def say(line: str) -> None:
     print(line, flush=True)
 
 
-def alembic_config():
-    from alembic.config import Config
-
+def config_path() -> Path:
     path = Path(os.environ.get("ALEMBIC_CONFIG", "alembic.ini"))
     if not path.is_file():
         raise ConfigError(f"{path} not found", "run the command from the project's root folder")
-    return Config(str(path))
+    return path
+
+
+def alembic_config():
+    from alembic.config import Config
+
+    return Config(str(config_path()))
 
 
 def report(items) -> int:
@@ -44,12 +48,13 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     connection and one query settle it, and that answer is the direct endpoint's check."""
     from app.db.endpoints import get_endpoints
     from app.db.health import check_connection
-    from app.migrate.verify import script_heads, verify
+    from app.migrate.heads import quick_heads
+    from app.migrate.verify import verify
 
-    config = alembic_config()
+    path = config_path()
     for line in get_endpoints().describe():
         say(f"migrate: {line}")
-    heads = script_heads(config)
+    heads = quick_heads(path) or _alembic_heads()
     started = time.perf_counter()
     direct = check_connection("direct")
     if direct.revisions == heads:
@@ -60,6 +65,7 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
     from app.migrate.progress import APPLIED
 
+    config = alembic_config()
     config.attributes["needs_metadata"] = False  # upgrading compares nothing with the models
     command.upgrade(config, "head")
     ms = (time.perf_counter() - started) * 1000
@@ -74,12 +80,19 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 def cmd_verify(_: argparse.Namespace) -> int:
     from app.db.endpoints import get_endpoints
-    from app.migrate.verify import script_heads, verify
+    from app.migrate.heads import quick_heads
+    from app.migrate.verify import verify
 
-    config = alembic_config()
+    path = config_path()
     for line in get_endpoints().describe():
         say(f"verify: {line}")
-    return report(verify(script_heads(config)))
+    return report(verify(quick_heads(path) or _alembic_heads()))
+
+
+def _alembic_heads() -> tuple[str, ...]:
+    from alembic.script import ScriptDirectory
+
+    return tuple(sorted(ScriptDirectory.from_config(alembic_config()).get_heads()))
 
 
 def cmd_db_up(_: argparse.Namespace) -> int:

@@ -186,6 +186,42 @@ class Bench:
                               None, None, None, None))  # fmt: skip
         reset_engines()
 
+    def handshakes(self) -> None:
+        """What one connection costs: connect, SELECT 1, close, per TLS negotiation."""
+        modes = [("no TLS", "sslmode=disable")]
+        if self.info.tls:
+            modes += [
+                ("TLS", "sslmode=require"),
+                ("TLS, sslnegotiation=direct", "sslmode=require&sslnegotiation=direct"),
+            ]
+        for label, query in modes:
+            url = self.url("postgres", "disable").replace("sslmode=disable", query)
+            chunks, started = self.proxy.client_chunks, time.perf_counter()
+            try:
+                conn = psycopg2.connect(url)
+                conn.autocommit = True
+                conn.cursor().execute("SELECT 1")
+                conn.close()
+            except psycopg2.Error as exc:
+                reason = " ".join(str(exc).split())[:80]
+                self.rows.append(
+                    (f"connect + SELECT 1 ({label}): {reason}", None, 0, 0, None, None, None, None)
+                )
+                continue
+            wall = time.perf_counter() - started
+            self.rows.append(
+                (
+                    f"connect + SELECT 1 ({label})",
+                    wall,
+                    self.proxy.client_chunks - chunks,
+                    1,
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            )
+
     def p5(self) -> None:
         env = self.env()
         for name, args in (("P5 python -m app.cli --help", [PY, "-m", "app.cli", "--help"]),):
@@ -250,7 +286,10 @@ def table(rows: list[tuple], rtt_ms: float) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, wall, flushes, conns, raw_wall, raw_flushes, raw_conns, ratio in rows:
-        if name.startswith("P3"):
+        if name.startswith("connect"):
+            value = "failed" if wall is None else f"{wall * 1000:.0f} ms"
+            lines.append(f"| {name} | {value} | {flushes:g} | {conns:g} | | | | |")
+        elif name.startswith("P3"):
             lines.append(f"| {name} | {wall * 1000:.1f} ms | {flushes:g} per request | | | | | |")
         elif raw_wall is None:
             value = f"{wall * 1000:.0f} ms" if "import" in name else f"{wall:.2f} s"
@@ -284,6 +323,7 @@ def main() -> int:
         try:
             for mode in ("disable", "require") if bench.info.tls else ("disable",):
                 bench.p1(mode)
+            bench.handshakes()
             bench.p2_p4()
             bench.p3()
             bench.p5()

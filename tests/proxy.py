@@ -15,11 +15,19 @@ import time
 
 
 class FaultProxy:
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1", delay: float = 0.0):
+    def __init__(
+        self,
+        target_port: int,
+        target_host: str = "127.0.0.1",
+        delay: float = 0.0,
+        record: bool = False,
+    ):
         self.target = (target_host, target_port)
         self.delay = delay  # seconds added to every chunk, each way: a round trip costs 2x
         self.connections = 0
         self.client_chunks = 0
+        self.record = record
+        self.recorded: list[bytes] = []  # what clients sent, when `record` is on
         self._live: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -88,6 +96,8 @@ class FaultProxy:
                 if from_client:
                     with self._lock:
                         self.client_chunks += 1
+                        if self.record:
+                            self.recorded.append(chunk)
                 if self.delay:
                     time.sleep(self.delay)
                 sink.sendall(chunk)

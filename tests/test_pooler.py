@@ -12,10 +12,11 @@ import psycopg
 import pytest
 import sqlalchemy.exc
 from helpers import alembic, cli, verify_line
-from sqlalchemy import event, text
+from proxy import FaultProxy
+from sqlalchemy import text
 
 from app.db.engines import get_app_engine, reset_engines
-from app.db.session import session_scope
+from app.db.session import autocommit_connection, session_scope
 from app.migrate.lock import LOCK_KEY
 
 HEAD = "f096d6eff8ee"
@@ -98,15 +99,26 @@ SESSION_STATE = re.compile(
 )
 
 
-def test_module_issues_no_session_state_on_the_pooled_engine(twin_env):
-    engine = get_app_engine()
-    statements: list[str] = []
-    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-    for _ in range(3):
-        with session_scope() as session:
-            session.execute(text("SELECT 1"))
-    assert statements, "the listener saw nothing: the test would prove nothing"
-    assert [s for s in statements if SESSION_STATE.match(s)] == []
+def test_module_issues_no_session_state_on_the_app_engine(harness_env, db_url, pg_server,
+                                                         monkeypatch):  # fmt: skip
+    """Watched on the wire (plain TCP, so readable), so that what the driver sends by
+    itself counts too: SQLAlchemy's isolation-level reset is a SET sent inside psycopg2."""
+    wire = FaultProxy(pg_server.port, record=True)
+    try:
+        url = db_url.replace(f":{pg_server.port}/", f":{wire.port}/") + "?sslmode=disable"
+        monkeypatch.setenv("DATABASE_URL", url)
+        reset_engines()
+        for _ in range(3):
+            with session_scope() as session:
+                session.execute(text("SELECT 1"))
+            with autocommit_connection() as conn:
+                conn.execute(text("SELECT 1"))
+        # simple-query messages: b"Q", length, SQL, NUL
+        sent = [c[5:].split(b"\0")[0].decode() for c in wire.recorded if c[:1] == b"Q"]
+    finally:
+        wire.close()
+    assert len([s for s in sent if s == "SELECT 1"]) == 6, sent
+    assert [s for s in sent if SESSION_STATE.match(s)] == []
 
 
 def test_transaction_scoped_setting_does_not_reach_the_next_request(twin_env):

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 
 from app.db import urls
 from app.db.endpoints import get_endpoints
-from app.db.engines import APP_NAME, pool_options
+from app.db.engines import pool_options
+from app.db.targets import APP_NAME
 from app.settings import get_settings
 
 

@@ -12,13 +12,10 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
 import psycopg2
-from sqlalchemy import URL, Engine
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 from tenacity import (
     Retrying,
     retry_if_exception,
@@ -28,6 +25,12 @@ from tenacity import (
 )
 
 from app.errors import ConfigError, HarnessError, UnreachableError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+    from sqlalchemy.engine import Connection
+
+    from app.db.urls import Target
 
 log = logging.getLogger("app.db")
 T = TypeVar("T")
@@ -59,8 +62,13 @@ def driver_message(exc: BaseException) -> str:
     return re.sub(r"\s+", " ", text).rstrip(".")[:400] or type(orig).__name__
 
 
+def driver_error(exc: BaseException) -> bool:
+    """A psycopg2 error, bare or wrapped by SQLAlchemy (DBAPIError keeps it as `.orig`)."""
+    return isinstance(getattr(exc, "orig", None) or exc, psycopg2.Error)
+
+
 def is_transient(exc: BaseException) -> bool:
-    if not isinstance(exc, DBAPIError | psycopg2.Error):
+    if not driver_error(exc):
         return False
     text = driver_message(exc).lower()
     return any(marker in text for marker in TRANSIENT)
@@ -75,10 +83,10 @@ def scrub(text: str, password: str | None) -> str:
 
 
 def explain(
-    exc: BaseException, url: URL, variable: str, elapsed: float, *, migrations: bool
+    exc: BaseException, url: Target, variable: str, elapsed: float, *, migrations: bool
 ) -> HarnessError:
     """Turn a connect failure into one line: what happened, where, and what to do."""
-    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"  # a Target or SQLAlchemy URL
     text = scrub(driver_message(exc), url.password)
     low = text.lower()
     if "unsupported startup parameter" in low and migrations:
@@ -131,7 +139,7 @@ def explain(
 
 def with_retries(
     open_connection: Callable[[], T],
-    url: URL,
+    url: Target,
     *,
     retry_seconds: float,
     variable: str,
@@ -163,7 +171,9 @@ def with_retries(
     )
     try:
         return retrying(open_connection)
-    except (DBAPIError, psycopg2.Error) as exc:
+    except Exception as exc:
+        if not driver_error(exc):
+            raise
         elapsed = time.monotonic() - started
         raise explain(exc, url, variable, elapsed, migrations=migrations) from None
 
@@ -182,21 +192,20 @@ def connect(
 
 
 def connect_raw(
-    url: URL, connect_args: dict, *, retry_seconds: float, variable: str, migrations: bool
+    target: Target, connect_args: dict, *, retry_seconds: float, variable: str, migrations: bool
 ):
     """A bare psycopg2 connection in autocommit: no BEGIN, and none of the queries
     SQLAlchemy runs on an engine's first connection. For one-shot checks on Neon, where
     each of those is a round trip."""
 
     def open_connection():
-        dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        conn = psycopg2.connect(dsn, **connect_args)
+        conn = psycopg2.connect(target.dsn, **connect_args)
         conn.autocommit = True
         return conn
 
     return with_retries(
         open_connection,
-        url,
+        target,
         retry_seconds=retry_seconds,
         variable=variable,
         migrations=migrations,

@@ -14,17 +14,14 @@ from __future__ import annotations
 import select
 from functools import lru_cache
 
-from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import NullPool
 
 from app.db import urls
 from app.db.endpoints import get_endpoints
-from app.db.timeouts import startup_options
+from app.db.targets import app_connect_args, migration_connect_args
 from app.settings import Settings, get_settings
-
-APP_NAME = "app"
-MIGRATION_APP_NAME = "neon-migrate"
 
 
 def pool_options(settings: Settings) -> dict:
@@ -36,24 +33,6 @@ def pool_options(settings: Settings) -> dict:
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_pool_timeout,
         "pool_recycle": settings.db_pool_recycle,
-    }
-
-
-def app_target() -> tuple[URL, dict]:
-    """The app's URL and connect arguments: no startup options (PgBouncer rejects them)."""
-    settings = get_settings()
-    url = urls.to_sqlalchemy(get_endpoints().pooled)
-    return url, {"connect_timeout": settings.db_connect_timeout, "application_name": APP_NAME}
-
-
-def migration_target() -> tuple[URL, dict]:
-    """The migrations' URL and connect arguments, the session's timeouts in the startup."""
-    settings = get_settings()
-    url = urls.to_sqlalchemy(get_endpoints().direct)  # resolve() refused a pooled host
-    return url, {
-        "connect_timeout": settings.db_connect_timeout,
-        "application_name": MIGRATION_APP_NAME,
-        "options": startup_options(url, settings),
     }
 
 
@@ -73,8 +52,8 @@ def _replace_if_closed(dbapi_connection, _record, _proxy) -> None:
 @lru_cache(maxsize=1)
 def get_app_engine() -> Engine:
     """Pooled endpoint. No session state is ever set here: PgBouncer would leak it."""
-    url, connect_args = app_target()
-    engine = create_engine(url, connect_args=connect_args, **pool_options(get_settings()))
+    url = urls.to_sqlalchemy(get_endpoints().pooled)
+    engine = create_engine(url, connect_args=app_connect_args(), **pool_options(get_settings()))
     event.listen(engine, "checkout", _replace_if_closed)
     return engine
 
@@ -82,8 +61,8 @@ def get_app_engine() -> Engine:
 @lru_cache(maxsize=1)
 def get_migration_engine() -> Engine:
     """Direct endpoint, no pool: a migration run holds one connection and then exits."""
-    url, connect_args = migration_target()
-    return create_engine(url, poolclass=NullPool, connect_args=connect_args)
+    url = urls.to_sqlalchemy(get_endpoints().direct)  # resolve() refused a pooled host
+    return create_engine(url, poolclass=NullPool, connect_args=migration_connect_args())
 
 
 def reset_engines() -> None:

@@ -17,7 +17,7 @@ import psycopg2.errors
 from app.db import urls
 from app.db.connect import connect_raw, driver_message
 from app.db.endpoints import get_endpoints
-from app.db.engines import app_target, migration_target
+from app.db.targets import app_target, migration_target
 from app.errors import HarnessError
 from app.settings import get_settings
 
@@ -70,7 +70,7 @@ def check_connection(endpoint: Endpoint) -> EndpointHealth:
         conn.close()
     return EndpointHealth(
         endpoint=endpoint,
-        host=f"{url.host or 'localhost'}:{url.port or 5432}",
+        host=f"{url.host or 'localhost'}:{url.port}",
         local=urls.is_local_host(url.host),
         latency_ms=(time.perf_counter() - started) * 1000,
         server_version=version,

@@ -36,4 +36,12 @@ def autocommit_connection() -> Iterator[Connection]:
     one round trip per statement. For single-statement reads and writes; a unit of work
     that needs several statements to succeed together belongs in `session_scope`."""
     with get_app_engine().connect() as conn:
-        yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        # The driver's own flag, set and cleared on the client: SQLAlchemy's
+        # isolation_level="AUTOCOMMIT" would send `SET default_transaction_isolation` when
+        # the connection goes back to the pool, session state that PgBouncer would leak.
+        driver = conn.connection.dbapi_connection
+        driver.autocommit = True
+        try:
+            yield conn
+        finally:
+            driver.autocommit = False

@@ -6,8 +6,7 @@ the startup packet (our engine), in set_config (a caller's connection) or in off
 
 from __future__ import annotations
 
-from sqlalchemy import URL
-
+from app.db import urls
 from app.settings import Settings
 
 
@@ -24,7 +23,7 @@ def statement_timeout(settings: Settings) -> str:
     return pg_ms(settings.migration_statement_timeout)
 
 
-def startup_options(url: URL, settings: Settings) -> str:
+def startup_options(url: str, settings: Settings) -> str:
     """libpq `options` for the migration engine: the URL's own, plus the timeouts.
 
     In the startup packet they cost no round trip on a direct server. Every PgBouncer
@@ -33,6 +32,5 @@ def startup_options(url: URL, settings: Settings) -> str:
     """
     ours = f"-c lock_timeout={lock_timeout(settings)}"
     ours += f" -c statement_timeout={statement_timeout(settings)}"
-    given = url.query.get("options")
-    given = given[-1] if isinstance(given, tuple) else given
+    given = urls.query_value(url, "options")
     return f"{given} {ours}" if given else ours

@@ -14,12 +14,13 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
-
 from app.errors import ConfigError
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only when an engine is built: it costs start-up
+    from sqlalchemy.engine import URL
 
 _APP_VAR = "DATABASE_URL"
 _DIRECT_VAR = "DATABASE_URL_DIRECT"
@@ -182,6 +183,9 @@ def host_of(url: str) -> str | None:
 
 def to_sqlalchemy(url: str) -> URL:
     """A SQLAlchemy URL for `url` with the psycopg2 driver. Raises ConfigError if invalid."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     parts = _parse(url, "the database URL")
     user, has_password, password = (parts.userinfo or "").partition(":")
     try:
@@ -196,6 +200,37 @@ def to_sqlalchemy(url: str) -> URL:
         password=unquote(password) if has_password else None,
         host=parts.netloc_host or None,
     )
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a bare libpq connection goes: the DSN and what messages may show of it."""
+
+    dsn: str  # a libpq URI, password included: never shown
+    host: str | None
+    port: int
+    password: str | None  # to scrub from any message
+
+
+def to_target(url: str) -> Target:
+    """A URL as libpq takes it (scheme `postgresql://`, the rest byte-for-byte)."""
+    parts = _parse(url, "the database URL")
+    _, has_password, password = (parts.userinfo or "").partition(":")
+    rest = parts.render().partition("://")[2]
+    return Target(
+        dsn=f"postgresql://{rest}",
+        host=parts.host or None,
+        port=int(parts.port_text[1:]) if parts.port_text else int(parts.params.get("port") or 5432),
+        password=unquote(password) if has_password else None,
+    )
+
+
+def query_value(url: str, key: str) -> str | None:
+    """A query parameter's (last) value, decoded; None when absent or unparsable."""
+    try:
+        return _split(url).params.get(key)
+    except _Malformed:
+        return None
 
 
 # ---- parsing ---------------------------------------------------------------------------------

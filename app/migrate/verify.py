@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alembic.config import Config
-from alembic.script import ScriptDirectory
-
 from app.db.health import EndpointHealth, check_connection
 from app.errors import HarnessError
 
@@ -47,10 +44,6 @@ def _endpoint(name: str, heads: tuple[str, ...], health: EndpointHealth | None) 
     if not at_head:
         detail += f" (head is {', '.join(heads) or 'none'})"
     return Item(name, at_head and ssl_ok, detail)
-
-
-def script_heads(config: Config) -> tuple[str, ...]:
-    return tuple(sorted(ScriptDirectory.from_config(config).get_heads()))
 
 
 def verify(heads: tuple[str, ...], direct: EndpointHealth | None = None) -> list[Item]:

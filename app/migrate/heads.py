@@ -1,0 +1,52 @@
+"""The revision graph's heads, read from the revision files without importing anything.
+
+`make migrate` on a database already at head needs only the heads and one query; loading
+Alembic to learn the heads would cost more start-up than the rest of the run. Whenever
+this reader is unsure (extra version locations, a revision id that is not a literal, an
+unreadable file) it answers None, and the caller asks Alembic.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+from pathlib import Path
+
+
+def _literals(path: Path) -> dict | None:
+    """Module-level `revision` and `down_revision` values, if they are plain literals."""
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    found = {}
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+        if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+            try:
+                found[target.id] = ast.literal_eval(node.value)
+            except ValueError:
+                return None
+    return found if isinstance(found.get("revision"), str) else None
+
+
+def quick_heads(config_file: Path) -> tuple[str, ...] | None:
+    parser = configparser.ConfigParser(defaults={"here": str(config_file.resolve().parent)})
+    try:
+        parser.read(config_file)
+        section = parser["alembic"]
+        location = section["script_location"]
+        if section.get("version_locations") or section.get("recursive_version_locations"):
+            return None
+    except (configparser.Error, KeyError):
+        return None
+    revisions, parents = set(), set()
+    for path in sorted((Path(location) / "versions").glob("*.py")):
+        values = _literals(path)
+        if values is None:
+            return None
+        down = values.get("down_revision")
+        revisions.add(values["revision"])
+        parents.update([down] if isinstance(down, str) else (down or ()))
+    heads = revisions - parents
+    return tuple(sorted(heads)) if heads else None
