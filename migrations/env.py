@@ -36,7 +36,7 @@ def run_offline() -> None:
 
 def run_online() -> None:
     report_each_revision(context.script)
-    with migration_connection(config.attributes) as connection:
+    with migration_connection(config) as connection:
         context.configure(connection=connection, **configure_options(config))
         run_with_lock_retries(connection, get_settings(), run_migrations)
 

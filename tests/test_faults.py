@@ -314,7 +314,14 @@ def test_dropped_app_connections_are_replaced_without_an_error(twin_env, db_url,
         killed = rows(db_url, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                               "WHERE application_name = 'app'")[0][0]  # fmt: skip
         assert killed >= 1, door
-        for _ in range(8):  # as a compute suspend does: then requests come in again
+        # pg_terminate_backend only signals; wait until the backends are gone, as they
+        # are long before the next request when a compute suspends. (A request racing a
+        # drop by a millisecond can fail on any pool, pinged or not.)
+        deadline = time.monotonic() + 5
+        gone = "SELECT count(*) = 0 FROM pg_stat_activity WHERE application_name = 'app'"
+        while not rows(db_url, gone)[0][0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for _ in range(8):  # as after a compute suspend: then requests come in again
             with session_scope() as session:
                 assert session.execute(text("SELECT 1")).scalar() == 1
 

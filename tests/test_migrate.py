@@ -75,7 +75,7 @@ def test_session_timeouts_are_applied(harness_env, db_url, monkeypatch):
     from app.migrate.environment import migration_connection
 
     reset_engines()
-    with migration_connection({}) as conn:
+    with migration_connection(Config()) as conn:
         assert not conn.in_transaction(), "our own statements must not leave a transaction open"
         assert conn.execute(text("SHOW lock_timeout")).scalar() == "2500ms"
         assert conn.execute(text("SHOW statement_timeout")).scalar() == "90s"
@@ -212,3 +212,16 @@ def test_caller_connection_gets_its_own_timeouts_back(harness_env, db_url):
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
         assert conn.execute(text("SHOW lock_timeout")).scalar() == "42s"
+
+
+def test_read_only_commands_do_not_queue_behind_a_migration(harness_env, db_url):
+    assert alembic("upgrade", "head", env=harness_env).returncode == 0
+    with psycopg.connect(db_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        started = time.monotonic()
+        current = alembic("current", env=dict(harness_env, MIGRATION_LOCK_WAIT="30"))
+        took = time.monotonic() - started
+        downgrade = alembic("downgrade", "-1", env=dict(harness_env, MIGRATION_LOCK_WAIT="0"))
+    assert current.returncode == 0 and f"{HEAD} (head)" in current.stdout
+    assert took < 10, f"alembic current waited {took:.1f}s for the migration lock"
+    assert "the migration lock is held by" in downgrade.stdout  # writers still queue

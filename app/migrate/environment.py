@@ -84,8 +84,18 @@ def refuse_pooled(given: Connection | Engine) -> None:
         )
 
 
+READ_ONLY_COMMANDS = {"current", "check", "revision", "heads", "history", "show", "branches"}
+
+
+def takes_lock(config) -> bool:
+    """Commands that only read (`alembic current`, `check`, autogenerate) must not queue
+    behind a running migration. API callers are not known to read only: they lock."""
+    options = config.cmd_opts
+    return options is None or options.cmd[0].__name__ not in READ_ONLY_COMMANDS
+
+
 @contextmanager
-def migration_connection(attributes: dict) -> Iterator[Connection]:
+def migration_connection(config) -> Iterator[Connection]:
     """The connection to migrate on, holding the migration lock, timeouts set.
 
     `config.attributes["connection"]` (pytest-alembic, or an application running its
@@ -93,7 +103,7 @@ def migration_connection(attributes: dict) -> Iterator[Connection]:
     connected to like ours.
     """
     settings = get_settings()
-    given: Connection | Engine | None = attributes.get("connection")
+    given: Connection | Engine | None = config.attributes.get("connection")
     if given is not None:
         refuse_pooled(given)
     if isinstance(given, Connection):
@@ -108,8 +118,12 @@ def migration_connection(attributes: dict) -> Iterator[Connection]:
         )
     try:
         cancel = conn.connection.dbapi_connection.cancel
-        with stop_on_signals(cancel), migration_lock(conn, settings):
-            yield conn
+        with stop_on_signals(cancel):
+            if takes_lock(config):
+                with migration_lock(conn, settings):
+                    yield conn
+            else:  # our engine's timeouts came in the startup packet
+                yield conn
     finally:
         if conn is not given:
             conn.close()
