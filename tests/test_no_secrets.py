@@ -139,3 +139,14 @@ def test_exception_chains_hold_no_password(harness_env, pg_server, monkeypatch, 
         command.upgrade(Config(str(ROOT / "alembic.ini")), "head")
     text = "".join(traceback.format_exception(caught.value))
     assert_clean(text + repr(caught.value))
+
+
+def test_a_password_left_unencoded_in_the_url_still_works(secret_env, pg_server, postgresql):
+    """People paste `user:p@ss@host`: libpq alone would split at the first '@'."""
+    url = (f"postgresql://secretive:{PASSWORD}@127.0.0.1:{pg_server.port}/"
+           f"{postgresql.info.dbname}")  # fmt: skip
+    env = {k: v for k, v in secret_env.items() if k != "DATABASE_URL_DIRECT"}
+    result = cli("migrate", env=dict(env, DATABASE_URL=url))
+    assert result.returncode == 0, result.stdout
+    assert "verify: pooled   ok" in result.stdout
+    assert_clean(result.stdout)

@@ -204,7 +204,9 @@ def test_autocommit_block_is_not_rehearsed_but_said_so(at_head):
     _code, report = check(at_head["env"])
     assert "concurrently-in-transaction" not in {f["rule"] for f in report["lint"]}
     assert statuses(report)["rehearsal"] == "warn"
-    assert "not rehearsable (autocommit_block), not rehearsed: r2" in message(report, "rehearsal")
+    assert "not rehearsable (it uses autocommit_block), not rehearsed: r2" in message(
+        report, "rehearsal"
+    )
 
 
 def test_big_table_exclusive_lock_needs_a_waiver(at_head, db_url):
@@ -320,3 +322,61 @@ def test_missing_lock_timeout_when_env_py_is_bypassed():
     findings = own_rules(bypassed, lambda table: None, 100_000)
     assert [f.rule for f in findings] == ["missing-lock-timeout"]
     assert findings[0].severity == "fail"
+
+
+def test_a_revision_that_commits_is_refused_by_the_rehearsal(at_head, db_url):
+    """Its COMMIT would make the rest of the rehearsal real: it is not run, and said so."""
+    add_revision(at_head, "r2", HEAD, "CREATE TABLE leak (id int)", "COMMIT",
+                 "CREATE TABLE after_commit (id int)")  # fmt: skip
+    code, report = check(at_head["env"], "--skip", "lint")
+    assert statuses(report)["rehearsal"] == "warn", report
+    assert "not rehearsable (it runs COMMIT itself), not rehearsed: r2" in message(
+        report, "rehearsal"
+    )
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT to_regclass('leak'), to_regclass('after_commit')"
+                            ).fetchone() == (None, None)  # fmt: skip
+    assert code == 0
+
+
+def test_a_broken_squawk_config_fails_the_lint_instead_of_passing_it(at_head):
+    add_revision(at_head, "r2", HEAD, "ALTER TABLE project DROP COLUMN description")
+    (at_head["root"] / ".squawk.toml").write_text('excluded_rules = ["oops"\n')
+    code, report = check(at_head["env"], "--only", "lint")
+    assert code == 1
+    assert message(report, "lint").startswith("squawk could not lint the SQL")
+
+
+def test_skipping_a_prerequisite_is_a_usage_error(at_head):
+    result = subprocess.run([sys.executable, SCRIPT, "--skip", "direct"], env=at_head["env"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2
+    assert "--skip direct leaves revision without what it needs" in result.stderr
+
+
+def test_a_broken_revision_graph_fails_the_scripts_check(at_head):
+    add_revision(at_head, "orphan", "no_such_revision", "SELECT 1")
+    code, report = check(at_head["env"], "--only", "scripts")
+    assert code == 1
+    assert message(report, "scripts").startswith("the revision graph is broken")
+
+
+def test_lint_lines_and_statements_sqlparse_sees(at_head):
+    path = add_revision(at_head, "r2", HEAD, source=(
+        "    op.execute(\"UPDATE account SET display_name = 'x'; "
+        "ALTER TABLE account DROP COLUMN display_name\")"))  # fmt: skip
+    code, report = check(at_head["env"], "--only", "lint")
+    sql = report["plan"]["pending"][0]["sql"].splitlines()
+    finding = next(f for f in report["lint"] if f["rule"] == "ban-drop-column")
+    assert "DROP COLUMN" in sql[finding["line"] - 1]  # 1-based, as ours
+    assert "data-and-schema" in {f["rule"] for f in report["lint"]}  # two on one line
+    assert path.exists() and code == 1
+
+
+def test_a_function_body_is_one_statement():
+    sql = ("BEGIN;\n\nSET LOCAL lock_timeout = '5000ms';\n\nCREATE FUNCTION f() RETURNS void "
+           "AS $$ BEGIN DELETE FROM t; COMMIT; END $$ LANGUAGE plpgsql;\n\n"
+           "CREATE INDEX CONCURRENTLY ix ON t (a);\n\nCOMMIT;\n")  # fmt: skip
+    revision = PlannedRevision("r9", "fn", ROOT / "x.py", sql, "")
+    rules = [f.rule for f in own_rules(revision, lambda table: None, 100_000)]
+    assert rules == ["concurrently-in-transaction"]  # not fooled by the body's COMMIT

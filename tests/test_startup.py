@@ -70,3 +70,9 @@ def test_quick_heads_step_aside_when_unsure(project):
     path.unlink()
     ini.write_text(ini.read_text().replace("[alembic]", "[alembic]\nversion_locations = x y"))
     assert quick_heads(ini) is None
+
+
+def test_quick_heads_step_aside_for_sourceless_revisions(project):
+    ini = project["root"] / "alembic.ini"
+    ini.write_text(ini.read_text().replace("[alembic]", "[alembic]\nsourceless = true"))
+    assert quick_heads(ini) is None

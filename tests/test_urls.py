@@ -389,3 +389,15 @@ def test_nul_character_is_a_configuration_error():
 def test_mask_hides_a_password_with_an_unencoded_slash_and_no_user():
     """Found by hypothesis: the netloc seemed to end at the '/' inside the password."""
     assert urls.mask("postgresql://@:Zq9/Xw7@localhost/") == "postgresql://@:***@localhost/"
+
+
+def test_port_parameter_must_be_a_port():
+    with pytest.raises(ConfigError, match="port parameter that is not a number"):
+        urls.resolve("postgresql://u:pw@127.0.0.1/db?port=abc", None)
+
+
+def test_target_re_encodes_an_unencoded_password_and_hides_it():
+    target = urls.to_target("postgresql://tricky:s3cr3t-P@ss@127.0.0.1:5432/t1")
+    assert target.dsn == "postgresql://tricky:s3cr3t-P%40ss@127.0.0.1:5432/t1"
+    assert (target.host, target.port, target.password) == ("127.0.0.1", 5432, "s3cr3t-P@ss")
+    assert "s3cr3t" not in repr(target)

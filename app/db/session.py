@@ -44,4 +44,5 @@ def autocommit_connection() -> Iterator[Connection]:
         try:
             yield conn
         finally:
-            driver.autocommit = False
+            if not driver.closed:  # a dead connection keeps its own error, not this one
+                driver.autocommit = False

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from app.errors import ConfigError
 
@@ -206,23 +206,26 @@ def to_sqlalchemy(url: str) -> URL:
 class Target:
     """Where a bare libpq connection goes: the DSN and what messages may show of it."""
 
-    dsn: str  # a libpq URI, password included: never shown
+    dsn: str = field(repr=False)  # a libpq URI, password included: never shown
     host: str | None
     port: int
-    password: str | None  # to scrub from any message
+    password: str | None = field(repr=False)  # to scrub from any message
 
 
 def to_target(url: str) -> Target:
     """A URL as libpq takes it (scheme `postgresql://`, the rest byte-for-byte)."""
     parts = _parse(url, "the database URL")
-    _, has_password, password = (parts.userinfo or "").partition(":")
-    rest = parts.render().partition("://")[2]
-    return Target(
-        dsn=f"postgresql://{rest}",
-        host=parts.host or None,
-        port=int(parts.port_text[1:]) if parts.port_text else int(parts.params.get("port") or 5432),
-        password=unquote(password) if has_password else None,
-    )
+    user, has_password, password = (parts.userinfo or "").partition(":")
+    password = unquote(password) if has_password else None
+    # Re-encoded, so an '@' or ':' the user left unencoded cannot move libpq's split.
+    userinfo = quote(unquote(user), safe="")
+    if password is not None:
+        userinfo += ":" + quote(password, safe="")
+    at = "@" if parts.userinfo is not None else ""
+    dsn = f"postgresql://{userinfo}{at}{parts.host_text}{parts.port_text}{parts.tail}"
+    query_port = parts.params.get("port")  # libpq lets it win over the netloc's
+    port = int(query_port) if query_port else int(parts.port_text[1:] or 5432)
+    return Target(dsn=dsn, host=parts.host or None, port=port, password=password)
 
 
 def query_value(url: str, key: str) -> str | None:
@@ -255,6 +258,8 @@ def _parse(url: str, var: str) -> _Parts:
         raise _invalid(var, url, "names no host")
     if not parts.database:
         raise _invalid(var, url, "names no database")
+    if parts.params.get("port") and not _is_port(parts.params["port"]):
+        raise _invalid(var, url, "has a port parameter that is not a number from 1 to 65535")
     if "\x00" in unquote(url):  # libpq cannot take it, and Python would raise a ValueError
         raise _invalid(var, url, "contains a NUL character (%00)")
     return parts

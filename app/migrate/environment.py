@@ -84,11 +84,12 @@ def refuse_pooled(given: Connection | Engine) -> None:
         )
 
 
-READ_ONLY_COMMANDS = {"current", "check", "revision", "heads", "history", "show", "branches"}
+# Not `revision`: autogenerate must not compare against a half-migrated schema.
+READ_ONLY_COMMANDS = {"current", "check", "heads", "history", "show", "branches"}
 
 
 def takes_lock(config) -> bool:
-    """Commands that only read (`alembic current`, `check`, autogenerate) must not queue
+    """Commands that only read (`alembic current`, `check`, `history`) must not queue
     behind a running migration. API callers are not known to read only: they lock."""
     options = config.cmd_opts
     return options is None or options.cmd[0].__name__ not in READ_ONLY_COMMANDS

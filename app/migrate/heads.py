@@ -31,12 +31,14 @@ def _literals(path: Path) -> dict | None:
 
 
 def quick_heads(config_file: Path) -> tuple[str, ...] | None:
-    parser = configparser.ConfigParser(defaults={"here": str(config_file.resolve().parent)})
+    # absolute(), not resolve(): Alembic does not follow a symlinked ini either.
+    parser = configparser.ConfigParser(defaults={"here": str(config_file.absolute().parent)})
     try:
         parser.read(config_file)
         section = parser["alembic"]
         location = section["script_location"]
-        if section.get("version_locations") or section.get("recursive_version_locations"):
+        unusual = ("version_locations", "recursive_version_locations", "sourceless")
+        if any(section.get(option) for option in unusual):  # .pyc-only revisions, etc.
             return None
     except (configparser.Error, KeyError):
         return None

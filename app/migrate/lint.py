@@ -21,6 +21,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import sqlparse
+
+from app.errors import HarnessError
 from app.migrate.plan import PlannedRevision
 
 # squawk rules whose finding means lost data, a table rewrite or a failed deploy.
@@ -66,16 +69,19 @@ class Finding:
 
 
 def statements(sql: str) -> list[tuple[int, str]]:
-    """(line, statement) pairs of Alembic's offline output; `--` comment lines dropped."""
-    found, line = [], 1
-    for chunk in re.split(r";[ \t]*\n", sql):
-        for offset, text in enumerate(chunk.split("\n")):
-            if text.strip() and not text.strip().startswith("--"):
-                rest = chunk.split("\n")[offset:]
-                statement = "\n".join(r for r in rest if not r.strip().startswith("--")).strip()
-                found.append((line + offset, statement))
-                break
-        line += chunk.count("\n") + 1
+    """(line, statement) pairs, comments dropped. sqlparse splits them: it knows `$$`
+    bodies, comments and several statements on one line, which a regex does not."""
+    found, position = [], 0
+    for raw in sqlparse.split(sql):
+        text = sqlparse.format(raw, strip_comments=True).strip().rstrip(";").strip()
+        start = sql.find(raw, position)
+        position = start + len(raw) if start >= 0 else position
+        if not text:
+            continue
+        lines = raw.splitlines()
+        skipped = next((n for n, ln in enumerate(lines)
+                        if ln.strip() and not ln.strip().startswith("--")), 0)  # fmt: skip
+        found.append((sql.count("\n", 0, max(start, 0)) + 1 + skipped, text))
     return found
 
 
@@ -162,18 +168,23 @@ def squawk(revisions: list[PlannedRevision], config: Path | None, pg_version: st
         if pg_version:
             args += ["--pg-version", pg_version]
         result = subprocess.run([*args, *files], capture_output=True, text=True, timeout=120)
-    if result.returncode not in (0, 1):  # 1 = violations found
-        raise RuntimeError(f"squawk failed: {result.stderr.strip() or result.stdout.strip()}")
+    # 0: clean; 1: violations, listed on stdout. Anything else, or 1 with nothing listed
+    # (a broken .squawk.toml), is squawk failing: never read that as "no findings".
+    listed = result.stdout.strip()
+    if result.returncode not in (0, 1) or (result.returncode == 1 and not listed):
+        detail = " ".join((result.stderr.strip() or listed or "no output").split())[:300]
+        raise HarnessError(f"squawk could not lint the SQL: {detail}",
+                           "check .squawk.toml and the squawk-cli install")  # fmt: skip
     return [
         Finding(
             revision=files.get(item["file"], "?"),
             rule=item["rule_name"],
             severity="fail" if item["rule_name"] in DANGEROUS else "warn",
             message=item["message"],
-            line=item["line"],
+            line=item["line"] + 1,  # squawk counts from 0
             source="squawk",
         )
-        for item in json.loads(result.stdout or "[]")
+        for item in json.loads(listed or "[]")
     ]
 
 

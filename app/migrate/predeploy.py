@@ -135,8 +135,15 @@ def check_scripts(ctx: Context) -> str:
     problems = [p for path in sorted(versions.glob("*.py")) if (p := _script_problem(path))]
     if problems:
         raise Outcome("fail", "; ".join(problems))
-    ctx.script = ScriptDirectory.from_config(Config(ctx.config_file))
-    heads = ctx.script.get_heads()
+    try:
+        ctx.script = ScriptDirectory.from_config(Config(ctx.config_file))
+        heads = ctx.script.get_heads()
+    except Exception as exc:  # a broken graph: a down_revision naming no revision, a cycle
+        ctx.script = None
+        raise Outcome(
+            "fail",
+            f"the revision graph is broken: {type(exc).__name__}: {' '.join(str(exc).split())}",
+        ) from None
     if len(heads) != 1:
         raise Outcome(
             "fail",
@@ -271,6 +278,8 @@ def check_rehearsal(ctx: Context) -> str:
     details = {
         "rehearsed": outcome.rehearsed,
         "skipped": outcome.skipped,
+        "why_skipped": outcome.why_skipped,
+        "sequences_advanced": outcome.sequences_advanced,
         "drift": outcome.drift,
         "unchanged": outcome.unchanged,
         "fingerprint": outcome.fingerprint,
@@ -286,14 +295,17 @@ def check_rehearsal(ctx: Context) -> str:
             **details,
         )
     done = f"{len(outcome.rehearsed)} revision(s) would apply cleanly and match the models"
+    if outcome.sequences_advanced:  # PostgreSQL never rolls a sequence back
+        moved = ", ".join(outcome.sequences_advanced)
+        done += f" (sequences advanced, as they never roll back: {moved})"
     if outcome.skipped:
         raise Outcome(
             "warn",
-            f"{done}; not rehearsable (autocommit_block), not rehearsed: "
+            f"{done}; not rehearsable ({outcome.why_skipped}), not rehearsed: "
             f"{', '.join(outcome.skipped)}",
             **details,
         )
-    return f"{done}; rolled back, database unchanged"
+    return f"{done}; rolled back, schema unchanged"
 
 
 def check_drift(ctx: Context) -> str:
@@ -345,7 +357,15 @@ def selected(only: list[str], skip: list[str]) -> list[str]:
             if prereq not in wanted:
                 wanted.add(prereq)
                 frontier.append(prereq)
-    return [check_id for check_id in CHECK_IDS if check_id in wanted and check_id not in skip]
+    chosen = [check_id for check_id in CHECK_IDS if check_id in wanted and check_id not in skip]
+    for check_id in chosen:  # a skipped prerequisite would turn a check into a silent skip
+        missing = [p for p in needs[check_id] if p in skip]
+        if missing:
+            raise ConfigError(
+                f"--skip {', '.join(missing)} leaves {check_id} without what it needs",
+                f"skip {check_id} too, or keep {', '.join(missing)}",
+            )
+    return chosen
 
 
 def run_checks(config_file: str, root: Path, ids: list[str]) -> Context:

@@ -32,9 +32,14 @@ class RevisionFailed(MigrationError):
     """A revision raised; it was rolled back whole. Keeps the original for the retry logic."""
 
     def __init__(
-        self, label: str, direction: str, original: BaseException, commits_midway: bool
+        self,
+        revision: str,
+        label: str,
+        direction: str,
+        original: BaseException,
+        commits_midway: bool,
     ) -> None:
-        self.label, self.original = label, original
+        self.revision, self.label, self.original = revision, label, original
         # An autocommit_block inside it may have committed part of its work already.
         self.commits_midway = commits_midway
         super().__init__(
@@ -60,7 +65,7 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
             raise
         except Exception as exc:
             midway = "autocommit_block" in Path(script.path).read_text()
-            raise RevisionFailed(label, direction, exc, midway) from exc
+            raise RevisionFailed(script.revision, label, direction, exc, midway) from exc
         ms = (time.perf_counter() - started) * 1000
         verb = "applied " if direction == "upgrade" else "reverted"
         log.info("%s %s  %s  (%.0f ms)", verb, script.revision, script.doc, ms)

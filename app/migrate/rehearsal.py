@@ -9,18 +9,22 @@ rehearsed this way: the rehearsal stops before it and says so.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 
 from app.errors import HarnessError
 from app.migrate.environment import target_metadata
 from app.migrate.plan import PlannedRevision
+from app.migrate.progress import RevisionFailed
 
 FINGERPRINT = text(
     """
@@ -44,7 +48,9 @@ FINGERPRINT = text(
 @dataclass(frozen=True)
 class Rehearsal:
     rehearsed: list[str]  # revision ids applied (then rolled back)
-    skipped: list[str]  # not rehearsable (autocommit_block) and everything after
+    skipped: list[str]  # not rehearsable (controls transactions) and everything after
+    why_skipped: str | None
+    sequences_advanced: list[str]  # sequences never roll back: inserts move them for good
     error: str | None  # what a real run would hit
     drift: list[str]  # models vs schema after the rehearsed revisions
     unchanged: bool  # the fingerprint after the rollback equals the one before
@@ -53,6 +59,13 @@ class Rehearsal:
 
 def fingerprint(conn: Connection) -> str:
     return conn.execute(FINGERPRINT).scalar_one()
+
+
+def sequences(conn: Connection) -> dict[str, int | None]:
+    rows = conn.execute(
+        text("SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences")
+    ).all()
+    return dict(rows)
 
 
 def describe_diff(diff: list) -> list[str]:
@@ -79,9 +92,57 @@ def drift(conn: Connection) -> list[str]:
     return describe_diff(compare_metadata(context, target_metadata()))
 
 
+class NotRehearsable(Exception):
+    """A revision that controls transactions itself cannot run inside the rehearsal's one."""
+
+
+_TRANSACTION_CONTROL = re.compile(
+    r"^\s*(COMMIT|END|ROLLBACK|ABORT|BEGIN|START\s+TRANSACTION)\b", re.IGNORECASE
+)
+
+
+@contextmanager
+def _no_transaction_control(conn: Connection) -> Iterator[None]:
+    """Refuse, for the rehearsal, anything that would end its transaction: a COMMIT from a
+    revision would make the rest of the rehearsal real."""
+
+    def refuse_commit(*_args) -> None:
+        raise NotRehearsable("it commits its own transaction")
+
+    def refuse_statement(_conn, _cursor, statement, *_args) -> None:
+        if _TRANSACTION_CONTROL.match(statement):
+            raise NotRehearsable(f"it runs {statement.split()[0].upper()} itself")
+
+    def refuse_autocommit_block(*_args, **_kwargs):
+        raise NotRehearsable("it uses autocommit_block")
+
+    event.listen(conn, "commit", refuse_commit)
+    event.listen(conn, "before_cursor_execute", refuse_statement)
+    real_block = MigrationContext.autocommit_block
+    MigrationContext.autocommit_block = refuse_autocommit_block  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        MigrationContext.autocommit_block = real_block  # type: ignore[method-assign]
+        event.remove(conn, "before_cursor_execute", refuse_statement)
+        event.remove(conn, "commit", refuse_commit)
+
+
+def _refusal(exc: BaseException) -> tuple[str, str] | None:
+    """(revision, why) if the rehearsal stopped because a revision controls transactions."""
+    failed, seen = None, exc
+    while seen is not None:
+        if isinstance(seen, RevisionFailed):
+            failed = seen
+        if isinstance(seen, NotRehearsable) and failed is not None:
+            return failed.revision, str(seen)
+        seen = seen.__cause__ or seen.__context__ or getattr(seen, "original", None)
+    return None
+
+
 def rehearse(conn: Connection, config_file: str, revisions: list[PlannedRevision]) -> Rehearsal:
     """Apply what can be rehearsed in one transaction, compare, roll back, prove it."""
-    before = fingerprint(conn)
+    before, counters = fingerprint(conn), sequences(conn)
     conn.rollback()
     rehearsable = []
     for revision in revisions:
@@ -89,25 +150,34 @@ def rehearse(conn: Connection, config_file: str, revisions: list[PlannedRevision
             break
         rehearsable.append(revision)
     skipped = [r.revision for r in revisions[len(rehearsable) :]]
-    error, differences = None, []
+    error, differences, why = None, [], None
     if rehearsable:
         with conn.begin() as transaction:
             config = Config(config_file)
             config.attributes.update(connection=conn, configure_logger=False)
             try:
-                command.upgrade(config, rehearsable[-1].revision)
+                with _no_transaction_control(conn):
+                    command.upgrade(config, rehearsable[-1].revision)
                 differences = drift(conn) if not skipped else []
             except Exception as exc:  # whatever a real run would hit
-                cause = exc.__cause__  # env.py wraps our errors in Alembic's CommandError
-                error = (
-                    cause.cause if isinstance(cause, HarnessError) else " ".join(str(exc).split())
-                )
+                refusal = _refusal(exc)
+                if refusal:  # that revision and those after it cannot be rehearsed
+                    revision, why = refusal
+                    ids = [r.revision for r in revisions]
+                    skipped = ids[ids.index(revision) :]
+                    rehearsable = rehearsable[: ids.index(revision)]
+                else:
+                    cause = exc.__cause__  # env.py wraps our errors in CommandError
+                    ours = isinstance(cause, HarnessError)
+                    error = cause.cause if ours else " ".join(str(exc).split())
             transaction.rollback()
-    after = fingerprint(conn)
+    after, moved = fingerprint(conn), sequences(conn)
     conn.rollback()
     return Rehearsal(
         rehearsed=[r.revision for r in rehearsable],
         skipped=skipped,
+        why_skipped=why or ("it uses autocommit_block" if skipped else None),
+        sequences_advanced=sorted(n for n, v in moved.items() if counters.get(n) != v),
         error=error,
         drift=differences,
         unchanged=before == after,
