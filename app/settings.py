@@ -39,11 +39,17 @@ class Settings(BaseSettings):
     db_pool_recycle: int = Field(240, ge=10, le=3600, validation_alias="DB_POOL_RECYCLE")
     # Serverless functions: no pool in the process; PgBouncer on Neon does the pooling.
     db_serverless: bool = Field(False, validation_alias="DB_SERVERLESS")
+    # Warn (once, naming the code that took it) about a connection checked out longer than
+    # this many seconds; 0 turns the warning, and the stack capture it needs, off.
+    db_pool_leak_seconds: float = Field(0, ge=0, le=86400, validation_alias="DB_POOL_LEAK_SECONDS")
     db_connect_timeout: int = Field(10, ge=1, le=120, validation_alias="DB_CONNECT_TIMEOUT")
     # Total time spent retrying transient connect errors (a compute waking up).
     db_connect_retry_seconds: float = Field(
         30, ge=0, le=600, validation_alias="DB_CONNECT_RETRY_SECONDS"
     )
+
+    # GET /health/db answers within this many seconds, healthy or not.
+    db_health_timeout: float = Field(2, gt=0, le=60, validation_alias="DB_HEALTH_TIMEOUT")
 
     # Migration session limits, in seconds (0 = no limit for the statement timeout).
     migration_lock_timeout: float = Field(

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from app.db import urls
 from app.db.endpoints import get_endpoints
 from app.db.engines import pool_options
+from app.db.pool_stats import MEASURED_ASYNC, instrument
 from app.db.targets import APP_NAME
 from app.settings import get_settings
 
@@ -31,8 +32,10 @@ def get_async_app_engine() -> AsyncEngine:
     }
     # The sync engine's socket check needs a blocking driver's file descriptor; here the
     # pool pings instead.
-    options = pool_options(settings) | {"pool_pre_ping": not settings.db_serverless}
-    return create_async_engine(url, connect_args=connect_args, **options)
+    options = pool_options(settings, MEASURED_ASYNC) | {"pool_pre_ping": not settings.db_serverless}
+    engine = create_async_engine(url, connect_args=connect_args, **options)
+    instrument(engine.sync_engine, "app_async", settings.db_pool_leak_seconds)
+    return engine
 
 
 async def get_async_session() -> AsyncIterator[AsyncSession]:

@@ -16,19 +16,21 @@ from functools import lru_cache
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, QueuePool
 
 from app.db import urls
 from app.db.endpoints import get_endpoints
+from app.db.pool_stats import MEASURED, MeasuredNullPool, instrument
 from app.db.targets import app_connect_args, migration_connect_args
 from app.settings import Settings, get_settings
 
 
-def pool_options(settings: Settings) -> dict:
-    """The app engines' pool (sync and async alike)."""
+def pool_options(settings: Settings, measured: dict = MEASURED) -> dict:
+    """The app engines' pool (sync and async alike), a class that times each checkout."""
     if settings.db_serverless:
-        return {"poolclass": NullPool}
+        return {"poolclass": measured[NullPool]}
     return {
+        "poolclass": measured[QueuePool],
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_pool_timeout,
@@ -53,8 +55,10 @@ def _replace_if_closed(dbapi_connection, _record, _proxy) -> None:
 def get_app_engine() -> Engine:
     """Pooled endpoint. No session state is ever set here: PgBouncer would leak it."""
     url = urls.to_sqlalchemy(get_endpoints().pooled)
-    engine = create_engine(url, connect_args=app_connect_args(), **pool_options(get_settings()))
+    settings = get_settings()
+    engine = create_engine(url, connect_args=app_connect_args(), **pool_options(settings))
     event.listen(engine, "checkout", _replace_if_closed)
+    instrument(engine, "app", settings.db_pool_leak_seconds)
     return engine
 
 
@@ -62,7 +66,9 @@ def get_app_engine() -> Engine:
 def get_migration_engine() -> Engine:
     """Direct endpoint, no pool: a migration run holds one connection and then exits."""
     url = urls.to_sqlalchemy(get_endpoints().direct)  # resolve() refused a pooled host
-    return create_engine(url, poolclass=NullPool, connect_args=migration_connect_args())
+    engine = create_engine(url, poolclass=MeasuredNullPool, connect_args=migration_connect_args())
+    instrument(engine, "migrations")
+    return engine
 
 
 def reset_engines() -> None:
@@ -74,10 +80,15 @@ def reset_engines() -> None:
 
     async_module = sys.modules.get("app.db.async_engine")
     if async_module is not None:
-        async_module.get_async_app_engine.cache_clear()
+        cached = async_module.get_async_app_engine
+        if cached.cache_info().currsize:
+            cached().sync_engine.pool.stats.close()
+        cached.cache_clear()
     for cached in (get_app_engine, get_migration_engine):
         if cached.cache_info().currsize:
-            cached().dispose()
+            engine = cached()
+            engine.dispose()
+            engine.pool.stats.close()
         cached.cache_clear()
     get_endpoints.cache_clear()
     get_settings.cache_clear()
