@@ -48,19 +48,18 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     connection and one query settle it, and that answer is the direct endpoint's check."""
     from app.db.endpoints import get_endpoints
     from app.db.health import check_connection
-    from app.migrate.heads import quick_heads
     from app.migrate.verify import verify
 
     path = config_path()
     for line in get_endpoints().describe():
         say(f"migrate: {line}")
-    heads = quick_heads(path) or _alembic_heads()
+    known, heads = _graph(path)
     started = time.perf_counter()
     direct = check_connection("direct")
     if direct.revisions == heads:
         ms = (time.perf_counter() - started) * 1000
         say(f"migrate: already at head ({', '.join(heads)}); nothing to apply ({ms:.0f} ms)")
-        return report(verify(heads, direct=direct))
+        return report(verify(heads, known, direct=direct))
     from alembic import command
 
     from app.migrate.progress import APPLIED
@@ -75,24 +74,44 @@ def cmd_migrate(_: argparse.Namespace) -> int:
         say(f"migrate: applied {len(applied)} revision(s) in {ms:.0f} ms; now at {now}")
     else:  # another run got there first, while we waited for its lock
         say(f"migrate: already at head ({now}); nothing to apply ({ms:.0f} ms)")
-    return report(verify(heads))
+    _say_pools("migrate")
+    return report(verify(heads, known))
 
 
 def cmd_verify(_: argparse.Namespace) -> int:
     from app.db.endpoints import get_endpoints
-    from app.migrate.heads import quick_heads
     from app.migrate.verify import verify
 
     path = config_path()
     for line in get_endpoints().describe():
         say(f"verify: {line}")
-    return report(verify(quick_heads(path) or _alembic_heads()))
+    known, heads = _graph(path)
+    return report(verify(heads, known))
 
 
-def _alembic_heads() -> tuple[str, ...]:
+def _graph(path: Path) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Every revision id and the heads: read from the files, or by Alembic if unsure."""
+    from app.migrate.heads import quick_graph
+
+    graph = quick_graph(path)
+    if graph is not None:
+        return graph
     from alembic.script import ScriptDirectory
 
-    return tuple(sorted(ScriptDirectory.from_config(alembic_config()).get_heads()))
+    script = ScriptDirectory.from_config(alembic_config())
+    known = frozenset(r.revision for r in script.walk_revisions())
+    return known, tuple(sorted(script.get_heads()))
+
+
+def _say_pools(command: str) -> None:
+    """The pools this run used, in the words of /health/db/pool and the metrics."""
+    if "app.db.pool_stats" not in sys.modules:  # no engine was built: nothing to show
+        return
+    from app.db.figures import pool_text
+    from app.db.pool_stats import all_stats
+
+    for stats in all_stats():
+        say(f"{command}: {pool_text(stats.snapshot())}")
 
 
 def cmd_db_up(_: argparse.Namespace) -> int:

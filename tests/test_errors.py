@@ -121,7 +121,10 @@ def test_invalid_setting_exits_2_naming_variable_and_range(harness_env):
 def test_verify_on_a_database_behind_head_names_the_failing_items(harness_env):
     result = cli("verify", env=harness_env)
     assert result.returncode == 1
-    assert "verify: direct   FAIL  NOT at head: no revision (empty database)" in result.stdout
+    assert (
+        f"verify: direct   FAIL  revision none (empty database) (behind head {HEAD})"
+        in result.stdout
+    )
     assert error_line(result.stdout) == "verify: FAILED: direct, pooled"
 
 

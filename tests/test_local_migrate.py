@@ -22,7 +22,8 @@ def test_migrate_without_any_url_uses_the_embedded_server(harness_env, tmp_path)
         started = r"migrate: local PostgreSQL \d+\.\d+ \(TLS [^)]+\) started at 127\.0\.0\.1:\d+"
         assert re.search(started, first.stdout), first.stdout
         assert "applied 1 revision(s)" in first.stdout
-        assert "verify: direct   ok    at head" in first.stdout
+        assert f"verify: direct   ok    revision {HEAD} (at head)" in first.stdout
+        assert "migrate: migrations pool (NullPool): 0 checked out" in first.stdout
 
         second = cli("migrate", env=env)
         assert second.returncode == 0, second.stdout

@@ -214,9 +214,9 @@ def test_verify_reports_the_revision_seen_through_the_pooler(twin_env, pg_server
     assert result.returncode == 0, result.stdout
     pooled = verify_line(result.stdout, "pooled")
     direct = verify_line(result.stdout, "direct")
-    assert f"ok    at head {HEAD}" in pooled
-    assert "SSL on (server sees SSL" in pooled
+    assert f"ok    revision {HEAD} (at head) · latency " in pooled
+    assert "SSL in use (server sees SSL" in pooled
     server_side = "on" if pg_server.tls else "off"
     assert f"server sees SSL {server_side}" in pooled  # the pooler's own link to the server
-    expected = "SSL on (server sees SSL on)" if pg_server.tls else "SSL off (local;"
+    expected = "SSL in use (server sees SSL on)" if pg_server.tls else "SSL not in use (local;"
     assert expected in direct

@@ -74,6 +74,7 @@ def test_json_shape_is_the_documented_one(at_head):
         "checks",
         "plan",
         "lint",
+        "pools",
         "timings",
     }
     assert report["schema"] == "neon-migrate/predeploy/v1"
@@ -83,6 +84,13 @@ def test_json_shape_is_the_documented_one(at_head):
     assert set(report["plan"]) == {"current", "heads", "pending"}
     assert report["plan"]["heads"] == [HEAD]
     assert report["timings"]["total_ms"] >= report["timings"]["drift"]
+    direct = next(item for item in report["checks"] if item["id"] == "direct")["details"]
+    assert direct["endpoint"] == "direct" and direct["revision_state"] == "at_head"
+    assert direct["revisions"] == [HEAD] and direct["latency_ms"] > 0
+    pooled = next(item for item in report["checks"] if item["id"] == "pooled")["details"]
+    assert pooled["endpoint"] == "pooled" and pooled["host"] == direct["host"]  # one URL
+    (migrations,) = report["pools"]  # the run's only engine: drift's, on the direct door
+    assert migrations["name"] == "migrations" and migrations["checkouts"] >= 1
 
 
 def test_pending_revisions_are_planned_linted_and_rehearsed(project, db_url):

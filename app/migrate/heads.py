@@ -31,6 +31,12 @@ def _literals(path: Path) -> dict | None:
 
 
 def quick_heads(config_file: Path) -> tuple[str, ...] | None:
+    graph = quick_graph(config_file)
+    return graph[1] if graph else None
+
+
+def quick_graph(config_file: Path) -> tuple[frozenset[str], tuple[str, ...]] | None:
+    """Every revision id and the heads; None when unsure."""
     # absolute(), not resolve(): Alembic does not follow a symlinked ini either.
     parser = configparser.ConfigParser(defaults={"here": str(config_file.absolute().parent)})
     try:
@@ -51,4 +57,4 @@ def quick_heads(config_file: Path) -> tuple[str, ...] | None:
         revisions.add(values["revision"])
         parents.update([down] if isinstance(down, str) else (down or ()))
     heads = revisions - parents
-    return tuple(sorted(heads)) if heads else None
+    return (frozenset(revisions), tuple(sorted(heads))) if heads else None

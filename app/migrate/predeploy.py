@@ -22,9 +22,12 @@ from app.db import urls
 from app.db.connect import connect, driver_message
 from app.db.endpoints import get_endpoints
 from app.db.engines import get_migration_engine
+from app.db.figures import endpoint_figures, endpoint_text
 from app.db.health import check_connection
+from app.db.pool_stats import all_stats
 from app.errors import ConfigError, HarnessError, UnreachableError
 from app.migrate import lint as linting
+from app.migrate.heads import quick_graph
 from app.migrate.plan import PlannedRevision, plan
 from app.migrate.rehearsal import drift, rehearse
 from app.settings import get_settings
@@ -53,6 +56,8 @@ class Context:
     current: tuple[str, ...] = ()
     pending: list[PlannedRevision] = field(default_factory=list)
     findings: list[linting.Finding] = field(default_factory=list)
+    details: dict[str, dict] = field(default_factory=dict)  # a passing check's details
+    pools: list = field(default_factory=list)  # PoolSnapshot of each engine the run used
 
     def passed(self, check_id: str) -> bool:
         result = self.results.get(check_id)
@@ -108,15 +113,15 @@ def _query_value(url: str, key: str) -> str | None:
 
 
 def _check_endpoint(ctx: Context, endpoint: str) -> str:
+    """The figures /health/db reports, under the same keys, in the check's details."""
     health = check_connection(endpoint)  # type: ignore[arg-type]
     ctx.health[endpoint] = health
-    ssl = "SSL on" if health.ssl_in_use else ("SSL off (local)" if health.local else "SSL OFF")
-    summary = (
-        f"PostgreSQL {health.server_version.split()[0]}, {ssl}, "
-        f"{health.latency_ms:.0f} ms, sees {', '.join(health.revisions) or 'no revision'}"
-    )
+    known, heads = quick_graph(Path(ctx.config_file)) or (None, None)
+    figures = endpoint_figures(health, heads, known)
+    summary = endpoint_text(figures, health.local)
     if not health.ssl_in_use and not health.local:
-        raise Outcome("fail", f"{summary}: TLS is required for a non-local host")
+        raise Outcome("fail", f"{summary}: TLS is required for a non-local host", **figures)
+    ctx.details[endpoint] = figures
     return summary
 
 
@@ -383,6 +388,7 @@ def run_checks(config_file: str, root: Path, ids: list[str]) -> Context:
         started = time.perf_counter()
         try:
             result = Result(check_id, "pass", function(ctx))
+            result.details = ctx.details.pop(check_id, {})
         except Outcome as outcome:
             result = Result(
                 check_id,
@@ -399,6 +405,7 @@ def run_checks(config_file: str, root: Path, ids: list[str]) -> Context:
             result = Result(check_id, "fail", f"database error: {driver_message(err)}")
         result.duration_ms = (time.perf_counter() - started) * 1000
         ctx.results[check_id] = result
+    ctx.pools = [stats.snapshot() for stats in all_stats()]
     return ctx
 
 

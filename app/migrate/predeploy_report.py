@@ -6,6 +6,7 @@ remove them without bumping `schema`. Nothing here prints a URL unmasked.
 
 from __future__ import annotations
 
+from app.db.figures import pool_text
 from app.migrate.predeploy import Context, exit_code
 
 SCHEMA = "neon-migrate/predeploy/v1"
@@ -44,6 +45,7 @@ def as_json(ctx: Context, target: list[str], total_ms: float) -> dict:
             ],
         },
         "lint": [finding.as_dict() for finding in ctx.findings],
+        "pools": [snapshot.as_dict() for snapshot in ctx.pools],
         "timings": {"total_ms": round(total_ms, 1)}
         | {r.id: round(r.duration_ms, 1) for r in ctx.results.values()},
     }
@@ -77,6 +79,9 @@ def as_table(ctx: Context, target: list[str], total_ms: float, colour: bool) -> 
                 "  to accept a reviewed risk, add to the revision file: "
                 "# predeploy: allow <rule> -- <reason>"
             )
+    if ctx.pools:
+        lines.append("")
+        lines.extend(f"pool: {pool_text(snapshot)}" for snapshot in ctx.pools)
     code = exit_code(ctx)
     failed = [r.id for r in ctx.results.values() if r.status == "fail"]
     verdict = (
