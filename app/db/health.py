@@ -7,7 +7,11 @@ connection to the server, not ours, so it never decides whether TLS is on.
 
 from __future__ import annotations
 
+import contextlib
+import math
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,7 +22,7 @@ from app.db import urls
 from app.db.connect import connect_raw, driver_message
 from app.db.endpoints import get_endpoints
 from app.db.targets import app_target, migration_target
-from app.errors import HarnessError
+from app.errors import HarnessError, UnreachableError
 from app.settings import get_settings
 
 Endpoint = Literal["pooled", "direct"]
@@ -43,21 +47,37 @@ _READ = (
 _READ_WITH_REVISIONS = _READ + ", ARRAY(SELECT version_num FROM alembic_version ORDER BY 1)"
 
 
-def check_connection(endpoint: Endpoint) -> EndpointHealth:
-    """Connect and ask everything in one query: on Neon, every round trip counts."""
+def check_connection(
+    endpoint: Endpoint,
+    *,
+    retry_seconds: float | None = None,
+    connect_timeout: int | None = None,
+    opened: Callable[[object], None] | None = None,
+) -> EndpointHealth:
+    """Connect and ask everything in one query: on Neon, every round trip counts.
+
+    Defaults retry a waking compute for DB_CONNECT_RETRY_SECONDS; `opened` is handed the
+    connection before the query, so a caller with a deadline can cancel it.
+    """
     endpoints = get_endpoints()
     if endpoint == "pooled":
         (url, connect_args), variable = app_target(), endpoints.pooled_variable
     else:
         (url, connect_args), variable = migration_target(), endpoints.direct_variable
+    if connect_timeout is not None:
+        connect_args = connect_args | {"connect_timeout": connect_timeout}
     started = time.perf_counter()
     conn = connect_raw(
         url,
         connect_args,
-        retry_seconds=get_settings().db_connect_retry_seconds,
+        retry_seconds=get_settings().db_connect_retry_seconds
+        if retry_seconds is None
+        else retry_seconds,
         variable=variable,
         migrations=endpoint == "direct",
     )
+    if opened is not None:
+        opened(conn)
     try:
         version, server_ssl, revisions = _read(conn)
         ssl_in_use = bool(conn.info.ssl_in_use)
@@ -78,6 +98,46 @@ def check_connection(endpoint: Endpoint) -> EndpointHealth:
         server_ssl=bool(server_ssl),
         revisions=revisions,
     )
+
+
+def check_within(endpoint: Endpoint, seconds: float) -> EndpointHealth:
+    """check_connection that answers within `seconds`, whatever the database does.
+
+    A health probe must not hang on a database that accepts the TCP connection and then
+    says nothing, nor retry a waking compute for half a minute. libpq's connect_timeout
+    is whole seconds and at least 2, so the deadline is kept here: the check runs on a
+    daemon thread, and on expiry its query is cancelled on the server and left to end.
+    """
+    outcome: dict = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["health"] = check_connection(
+                endpoint,
+                retry_seconds=0,
+                connect_timeout=max(2, math.ceil(seconds)),
+                opened=lambda conn: outcome.__setitem__("conn", conn),
+            )
+        except BaseException as exc:  # handed to the waiting thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=f"db-health-{endpoint}", daemon=True).start()
+    if not done.wait(seconds):
+        conn = outcome.get("conn")
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.cancel()
+        stage = "the query" if conn is not None else "connecting"
+        raise UnreachableError(
+            f"the {endpoint} endpoint did not answer within {seconds:g} s (stuck {stage})",
+            "check the database and the network to it, or raise DB_HEALTH_TIMEOUT",
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["health"]
 
 
 def _read(conn) -> tuple[str, bool, tuple[str, ...]]:

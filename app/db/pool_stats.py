@@ -29,6 +29,7 @@ log = logging.getLogger("app.db.pool")
 WINDOW_SECONDS = 60.0  # checkout wait percentiles cover this much recent time
 WINDOW_MAX = 4096  # and at most this many checkouts
 WARN_AT = 0.9  # share of a bounded pool's connections checked out that draws a warning
+WARN_EVERY = 60.0  # seconds; at most one such warning per pool in this time
 # Prometheus histogram bounds for the checkout wait, in seconds.
 WAIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -77,7 +78,7 @@ class PoolStats:
         self.waits: deque[tuple[float, float]] = deque(maxlen=WINDOW_MAX)
         self.wait_buckets = [0] * (len(WAIT_BUCKETS) + 1)  # the last one is +Inf
         self.wait_sum = 0.0
-        self.warned_full = False
+        self.warned_at = -WARN_EVERY  # time.monotonic() of the last near-exhaustion warning
         self.watch = LeakWatch(self, leak_seconds) if leak_seconds > 0 else None
 
     # --- fed by the pool ------------------------------------------------------------------
@@ -98,23 +99,24 @@ class PoolStats:
 
     def _checkout(self, _dbapi, record, _proxy) -> None:
         stack = caller_stack() if self.watch else ()
+        now = time.monotonic()
         with self.lock:
             self.checkouts += 1
-            self.out[id(record)] = CheckedOut(time.monotonic(), stack)
-            out = len(self.out)
+            self.out[id(record)] = CheckedOut(now, stack)
             limit = self.limit()
-            warn = not self.warned_full and bool(limit) and out >= math.ceil(limit * WARN_AT)
+            warn = (
+                bool(limit)
+                and len(self.out) >= math.ceil(limit * WARN_AT)
+                and now - self.warned_at >= WARN_EVERY
+            )
             if warn:
-                self.warned_full = True
+                self.warned_at = now
         if warn:
             log.warning("%s pool near exhaustion: %s", self.name, self.usage(own=1))
 
     def _checkin(self, _dbapi, record) -> None:
         with self.lock:
             entry = self.out.pop(id(record), None)
-            limit = self.limit()
-            if limit and len(self.out) < limit * WARN_AT:
-                self.warned_full = False
         if entry is not None and entry.reported:
             log.info(
                 "%s pool: the connection checked out at %s came back after %.1f s",
