@@ -191,6 +191,16 @@ def test_dashboard_queries_name_exactly_the_exported_metrics(twin_env):
     assert committed == render(), "run python scripts/generate_dashboard_config.py"
 
 
+def test_registering_twice_adds_the_collector_once():
+    from app.web.metrics import register
+
+    registry = CollectorRegistry()
+    assert register(registry) is register(registry)  # a second add would raise: duplicates
+    fresh = CollectorRegistry()  # and a new registry, even at a reused address, gets one
+    register(fresh)
+    assert "db_pool_checkouts" in {m.name for m in fresh.collect()}
+
+
 def test_generate_dashboard_config_writes_the_file(tmp_path):
     output = tmp_path / "dash.json"
     result = run(

@@ -76,9 +76,9 @@ def check_connection(
         variable=variable,
         migrations=endpoint == "direct",
     )
-    if opened is not None:
-        opened(conn)
     try:
+        if opened is not None:
+            opened(conn)  # may raise: the caller gave up; the connection is closed below
         version, server_ssl, revisions = _read(conn)
         ssl_in_use = bool(conn.info.ssl_in_use)
     except psycopg2.Error as exc:  # connected, but the query failed: rights, an odd table
@@ -110,6 +110,13 @@ def check_within(endpoint: Endpoint, seconds: float) -> EndpointHealth:
     """
     outcome: dict = {}
     done = threading.Event()
+    lock = threading.Lock()
+
+    def opened(conn) -> None:
+        with lock:
+            if outcome.get("abandoned"):
+                raise UnreachableError(f"the {endpoint} health check was abandoned")
+            outcome["conn"] = conn
 
     def run() -> None:
         try:
@@ -117,7 +124,7 @@ def check_within(endpoint: Endpoint, seconds: float) -> EndpointHealth:
                 endpoint,
                 retry_seconds=0,
                 connect_timeout=max(2, math.ceil(seconds)),
-                opened=lambda conn: outcome.__setitem__("conn", conn),
+                opened=opened,
             )
         except BaseException as exc:  # handed to the waiting thread
             outcome["error"] = exc
@@ -126,10 +133,11 @@ def check_within(endpoint: Endpoint, seconds: float) -> EndpointHealth:
 
     threading.Thread(target=run, name=f"db-health-{endpoint}", daemon=True).start()
     if not done.wait(seconds):
-        conn = outcome.get("conn")
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.cancel()
+        with lock:
+            outcome["abandoned"] = True
+            conn = outcome.get("conn")
+        if conn is not None:  # a cancel opens its own connection: never wait for it here
+            threading.Thread(target=_cancel, args=(conn,), daemon=True).start()
         stage = "the query" if conn is not None else "connecting"
         raise UnreachableError(
             f"the {endpoint} endpoint did not answer within {seconds:g} s (stuck {stage})",
@@ -138,6 +146,11 @@ def check_within(endpoint: Endpoint, seconds: float) -> EndpointHealth:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["health"]
+
+
+def _cancel(conn) -> None:
+    with contextlib.suppress(Exception):
+        conn.cancel()
 
 
 def _read(conn) -> tuple[str, bool, tuple[str, ...]]:

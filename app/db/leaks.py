@@ -43,10 +43,22 @@ _LIBRARY = _library_folders()
 
 
 def caller_stack() -> tuple[Frame, ...]:
-    """The innermost frames outside SQLAlchemy, SQLModel and app/db: who asked."""
+    """The innermost frames outside SQLAlchemy, SQLModel and app/db: who asked.
+
+    The async engine checks out inside a greenlet whose frames end at SQLAlchemy's
+    greenlet_spawn; the caller's coroutine is on the parent greenlet's stack.
+    """
     frame = sys._getframe(1)
+    runner = sys.modules.get("greenlet")
+    current = runner.getcurrent() if runner is not None else None
     kept: list[Frame] = []
-    while frame is not None and len(kept) < STACK_FRAMES:
+    while len(kept) < STACK_FRAMES:
+        if frame is None:
+            current = current.parent if current is not None else None
+            if current is None:
+                break
+            frame = current.gr_frame
+            continue
         code = frame.f_code
         if kept or not code.co_filename.startswith(_LIBRARY):
             kept.append((code.co_filename, frame.f_lineno, code.co_name))
@@ -57,17 +69,19 @@ def caller_stack() -> tuple[Frame, ...]:
 @dataclass
 class CheckedOut:
     since: float  # time.monotonic() at checkout
-    stack: tuple[Frame, ...] = ()
+    stack: tuple[Frame, ...] | None = None  # None: not recorded (leak warnings off)
     reported: bool = False
 
     def location(self) -> str:
-        if not self.stack:
+        if self.stack is None:
             return "an unrecorded place (set DB_POOL_LEAK_SECONDS to record it)"
+        if not self.stack:
+            return "a place outside any Python caller"
         path, line, function = self.stack[0]
         return f"{_short(path)}:{line} in {function}"
 
     def trail(self) -> str:
-        return " <- ".join(f"{_short(p)}:{n} {f}" for p, n, f in self.stack)
+        return " <- ".join(f"{_short(p)}:{n} {f}" for p, n, f in self.stack or ())
 
 
 def _short(path: str) -> str:
@@ -104,7 +118,7 @@ class LeakWatch:
         stats, now = self.stats, time.monotonic()
         overdue = []
         with stats.lock:
-            for entry in stats.out.values():
+            for entry in list(stats.out.values()):  # a checkin may run in here (GC)
                 if not entry.reported and now - entry.since >= self.seconds:
                     entry.reported = True
                     stats.leaks += 1

@@ -70,7 +70,9 @@ class PoolStats:
         self.name = name
         self.leak_seconds = leak_seconds
         self.pool: Pool | None = None
-        self.lock = threading.Lock()
+        # Reentrant: a leaked connection is checked in by a garbage-collection callback,
+        # which can run in a thread that already holds this lock.
+        self.lock = threading.RLock()
         self.checkouts = self.checkout_timeouts = self.waiting = 0
         self.connects = self.invalidated = self.recycled = 0
         self.disconnects_recovered = self.disconnect_errors = self.leaks = 0
@@ -98,7 +100,7 @@ class PoolStats:
             log.error("%s pool exhausted: waited %.1f s; %s", self.name, seconds, self.usage())
 
     def _checkout(self, _dbapi, record, _proxy) -> None:
-        stack = caller_stack() if self.watch else ()
+        stack = caller_stack() if self.watch else None
         now = time.monotonic()
         with self.lock:
             self.checkouts += 1
@@ -125,6 +127,11 @@ class PoolStats:
                 time.monotonic() - entry.since,
             )
 
+    def _detach(self, dbapi, record) -> None:
+        """The connection leaves the pool for good; the record's next one is a new one."""
+        record.stats_connected = False
+        self._checkin(dbapi, record)
+
     def _connect(self, _dbapi, record) -> None:
         with self.lock:
             self.connects += 1
@@ -142,7 +149,7 @@ class PoolStats:
                 self.disconnects_recovered += 1
 
     def _handle_error(self, context) -> None:
-        if context.is_disconnect:
+        if context.is_disconnect and not context.is_pre_ping:  # a ping's is recovered
             with self.lock:
                 self.disconnect_errors += 1
 
@@ -169,9 +176,8 @@ class PoolStats:
         queued = isinstance(pool, QueuePool)
         now = time.monotonic()
         with self.lock:
-            recent = sorted(s for t, s in self.waits if now - t <= WINDOW_SECONDS)
-            checked_out = len(self.out)
-            leaked = sum(1 for e in self.out.values() if e.reported)
+            waits = list(self.waits)
+            entries = list(self.out.values())
             counters = (
                 self.waiting,
                 self.checkouts,
@@ -186,6 +192,9 @@ class PoolStats:
         waiting, checkouts, timeouts, connects, invalidated, recycled, recovered, errors, leaks = (
             counters
         )
+        recent = sorted(s for t, s in waits if now - t <= WINDOW_SECONDS)
+        checked_out = len(entries)
+        leaked = sum(1 for e in entries if e.reported)
         return PoolSnapshot(
             name=self.name,
             pool_class=type(pool).__name__.removeprefix("Measured"),
@@ -276,12 +285,12 @@ class MeasuredNullPool(_Measured, NullPool):
     _sqla_logger_namespace = "sqlalchemy.pool.impl.NullPool"
 
 
-class MeasuredAsyncQueuePool(_Measured, AsyncAdaptedQueuePool):
+class MeasuredAsyncAdaptedQueuePool(_Measured, AsyncAdaptedQueuePool):
     _sqla_logger_namespace = "sqlalchemy.pool.impl.AsyncAdaptedQueuePool"
 
 
 MEASURED = {QueuePool: MeasuredQueuePool, NullPool: MeasuredNullPool}
-MEASURED_ASYNC = {QueuePool: MeasuredAsyncQueuePool, NullPool: MeasuredNullPool}
+MEASURED_ASYNC = {QueuePool: MeasuredAsyncAdaptedQueuePool, NullPool: MeasuredNullPool}
 
 _LOCK = threading.Lock()
 _LIVE: dict[str, PoolStats] = {}
@@ -296,7 +305,7 @@ def instrument(engine: Engine, name: str, leak_seconds: float = 0.0) -> PoolStat
     stats.pool, pool.stats = pool, stats
     event.listen(pool, "checkout", stats._checkout)
     event.listen(pool, "checkin", stats._checkin)
-    event.listen(pool, "detach", lambda dbapi, record: stats._checkin(dbapi, record))
+    event.listen(pool, "detach", stats._detach)
     event.listen(pool, "connect", stats._connect)
     event.listen(pool, "invalidate", stats._invalidate)
     event.listen(engine, "handle_error", stats._handle_error)

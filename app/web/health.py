@@ -49,8 +49,12 @@ def database_health(graph: Graph | None) -> tuple[dict, bool]:
         kind = "pooled" if endpoints.pooled != endpoints.direct else "direct"
         body |= {"endpoint": kind, "host": urls.host_of(endpoints.pooled)}
         health = check_within("pooled", timeout)
-    except HarnessError as err:  # one line; connect.explain scrubbed any password
-        body |= {"reason": str(err), "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
+    except Exception as err:  # a probe answers 503, never 500
+        # A HarnessError is one line with its fix, any password scrubbed; anything else
+        # is named by type only, as its text could quote a connection string.
+        reason = str(err) if isinstance(err, HarnessError) else f"{type(err).__name__}"
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        body |= {"reason": reason, "latency_ms": elapsed_ms}
         record(False, None)
         return body, False
     known, heads = graph or (None, None)

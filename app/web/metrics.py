@@ -13,6 +13,7 @@ cannot drift apart.
 from __future__ import annotations
 
 import threading
+import weakref
 from dataclasses import dataclass
 
 from app.db.pool_stats import all_stats
@@ -151,7 +152,7 @@ def _bound(bound: float) -> str:
 
 
 _LOCK = threading.Lock()
-_REGISTERED: set[int] = set()
+_REGISTERED: weakref.WeakSet = weakref.WeakSet()  # registries holding our collector
 
 
 def register(registry=None):
@@ -160,9 +161,9 @@ def register(registry=None):
 
     registry = registry or REGISTRY
     with _LOCK:
-        if id(registry) not in _REGISTERED:
+        if registry not in _REGISTERED:
             registry.register(PoolCollector())
-            _REGISTERED.add(id(registry))
+            _REGISTERED.add(registry)
     return registry
 
 
