@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import logging
 import os
 import platform
 import shutil
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the fault proxy the tests use
 from proxy import FaultProxy  # noqa: E402
 
 from app.db.local import LocalServer  # noqa: E402
+from app.db.pooler import LocalPooler, pgbouncer_path  # noqa: E402
 
 PY = sys.executable
 READING = """\
@@ -40,7 +42,9 @@ connection costs its handshake (about 4 without TLS, 8 with: SSLRequest, TLS, st
 SCRAM). The floor for `make migrate` at head with both endpoints verified is two
 connections with one query each. P2's extra flushes are the BEGIN and COMMIT of one
 transaction per revision, which raw Alembic's generic env.py does not have (it runs all
-revisions in one transaction). P3 counts flushes per request on a warm pool.
+revisions in one transaction). P3 counts flushes per request on a warm pool. P6 is the
+local-Neon load test without added latency; its ratio is requests/s against the same
+engine on SQLAlchemy's plain QueuePool, so below 1.00x is what the pool statistics cost.
 """
 FAST_SERVER = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
@@ -194,6 +198,96 @@ class Bench:
                               None, None, None, None))  # fmt: skip
         reset_engines()
 
+    def load(self) -> None:
+        """P6: what the pool statistics cost, on the local-Neon issue's load test: 32 threads
+        x 50 requests (a session, SELECT 1, COMMIT) on a pool of 4+4, through PgBouncer when
+        it is installed, without the latency proxy (a network delay would hide CPU cost).
+        Baseline: the same engine on SQLAlchemy's own QueuePool, no events of ours."""
+        import threading
+
+        from sqlalchemy import create_engine, event, text
+        from sqlalchemy.pool import QueuePool
+        from sqlmodel import Session
+
+        from app.db import urls
+        from app.db.engines import _replace_if_closed, get_app_engine, reset_engines
+        from app.db.targets import app_connect_args
+
+        # 32 threads on 8 connections is near exhaustion by design: not news here.
+        logging.getLogger("app.db.pool").setLevel(logging.ERROR)
+        database, secret = "load", quote(self.info.password, safe="")
+        self.fresh_database(database)
+        if pgbouncer_path():
+            pooler = LocalPooler(self.work / "pgbouncer").start(self.info)
+            door, port, mode = "PgBouncer", pooler.port, "require"
+        else:
+            door, port, mode = "direct (no pgbouncer)", self.info.port, "disable"
+        url = f"postgresql://postgres:{secret}@127.0.0.1:{port}/{database}?sslmode={mode}"
+        os.environ.update(DATABASE_URL=url, DB_POOL_SIZE="4", DB_MAX_OVERFLOW="4")
+
+        def engine_for(variant: str):
+            reset_engines()
+            os.environ["DB_POOL_LEAK_SECONDS"] = "30" if "leak" in variant else "0"
+            if variant.startswith("no statistics"):
+                engine = create_engine(  # psycopg2, as the app engine (2.1 defaults to 3)
+                    urls.to_sqlalchemy(url), poolclass=QueuePool, pool_size=4, max_overflow=4,
+                    pool_recycle=240,
+                    connect_args=app_connect_args(),
+                )  # fmt: skip
+                event.listen(engine, "checkout", _replace_if_closed)
+                return engine
+            return get_app_engine()
+
+        def run_once(engine) -> tuple[float, float]:
+            latencies: list[float] = []
+            errors: list[BaseException] = []
+
+            def worker() -> None:
+                for _ in range(50):
+                    started = time.perf_counter()
+                    try:
+                        with Session(engine) as session:
+                            session.execute(text("SELECT 1")).scalar()
+                            session.commit()
+                    except Exception as exc:
+                        errors.append(exc)
+                    latencies.append(time.perf_counter() - started)
+
+            threads = [threading.Thread(target=worker) for _ in range(32)]
+            started = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            elapsed = time.perf_counter() - started
+            if errors:
+                raise SystemExit(f"bench: P6 failed {len(errors)} requests: {errors[0]}")
+            p99 = statistics.quantiles(latencies, n=100, method="inclusive")[98]
+            return len(latencies) / elapsed, p99 * 1000
+
+        variants = [
+            "no statistics (SQLAlchemy's QueuePool)",
+            "statistics on",
+            "statistics + leak warnings (stack per checkout)",
+        ]
+        samples: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+        for run in range(self.args.runs):
+            # Interleaved, and each round in a rotated order, so neither drift nor running
+            # after another variant favours one.
+            for variant in variants[run % 3 :] + variants[: run % 3]:
+                engine = engine_for(variant)
+                run_once(engine)  # warm the pool
+                samples[variant].append(run_once(engine))
+                engine.dispose()
+        reset_engines()
+        os.environ.pop("DB_POOL_LEAK_SECONDS")
+        baseline = statistics.median(rps for rps, _ in samples[variants[0]])
+        for variant in variants:
+            rps = statistics.median(r for r, _ in samples[variant])
+            p99 = statistics.median(p for _, p in samples[variant])
+            self.rows.append((f"P6 load via {door}, {variant}", rps, p99, 0, None, None, None,
+                              rps / baseline))  # fmt: skip
+
     def handshakes(self) -> None:
         """What one connection costs: connect, SELECT 1, close, per TLS negotiation."""
         modes = [("no TLS", "sslmode=disable")]
@@ -297,6 +391,9 @@ def table(rows: list[tuple], rtt_ms: float) -> str:
         if name.startswith("connect"):
             value = "failed" if wall is None else f"{wall * 1000:.0f} ms"
             lines.append(f"| {name} | {value} | {flushes:g} | {conns:g} | | | | |")
+        elif name.startswith("P6"):
+            lines.append(f"| {name} | {wall:.0f} req/s | p99 {flushes:.0f} ms | | | | | "
+                         f"{ratio:.2f}x |")  # fmt: skip
         elif name.startswith("P3"):
             lines.append(f"| {name} | {wall * 1000:.1f} ms | {flushes:g} per request | | | | | |")
         elif raw_wall is None:
@@ -334,6 +431,7 @@ def main() -> int:
             bench.handshakes()
             bench.p2_p4()
             bench.p3()
+            bench.load()
             bench.p5()
         finally:
             bench.close()
