@@ -55,6 +55,7 @@ class Bench:
         self.server = LocalServer(work / "pg", bin_dir=args.pg_bin, server_options=FAST_SERVER)
         self.info = self.server.start()
         self.proxy = FaultProxy(self.info.port, delay=args.rtt_ms / 2000)
+        self.pooler: LocalPooler | None = None  # P6's PgBouncer, when installed
         self.rows: list[tuple] = []
 
     # --- plumbing -----------------------------------------------------------------------------
@@ -218,8 +219,8 @@ class Bench:
         database, secret = "load", quote(self.info.password, safe="")
         self.fresh_database(database)
         if pgbouncer_path():
-            pooler = LocalPooler(self.work / "pgbouncer").start(self.info)
-            door, port, mode = "PgBouncer", pooler.port, "require"
+            self.pooler = LocalPooler(self.work / "pgbouncer")
+            door, port, mode = "PgBouncer", self.pooler.start(self.info).port, "require"
         else:
             door, port, mode = "direct (no pgbouncer)", self.info.port, "disable"
         url = f"postgresql://postgres:{secret}@127.0.0.1:{port}/{database}?sslmode={mode}"
@@ -349,6 +350,8 @@ class Bench:
 
     def close(self) -> None:
         self.proxy.close()
+        if self.pooler is not None:
+            self.pooler.stop()
         self.server.stop()
 
 
