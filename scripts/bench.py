@@ -30,6 +30,7 @@ import psycopg2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the fault proxy the tests use
 
+from load import percentile, run_load  # noqa: E402
 from proxy import FaultProxy  # noqa: E402
 
 from app.db.local import LocalServer  # noqa: E402
@@ -204,8 +205,6 @@ class Bench:
         x 50 requests (a session, SELECT 1, COMMIT) on a pool of 4+4, through PgBouncer when
         it is installed, without the latency proxy (a network delay would hide CPU cost).
         Baseline: the same engine on SQLAlchemy's own QueuePool, no events of ours."""
-        import threading
-
         from sqlalchemy import create_engine, event, text
         from sqlalchemy.pool import QueuePool
         from sqlmodel import Session
@@ -240,31 +239,15 @@ class Bench:
             return get_app_engine()
 
         def run_once(engine) -> tuple[float, float]:
-            latencies: list[float] = []
-            errors: list[BaseException] = []
+            def request() -> None:  # what session_scope() does, on the engine under test
+                with Session(engine) as session:
+                    session.execute(text("SELECT 1")).scalar()
+                    session.commit()
 
-            def worker() -> None:
-                for _ in range(50):
-                    started = time.perf_counter()
-                    try:
-                        with Session(engine) as session:
-                            session.execute(text("SELECT 1")).scalar()
-                            session.commit()
-                    except Exception as exc:
-                        errors.append(exc)
-                    latencies.append(time.perf_counter() - started)
-
-            threads = [threading.Thread(target=worker) for _ in range(32)]
-            started = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            elapsed = time.perf_counter() - started
-            if errors:
-                raise SystemExit(f"bench: P6 failed {len(errors)} requests: {errors[0]}")
-            p99 = statistics.quantiles(latencies, n=100, method="inclusive")[98]
-            return len(latencies) / elapsed, p99 * 1000
+            load = run_load(request)
+            if load.errors:
+                raise SystemExit(f"bench: P6 failed {len(load.errors)} requests: {load.errors[0]}")
+            return load.per_second, percentile(load.latencies, 99) * 1000
 
         variants = [
             "no statistics (SQLAlchemy's QueuePool)",

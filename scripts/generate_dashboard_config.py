@@ -25,8 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-o", "--output", type=Path, default=DEFAULT)
     args = parser.parse_args(argv)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(render())
+    try:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(render())
+    except OSError as err:
+        print(f"error: cannot write {args.output}: {err.strerror}. Fix: choose a writable "
+              "path with --output.", file=sys.stderr)  # fmt: skip
+        return 2
     shown = args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output
     print(f"dashboard: {len(dashboard()['panels'])} panels written to {shown}")
     return 0

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import statistics
-import threading
 import time
 
 import psycopg
 import pytest
 import sqlalchemy.exc
 from helpers import alembic, cli, verify_line
+from load import REQUESTS, THREADS, percentile, run_load
 from proxy import FaultProxy
 from sqlalchemy import text
 
@@ -20,11 +19,6 @@ from app.db.session import autocommit_connection, session_scope
 from app.migrate.lock import LOCK_KEY
 
 HEAD = "f096d6eff8ee"
-THREADS, REQUESTS = 32, 50
-
-
-def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 def report(label: str, latencies: list[float], seconds: float) -> None:
@@ -50,29 +44,15 @@ def test_app_engine_under_load(twin_env, small_pool, monkeypatch, db_url, door):
         monkeypatch.setenv("DATABASE_URL", db_url)
         reset_engines()
     engine = get_app_engine()
-    latencies: list[float] = []
-    errors: list[BaseException] = []
 
-    def worker() -> None:
-        for _ in range(REQUESTS):
-            started = time.perf_counter()
-            try:
-                with session_scope() as session:
-                    assert session.execute(text("SELECT 1")).scalar() == 1
-            except BaseException as exc:
-                errors.append(exc)
-            latencies.append(time.perf_counter() - started)
+    def request() -> None:
+        with session_scope() as session:
+            assert session.execute(text("SELECT 1")).scalar() == 1
 
-    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    report(f"sync {door}", latencies, elapsed)
-    assert errors == []
-    assert len(latencies) == THREADS * REQUESTS
+    load = run_load(request)
+    report(f"sync {door}", load.latencies, load.elapsed)
+    assert load.errors == []
+    assert len(load.latencies) == THREADS * REQUESTS
     assert engine.pool.checkedout() == 0
     assert engine.pool.checkedin() <= 8
     assert engine.pool.overflow() <= 0

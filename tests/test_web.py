@@ -15,7 +15,7 @@ import psycopg
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from helpers import ROOT, alembic, run
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from proxy import FaultProxy
 from sqlalchemy import text
@@ -195,10 +195,12 @@ def test_registering_twice_adds_the_collector_once():
     from app.web.metrics import register
 
     registry = CollectorRegistry()
-    assert register(registry) is register(registry)  # a second add would raise: duplicates
+    register(registry)
+    register(registry)  # a second collector would print every family twice
+    assert generate_latest(registry).count(b"# HELP db_pool_size ") == 1
     fresh = CollectorRegistry()  # and a new registry, even at a reused address, gets one
     register(fresh)
-    assert "db_pool_checkouts" in {m.name for m in fresh.collect()}
+    assert generate_latest(fresh).count(b"# HELP db_pool_size ") == 1
 
 
 def test_generate_dashboard_config_writes_the_file(tmp_path):
@@ -209,3 +211,11 @@ def test_generate_dashboard_config_writes_the_file(tmp_path):
     )
     assert result.returncode == 0, result.stdout
     assert json.loads(output.read_text())["uid"] == "neon-db-pool"
+    (tmp_path / "file").write_text("")
+    blocked = run(
+        [sys.executable, str(ROOT / "scripts" / "generate_dashboard_config.py"),
+         "-o", str(tmp_path / "file" / "dash.json")],
+        env={"PATH": os.environ["PATH"]},
+    )  # fmt: skip
+    assert blocked.returncode == 2 and "Traceback" not in blocked.stdout
+    assert blocked.stdout.startswith("error: cannot write ")

@@ -80,7 +80,7 @@ def endpoint_text(figures: dict, local: bool) -> str:
     )
 
 
-def _ms(value: float | None) -> str:
+def ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f} ms"
 
 
@@ -90,8 +90,8 @@ def pool_text(snapshot: PoolSnapshot) -> str:
     return (
         f"{s.name} pool ({s.pool_class}): {s.checked_out}{limit} checked out, "
         f"{s.checked_in} checked in, overflow {s.overflow}, {s.waiting} waiting · "
-        f"checkouts {s.checkouts} · checkout wait p50 {_ms(s.checkout_wait_p50_ms)} "
-        f"p99 {_ms(s.checkout_wait_p99_ms)} · connects {s.connects} · invalidated "
+        f"checkouts {s.checkouts} · checkout wait p50 {ms(s.checkout_wait_p50_ms)} "
+        f"p99 {ms(s.checkout_wait_p99_ms)} · connects {s.connects} · invalidated "
         f"{s.invalidated} · recycled {s.recycled} · disconnects recovered "
         f"{s.disconnects_recovered}"
     )

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, Pool, QueuePool
 
+from app.db.figures import ms
 from app.db.leaks import CheckedOut, LeakWatch, caller_stack
 
 log = logging.getLogger("app.db.pool")
@@ -168,7 +169,7 @@ class PoolStats:
         return (
             f"{s.checked_out} {limit}checked out (size {s.size} + max overflow "
             f"{s.max_overflow}), {s.checked_in} checked in, {max(s.waiting - own, 0)} waiting, "
-            f"checkout wait p99 {_ms(s.checkout_wait_p99_ms)}"
+            f"checkout wait p99 {ms(s.checkout_wait_p99_ms)}"
         )
 
     def snapshot(self) -> PoolSnapshot:
@@ -220,15 +221,15 @@ class PoolStats:
             leak_seconds=self.leak_seconds,
         )
 
-    def histogram(self) -> tuple[list[tuple[float, int]], int, float]:
-        """Cumulative (upper bound, count) pairs, the count and the sum, for Prometheus."""
+    def histogram(self) -> tuple[list[tuple[float, int]], float]:
+        """Cumulative (upper bound, count) pairs and the sum, for Prometheus."""
         with self.lock:
             counts, total = list(self.wait_buckets), self.wait_sum
         cumulative, running = [], 0
         for bound, count in zip((*WAIT_BUCKETS, math.inf), counts, strict=True):
             running += count
             cumulative.append((bound, running))
-        return cumulative, running, total
+        return cumulative, total
 
     def close(self) -> None:
         if self.watch:
@@ -242,10 +243,6 @@ def _percentile(ordered: list[float], share: float) -> float | None:
     if not ordered:
         return None
     return round(ordered[min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1)] * 1000, 3)
-
-
-def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.1f} ms"
 
 
 class _Measured:

@@ -130,7 +130,7 @@ class PoolCollector:
             elif metric.kind == "histogram":
                 family = HistogramMetricFamily(metric.name, metric.help, labels=["pool"])
                 for stats, snapshot in pools:
-                    buckets, _count, total = stats.histogram()
+                    buckets, total = stats.histogram()
                     family.add_metric(
                         [snapshot.name],
                         [(_bound(bound), count) for bound, count in buckets],
