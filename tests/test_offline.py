@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from helpers import alembic, schema
 
-from app.db.local import embedded_bin_dir
+from app.db.local import bundled_bin_dir
 
 HEAD = "f096d6eff8ee"
 
@@ -43,7 +43,7 @@ def test_offline_sql_applied_by_psql_equals_online_schema(
         admin.execute(f"CREATE DATABASE {online_db}")
     try:
         applied = subprocess.run(
-            [str(embedded_bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", db_url],
+            [str(bundled_bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", db_url],
             input=offline_sql,
             capture_output=True,
             text=True,

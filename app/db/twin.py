@@ -49,9 +49,19 @@ def _parts(root: Path, bin_dir: Path | None) -> tuple[LocalServer, LocalPooler]:
 
 def start_twin(root: Path, bin_dir: Path | None = None) -> LocalTwin:
     server, pooler = _parts(root, bin_dir)
+    keep_out_of_git(root)
     info = server.start()
     pooled = pooler.start(info) if pgbouncer_path() else None
     return LocalTwin(server=info, pooler=pooled, state_file=server.state_file)
+
+
+def keep_out_of_git(root: Path) -> None:
+    """The twin's folder holds a password and a TLS key: git ignores it wherever it lives
+    (LOCAL_DB_DIR=.local15 as much as .local), as a virtualenv ignores itself."""
+    root.mkdir(parents=True, exist_ok=True)
+    ignore = root / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# the local twin's state: a password and a TLS key; never commit\n*\n")
 
 
 def stop_twin(root: Path, bin_dir: Path | None = None) -> tuple[bool, bool]:
