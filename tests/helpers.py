@@ -11,6 +11,14 @@ import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# A waiter polls pg_try_advisory_lock outside any transaction (it never blocks inside one:
+# see app/migrate/lock.py), so it shows as a migration session whose last query was a try.
+WAITING_FOR_OUR_LOCK = """
+    SELECT count(*) FROM pg_stat_activity
+    WHERE application_name = 'neon-migrate' AND query LIKE '%pg_try_advisory_lock%'
+      AND datname = current_database() AND pid <> pg_backend_pid()
+"""
+
 
 def run(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 120):
     """Run a command as a user would; stdout and stderr merged, as a terminal shows them."""

@@ -14,7 +14,7 @@ import time
 
 import psycopg
 import pytest
-from helpers import add_revision, alembic, cli
+from helpers import WAITING_FOR_OUR_LOCK, add_revision, alembic, cli
 from proxy import FaultProxy
 from sqlalchemy import text
 
@@ -359,8 +359,7 @@ def test_signal_while_waiting_for_the_lock(project, db_url):
             text=True,
         )
         deadline = time.monotonic() + 30
-        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        while rows(db_url, waiting)[0][0] == 0:
+        while rows(db_url, WAITING_FOR_OUR_LOCK)[0][0] == 0:
             if time.monotonic() > deadline:
                 pytest.fail("the run never queued on the lock")
             time.sleep(0.05)

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from alembic import command
 from alembic.config import Config
-from helpers import ROOT, alembic, cli, schema
+from helpers import ROOT, WAITING_FOR_OUR_LOCK, alembic, cli, schema
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
@@ -116,13 +116,6 @@ def test_current_shows_head(harness_env):
     assert f"{HEAD} (head)" in result.stdout
 
 
-WAITING_FOR_OUR_LOCK = """
-    SELECT count(*) FROM pg_locks
-    WHERE locktype = 'advisory' AND NOT granted AND objid::bigint = %s
-      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-"""
-
-
 @pytest.mark.slow
 def test_concurrent_upgrades_serialize_on_the_lock(harness_env, db_url):
     """Two runs at once: one applies, the other waits, then finds nothing to do."""
@@ -140,7 +133,7 @@ def test_concurrent_upgrades_serialize_on_the_lock(harness_env, db_url):
             for _ in range(2)
         ]
         deadline = time.monotonic() + 30
-        while holder.execute(WAITING_FOR_OUR_LOCK, (LOCK_KEY & 0xFFFFFFFF,)).fetchone()[0] < 2:
+        while holder.execute(WAITING_FOR_OUR_LOCK).fetchone()[0] < 2:
             if time.monotonic() > deadline:
                 for run in runs:
                     run.kill()

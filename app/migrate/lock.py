@@ -28,6 +28,9 @@ log = logging.getLogger("app.migrate")
 
 # 'neonmigr' as a 64-bit integer. Advisory locks are per database, so one key suffices.
 LOCK_KEY = int.from_bytes(b"neonmigr", "big")
+# The longest pause between two tries for a held lock: the delay a waiter adds after the
+# holder lets go, against one round trip per try.
+POLL_MAX_SECONDS = 1.0
 
 _HOLDER = text(
     """
@@ -86,7 +89,14 @@ class _Lock:
         return got
 
     def wait(self) -> None:
-        """Block until the holder lets go, at most MIGRATION_LOCK_WAIT; say who we wait for."""
+        """Wait until the holder lets go, at most MIGRATION_LOCK_WAIT; say who we wait for.
+
+        On our own session the wait is a poll of pg_try_advisory_lock with no transaction
+        (and so no snapshot) open between tries. A waiter blocked inside a statement or a
+        transaction would hold a snapshot that the holder's CREATE INDEX CONCURRENTLY must
+        wait out, while we wait for the holder: a deadlock PostgreSQL breaks by killing one
+        of the two, possibly the holder half-way through a revision that commits mid-way.
+        """
         holder = describe_holder(self.conn)
         wait = self.settings.migration_lock_wait
         busy = LockBusyError(
@@ -97,17 +107,46 @@ class _Lock:
             raise busy
         log.info("waiting up to %gs for the migration lock held by %s", wait, holder)
         started = time.monotonic()
+        if self.xact:  # a caller's transaction: nothing to wait outside of
+            self._wait_in_transaction(wait, busy)
+        else:
+            self._poll(started + wait, busy)
+        log.info("got the migration lock after waiting %.1fs", time.monotonic() - started)
+
+    def _poll(self, deadline: float, busy: LockBusyError) -> None:
+        """Each try in autocommit: no transaction, and no COMMIT round trip after it."""
+        self.conn.commit()  # keeps the timeouts set with the first try
+        level = self.conn.get_isolation_level()
+        self.conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            delay = 0.05
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise busy
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, POLL_MAX_SECONDS)
+                tried = self.conn.execute(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY}
+                )
+                got = tried.scalar()
+                self.conn.commit()  # ends SQLAlchemy's view of a transaction; nothing is sent
+                if got:
+                    return
+        finally:
+            self.conn.execution_options(isolation_level=level)
+
+    def _wait_in_transaction(self, wait: float, busy: LockBusyError) -> None:
         # Bounded by lock_timeout alone. A statement's own statement_timeout is fixed when
         # it starts, so the wait's timeouts are set by a statement of their own.
         self.set_timeouts(pg_ms(wait), "0")
         try:
-            self.conn.execute(text(f"SELECT pg_advisory{self.xact}_lock(:key)"), {"key": LOCK_KEY})
+            self.conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
         except OperationalError as exc:
             if getattr(exc.orig, "pgcode", None) == "55P03":  # lock_not_available
                 raise busy from None
             raise
         self.set_timeouts(lock_timeout(self.settings), statement_timeout(self.settings))
-        log.info("got the migration lock after waiting %.1fs", time.monotonic() - started)
 
     def release(self) -> None:
         """Session scope only: unlock, and give the session its own timeouts back."""
@@ -116,8 +155,9 @@ class _Lock:
 
 
 @contextmanager
-def migration_lock(conn: Connection, settings: Settings) -> Iterator[None]:
-    """Hold the lock, with the migration timeouts set, for the body of the block.
+def migration_lock(conn: Connection, settings: Settings) -> Iterator[str]:
+    """Hold the lock, with the migration timeouts set, for the body of the block; yields
+    the scope of both: "session" (our connection) or "transaction" (a caller's).
 
     On our own connection, the transaction our statements autobegan is committed before
     Alembic sees the connection: Alembic would otherwise take it for the caller's
@@ -134,11 +174,11 @@ def migration_lock(conn: Connection, settings: Settings) -> Iterator[None]:
             conn.rollback()  # also undoes the timeouts set in this transaction
         raise
     if scope == "transaction":
-        yield  # lock and timeouts end with the caller's transaction
+        yield scope  # lock and timeouts end with the caller's transaction
         return
     conn.commit()
     try:
-        yield
+        yield scope
     finally:
         try:
             if conn.in_transaction():
