@@ -65,7 +65,6 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     from app.migrate.progress import APPLIED
 
     config = alembic_config()
-    config.attributes["needs_metadata"] = False  # upgrading compares nothing with the models
     command.upgrade(config, "head")
     ms = (time.perf_counter() - started) * 1000
     applied = config.attributes.get(APPLIED, [])

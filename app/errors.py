@@ -20,6 +20,13 @@ class HarnessError(Exception):
         stop = "" if self.cause.endswith(("?", "!")) else "."
         super().__init__(self.cause + stop + (f" Fix: {self.fix}." if self.fix else ""))
 
+    def amended(self, more: str) -> HarnessError:
+        """The same error (class, attributes, exit code) with `more` added to its cause."""
+        clone = type(self).__new__(type(self))  # subclasses' __init__ take other arguments
+        clone.__dict__.update(self.__dict__)
+        HarnessError.__init__(clone, f"{self.cause}; {more}", self.fix)
+        return clone
+
 
 class ConfigError(HarnessError):
     """Bad or missing configuration: variable values, URLs, usage."""

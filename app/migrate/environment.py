@@ -7,6 +7,7 @@ that reach the user as one line.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
@@ -17,6 +18,7 @@ from typing import Any
 
 from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -26,18 +28,38 @@ from app.db.endpoints import get_endpoints
 from app.db.engines import get_migration_engine
 from app.db.timeouts import lock_timeout, statement_timeout
 from app.errors import ConfigError, HarnessError, MigrationError
+from app.migrate import revision_session
 from app.migrate.lock import migration_lock
 from app.migrate.progress import UNCOMMITTED
+from app.migrate.revision_session import RevisionSession, keep_stamp
 from app.migrate.signals import RunInterrupted, received, stop_on_signals
 from app.settings import get_settings
 
 log = logging.getLogger("app.migrate")
 
+REVISION_NOW = "revision_after_failure"  # config.attributes key
 
-def target_metadata():
-    from app.models import metadata  # imported only by commands that compare schemas
 
-    return metadata
+def target_metadata(config):
+    """The models' MetaData, named in alembic.ini by `target_metadata = module:attribute`.
+
+    Loaded for every command, as stock Alembic's env.py does: its naming convention names
+    the constraints and indexes that `op` creates, so a run without it (and a rehearsal or
+    offline render with it) would send different DDL for the same revision.
+    """
+    spec = config.get_main_option("target_metadata")
+    if not spec:
+        return None
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name.strip())
+        return getattr(module, attribute.strip() or "metadata")
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"target_metadata = {spec} in {config.config_file_name} cannot be loaded: "
+            f"{type(exc).__name__}: {exc}",
+            "name the models' MetaData as module:attribute (e.g. app.models:metadata)",
+        ) from None
 
 
 def _skip_empty_autogenerate(ctx: MigrationContext, revision: Any, directives: list) -> None:
@@ -47,23 +69,15 @@ def _skip_empty_autogenerate(ctx: MigrationContext, revision: Any, directives: l
         log.info("no changes between the models and the database: no revision written")
 
 
-def needs_metadata(config) -> bool:
-    """Only autogenerate and `check` compare the models with the database; loading them
-    (SQLModel, the app's tables) is most of a command's start-up otherwise."""
-    options = config.cmd_opts
-    if options is not None:  # the alembic command line
-        return bool(getattr(options, "autogenerate", False)) or options.cmd[0].__name__ == "check"
-    return config.attributes.get("needs_metadata", True)  # API callers, e.g. pytest-alembic
-
-
 def configure_options(config) -> dict[str, Any]:
     """Options shared by online and offline `context.configure()`."""
     return {
-        "target_metadata": target_metadata() if needs_metadata(config) else None,
+        "target_metadata": target_metadata(config),
         "transaction_per_migration": True,
         "compare_type": True,
         "compare_server_default": True,
         "process_revision_directives": _skip_empty_autogenerate,
+        "on_version_apply": [keep_stamp],
     }
 
 
@@ -121,13 +135,37 @@ def migration_connection(config) -> Iterator[Connection]:
         cancel = conn.connection.dbapi_connection.cancel
         with stop_on_signals(cancel):
             if takes_lock(config):
-                with migration_lock(conn, settings):
-                    yield conn
+                with migration_lock(conn, settings) as scope:
+                    session = RevisionSession(conn, settings, scope)
+                    config.attributes[revision_session.ATTRIBUTE] = session
+                    try:
+                        yield conn
+                    finally:
+                        session.close()
             else:  # our engine's timeouts came in the startup packet
                 yield conn
+    except Exception:
+        if conn is not given:  # every run that ends says where the database really is
+            config.attributes[REVISION_NOW] = database_revision(conn)
+        raise
     finally:
         if conn is not given:
             conn.close()
+
+
+def database_revision(conn: Connection) -> str:
+    """alembic_version as it is committed, read after a failure (the lock is released)."""
+    try:
+        if conn.in_transaction():
+            conn.rollback()
+        exists = conn.execute(text("SELECT to_regclass('alembic_version')")).scalar()
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        conn.rollback()
+    except DBAPIError:
+        return "unknown: the connection was lost (run `make verify` to see it)"
+    if exists is None or not rows:
+        return "no revision (empty)"
+    return ", ".join(sorted(rows))
 
 
 def emit_timeouts_in_each_transaction(ctx: MigrationContext) -> None:
@@ -145,8 +183,13 @@ def emit_timeouts_in_each_transaction(ctx: MigrationContext) -> None:
 
 
 @contextmanager
-def one_line_errors(attributes: dict) -> Iterator[None]:
-    """Turn our errors, stray driver errors and signals into Alembic's one-line `FAILED:`."""
+def one_line_errors(config) -> Iterator[None]:
+    """Turn our errors, stray driver errors and signals into Alembic's one-line `FAILED:`.
+
+    Alembic prints `FAILED:` on stdout; for `alembic upgrade --sql > file` stdout is the
+    SQL, so there the line goes to stderr and the exit code alone tells the shell.
+    """
+    attributes = config.attributes
     try:
         yield
     except BrokenPipeError:
@@ -157,6 +200,9 @@ def one_line_errors(attributes: dict) -> Iterator[None]:
         error = _as_harness_error(err, attributes)
         if error is None:
             raise  # a bug: let its traceback show
+        if config.cmd_opts is not None and getattr(config.cmd_opts, "sql", False):
+            print(f"FAILED: {error}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
         raise CommandError(str(error)) from error
 
 
@@ -173,6 +219,14 @@ def _running_revision(err: BaseException | None) -> str | None:
 
 
 def _as_harness_error(err: BaseException, attributes: dict) -> HarnessError | None:
+    error = _classify(err, attributes)
+    now = attributes.get(REVISION_NOW)
+    if error is not None and now and not isinstance(error, ConfigError):
+        error = error.amended(f"the database is now at {now}")
+    return error
+
+
+def _classify(err: BaseException, attributes: dict) -> HarnessError | None:
     signum = received() or (signal.SIGINT if isinstance(err, KeyboardInterrupt) else None)
     if signum:
         return RunInterrupted(signum, _running_revision(err))
@@ -184,7 +238,6 @@ def _as_harness_error(err: BaseException, attributes: dict) -> HarnessError | No
     if failed_at_commit:  # e.g. a deferred foreign key, checked only at COMMIT
         return MigrationError(
             f"{failed_at_commit} failed at commit: {driver_message(err)}",
-            "fix the revision and run again; the database stays at the last revision "
-            "that succeeded",
+            "fix the revision and run again",
         )
     return MigrationError(f"database error: {driver_message(err)}")

@@ -30,6 +30,15 @@ def _literals(path: Path) -> dict | None:
     return found if isinstance(found.get("revision"), str) else None
 
 
+def revision_files(versions: Path) -> list[Path]:
+    """The files Alembic reads as revisions: `*.py` but `__init__*` and editors' `.#*`."""
+    return [
+        path
+        for path in sorted(versions.glob("*.py"))
+        if not path.name.startswith(("__init__", ".#"))
+    ]
+
+
 def quick_heads(config_file: Path) -> tuple[str, ...] | None:
     graph = quick_graph(config_file)
     return graph[1] if graph else None
@@ -49,7 +58,7 @@ def quick_graph(config_file: Path) -> tuple[frozenset[str], tuple[str, ...]] | N
     except (configparser.Error, KeyError):
         return None
     revisions, parents = set(), set()
-    for path in sorted((Path(location) / "versions").glob("*.py")):
+    for path in revision_files(Path(location) / "versions"):
         values = _literals(path)
         if values is None:
             return None

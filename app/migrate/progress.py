@@ -12,13 +12,13 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from alembic import context
 from alembic.script import Script, ScriptDirectory
 
 from app.db.connect import driver_message
 from app.errors import HarnessError, MigrationError
+from app.migrate import offline, revision_session
 
 log = logging.getLogger("app.migrate")
 
@@ -29,7 +29,7 @@ UNCOMMITTED = "uncommitted_revision"
 
 
 class RevisionFailed(MigrationError):
-    """A revision raised; it was rolled back whole. Keeps the original for the retry logic."""
+    """A revision raised. Keeps the original for the retry logic."""
 
     def __init__(
         self,
@@ -40,21 +40,37 @@ class RevisionFailed(MigrationError):
         commits_midway: bool,
     ) -> None:
         self.revision, self.label, self.original = revision, label, original
-        # An autocommit_block inside it may have committed part of its work already.
+        # It had ended Alembic's transaction (autocommit_block, commit()) before failing:
+        # that part of its work is committed, and running it again may not be safe.
         self.commits_midway = commits_midway
-        super().__init__(
-            f"{label} failed during {direction}: {driver_message(original)}",
-            "fix the revision and run again; the database stays at the last revision "
-            "that succeeded",
-        )
+        if commits_midway:
+            cause = (
+                f"{label} failed during {direction} after committing part of its work "
+                f"(autocommit_block or commit()): {driver_message(original)}"
+            )
+            fix = (
+                "make the revision safe to run again (IF NOT EXISTS, IF EXISTS), drop any "
+                "INVALID index it left (`make verify` lists them), then migrate again"
+            )
+        else:
+            cause = f"{label} failed during {direction}: {driver_message(original)}"
+            fix = "fix the revision and run again; it was rolled back whole"
+        super().__init__(cause, fix)
 
 
 def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(fn)
     def run(*args, **kwargs) -> None:
         attributes = context.config.attributes
+        if context.is_offline_mode():
+            offline.render(context.get_context().impl, attributes, script,
+                           functools.partial(fn, *args, **kwargs))  # fmt: skip
+            return
         attributes.pop(UNCOMMITTED, None)  # the previous revision's COMMIT went through
+        session = attributes.get(revision_session.ATTRIBUTE)
         label = f"revision {script.revision} ({script.doc})"
+        if session is not None:
+            session.start()
         started = time.perf_counter()
         try:
             fn(*args, **kwargs)
@@ -64,8 +80,10 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
             exc.label = label  # type: ignore[attr-defined]
             raise
         except Exception as exc:
-            midway = "autocommit_block" in Path(script.path).read_text()
+            midway = session.finish(ok=False) if session is not None else False
             raise RevisionFailed(script.revision, label, direction, exc, midway) from exc
+        if session is not None:
+            session.finish(ok=True)
         ms = (time.perf_counter() - started) * 1000
         verb = "applied " if direction == "upgrade" else "reverted"
         log.info("%s %s  %s  (%.0f ms)", verb, script.revision, script.doc, ms)

@@ -84,12 +84,15 @@ def describe_diff(diff: list) -> list[str]:
     return phrases
 
 
-def drift(conn: Connection) -> list[str]:
+def drift(conn: Connection, config_file: str) -> list[str]:
     """How the database differs from the models (`alembic check` semantics)."""
+    metadata = target_metadata(Config(config_file))
+    if metadata is None:
+        return []
     context = MigrationContext.configure(
         conn, opts={"compare_type": True, "compare_server_default": True}
     )
-    return describe_diff(compare_metadata(context, target_metadata()))
+    return describe_diff(compare_metadata(context, metadata))
 
 
 class NotRehearsable(Exception):
@@ -158,7 +161,7 @@ def rehearse(conn: Connection, config_file: str, revisions: list[PlannedRevision
             try:
                 with _no_transaction_control(conn):
                     command.upgrade(config, rehearsable[-1].revision)
-                differences = drift(conn) if not skipped else []
+                differences = drift(conn, config_file) if not skipped else []
             except Exception as exc:  # whatever a real run would hit
                 refusal = _refusal(exc)
                 if refusal:  # that revision and those after it cannot be rehearsed

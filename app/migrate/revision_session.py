@@ -1,0 +1,83 @@
+"""What the session looks like to each revision, and what a revision may change of it.
+
+Two things a revision can do to the session outlive it unless the harness steps in:
+- It can set its own `lock_timeout` / `statement_timeout` (a long backfill often does),
+  and a session-level SET would then bound every later revision of the run too. Each
+  revision starts with the harness's timeouts again; a revision that wants other values
+  sets them for itself (`SET LOCAL` ends with its transaction; a plain SET is undone
+  before the next revision).
+- It can end Alembic's transaction (`op.get_bind().commit()`, `autocommit_block()`).
+  Alembic then writes the stamp into a transaction nobody commits: the revision's work
+  is in the database and the stamp is lost. A revision seen to commit has its stamp
+  committed right after Alembic writes it (the `on_version_apply` hook).
+"""
+
+from __future__ import annotations
+
+import re
+
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+
+from app.db.timeouts import lock_timeout, statement_timeout
+from app.settings import Settings
+
+ATTRIBUTE = "revision_session"  # config.attributes key
+
+_TIMEOUT_CHANGE = re.compile(
+    r"\b(?:SET|RESET)\s+(?:SESSION\s+)?(?:lock_timeout|statement_timeout|ALL)\b"
+    r"|\bset_config\s*\(\s*'(?:lock|statement)_timeout'",
+    re.IGNORECASE,
+)
+
+
+class RevisionSession:
+    def __init__(self, conn: Connection, settings: Settings, scope: str) -> None:
+        self.conn, self.settings = conn, settings
+        self.local = "true" if scope == "transaction" else "false"
+        self.timeouts_changed = False  # by an earlier revision, not yet put back for good
+        self._changed_now = False  # by the running revision
+        self._opened = None  # the transaction the running revision started in
+        self.committed = False  # the running revision ended that transaction itself
+        event.listen(conn, "before_cursor_execute", self._watch)
+
+    def close(self) -> None:
+        event.remove(self.conn, "before_cursor_execute", self._watch)
+
+    def _watch(self, _conn, _cursor, statement, *_args) -> None:
+        if _TIMEOUT_CHANGE.search(statement):
+            self._changed_now = True
+
+    def start(self) -> None:
+        """Before a revision: the harness's timeouts, and note which transaction it is in."""
+        if self.timeouts_changed:
+            self.conn.execute(
+                text(
+                    f"SELECT set_config('lock_timeout', :lock, {self.local}), "
+                    f"set_config('statement_timeout', :stmt, {self.local})"
+                ),
+                {"lock": lock_timeout(self.settings), "stmt": statement_timeout(self.settings)},
+            )
+        self._changed_now = False
+        self._opened = self.conn.get_transaction()
+        self.committed = False
+
+    def finish(self, ok: bool) -> bool:
+        """After a revision's function: whether it committed part of its work itself.
+
+        A revision that failed keeps the pending restore: its retry starts as it did."""
+        self.committed = self.conn.get_transaction() is not self._opened
+        if ok:
+            self.timeouts_changed = self._changed_now
+        else:
+            self.timeouts_changed = self.timeouts_changed or self._changed_now
+        return self.committed
+
+
+def keep_stamp(ctx: MigrationContext, **_kwargs) -> None:
+    """on_version_apply: the stamp of a revision that committed itself is committed now."""
+    session = ctx.config.attributes.get(ATTRIBUTE) if ctx.config is not None else None
+    if session is not None and session.committed and ctx.connection.in_transaction():
+        ctx.connection.commit()
+        session.committed = False
