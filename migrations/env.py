@@ -11,6 +11,7 @@ from logging.config import fileConfig
 
 from alembic import context
 
+from app.migrate import offline
 from app.migrate.contention import run_with_lock_retries
 from app.migrate.environment import (
     configure_options,
@@ -28,10 +29,17 @@ if config.config_file_name and config.attributes.get("configure_logger", True):
 
 def run_offline() -> None:
     """SQL for a DBA or a review: literal values, no URL, no credentials needed."""
-    context.configure(dialect_name="postgresql", literal_binds=True, **configure_options(config))
+    context.configure(
+        dialect_name="postgresql",
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},  # '100%' stays '100%', as online
+        **configure_options(config),
+    )
     emit_timeouts_in_each_transaction(context.get_context())
+    report_each_revision(context.script)
     with context.begin_transaction():
         context.run_migrations()
+    offline.raise_if_any(config.attributes)  # revisions that only run online, named
 
 
 def run_online() -> None:
@@ -46,7 +54,7 @@ def run_migrations() -> None:
         context.run_migrations()
 
 
-with one_line_errors(config.attributes):
+with one_line_errors(config):
     if context.is_offline_mode():
         run_offline()
     else:

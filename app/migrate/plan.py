@@ -16,7 +16,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from app.errors import MigrationError
+from app.errors import HarnessError, MigrationError
+from app.migrate.offline import OnlineOnlyRevisions
 
 _MARKER = re.compile(r"^-- Running upgrade .* -> (\S+)$", re.MULTILINE)
 
@@ -28,6 +29,7 @@ class PlannedRevision:
     path: Path
     sql: str
     source: str
+    online_only: str | None = None  # why it cannot be rendered as SQL, if it cannot
 
     @property
     def rehearsable(self) -> bool:
@@ -46,20 +48,24 @@ def pending_revisions(script: ScriptDirectory, current: tuple[str, ...]):
     return list(reversed(list(script.iterate_revisions("heads", start))))
 
 
-def render_sql(config_file: str, current: tuple[str, ...]) -> str:
-    """The offline upgrade SQL from `current` to head, exactly as `make sql` prints it."""
+def render_sql(config_file: str, current: tuple[str, ...]) -> tuple[str, dict[str, str]]:
+    """The offline upgrade SQL from `current` to head, exactly as `make sql` prints it, and
+    the revisions that only run online with the reason of each."""
     buffer = io.StringIO()
     config = Config(config_file, output_buffer=buffer)
-    config.attributes.update(configure_logger=False, needs_metadata=False)
+    config.attributes.update(configure_logger=False)
     target = f"{current[0]}:heads" if current else "heads"
     try:
         command.upgrade(config, target, sql=True)
     except Exception as exc:
+        if isinstance(exc.__cause__, OnlineOnlyRevisions):
+            return buffer.getvalue(), dict(exc.__cause__.revisions)
+        cause = exc.__cause__ if isinstance(exc.__cause__, HarnessError) else exc
         raise MigrationError(
-            f"the pending revisions do not render as offline SQL: {' '.join(str(exc).split())}",
-            "a revision that reads data (op.get_bind()) must guard with context.is_offline_mode()",
+            f"the pending revisions do not render as offline SQL: {' '.join(str(cause).split())}",
+            "run `make sql` to see where it stops",
         ) from None
-    return buffer.getvalue()
+    return buffer.getvalue(), {}
 
 
 def split_by_revision(sql: str) -> dict[str, str]:
@@ -83,14 +89,16 @@ def plan(
     scripts = pending_revisions(script, current)
     if not scripts:
         return []
-    parts = split_by_revision(render_sql(config_file, current))
+    sql, online_only = render_sql(config_file, current)
+    parts = split_by_revision(sql)
     return [
         PlannedRevision(
             revision=s.revision,
             message=s.doc or "",
             path=Path(s.path),
-            sql=parts.get(s.revision, ""),
+            sql="" if s.revision in online_only else parts.get(s.revision, ""),
             source=Path(s.path).read_text(),
+            online_only=online_only.get(s.revision),
         )
         for s in scripts
     ]

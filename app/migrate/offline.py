@@ -1,0 +1,87 @@
+"""Offline SQL for chains that hold revisions which only make sense online.
+
+A revision that reads rows through `op.get_bind()` and branches on them, or commits its
+own transaction, cannot be written out as SQL: offline there is no result to read and no
+connection to commit. Such a revision is rendered as a statement that stops psql where
+it stands (with `-v ON_ERROR_STOP=1`, as the README says to apply the SQL), the rest of
+the chain is rendered, and the run ends by naming every such revision with its reason.
+What a revision wrote before it failed offline is dropped, never half-printed.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+from alembic.script import Script
+
+from app.errors import MigrationError
+
+ONLINE_ONLY = "online_only_revisions"  # config.attributes key: [(revision, why), ...]
+
+_RESULT_METHODS = ("fetch", "scalar", "first", "one", "all", "mappings", "rowcount", "keys")
+
+
+class OnlineOnlyRevisions(MigrationError):
+    """Some revisions could not be rendered as SQL; the rest were."""
+
+    def __init__(self, revisions: list[tuple[str, str]]) -> None:
+        self.revisions = revisions
+        named = "; ".join(f"{rev} ({why})" for rev, why in revisions)
+        first = revisions[0][0]
+        super().__init__(
+            f"{len(revisions)} revision(s) cannot be rendered as SQL, only run online: {named}. "
+            "Each is marked in the SQL by a statement that stops psql there",
+            f"apply the SQL with psql -v ON_ERROR_STOP=1, then run `make migrate` from there; "
+            f"or render only what follows a revision with `alembic upgrade {first}:head --sql`",
+        )
+
+
+def why_offline_fails(exc: BaseException) -> str:
+    """Why a revision could not render offline, in words that fit the fix."""
+    text = str(exc)
+    if "MockConnection" in text and any(m in text for m in ("commit", "rollback", "begin")):
+        return "it commits its own transaction (op.get_bind().commit())"
+    if "NoneType" in text and (
+        "not iterable" in text
+        or "not subscriptable" in text
+        or any(m in text for m in _RESULT_METHODS)
+    ):
+        return "it reads rows through op.get_bind(), which only exist online"
+    return f"it fails offline: {type(exc).__name__}: {' '.join(text.split())[:200]}"
+
+
+def stop_statement(script: Script, why: str) -> str:
+    message = (
+        f"neon-migrate: revision {script.revision} cannot run from offline SQL; "
+        "apply it online with make migrate"
+    )
+    return (
+        f"-- revision {script.revision} ({script.doc}) is not rendered: {why}.\n"
+        f"DO $$ BEGIN RAISE EXCEPTION '{message}'; END $$;"
+    )
+
+
+def render(impl, attributes: dict, script: Script, fn: Callable[[], None]) -> None:
+    """Run a revision's function offline; if it cannot render, mark it and carry on."""
+    real, buffer = impl.output_buffer, io.StringIO()
+    impl.output_buffer = buffer
+    try:
+        fn()
+    except Exception as exc:
+        why = why_offline_fails(exc)
+        impl.output_buffer = real
+        impl.static_output(stop_statement(script, why))
+        attributes.setdefault(ONLINE_ONLY, []).append((script.revision, why))
+        return
+    finally:
+        impl.output_buffer = real
+    real.write(buffer.getvalue())
+    real.flush()
+
+
+def raise_if_any(attributes: dict) -> None:
+    """After the whole render: the run fails, naming the revisions left to run online."""
+    revisions = attributes.get(ONLINE_ONLY)
+    if revisions:
+        raise OnlineOnlyRevisions(revisions)
