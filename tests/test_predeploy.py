@@ -10,8 +10,9 @@ import sys
 import psycopg
 import pytest
 from helpers import ROOT, add_revision, alembic
+from proxy import FaultProxy
 
-from app.db.local import embedded_bin_dir
+from app.db.local import bundled_bin_dir
 from app.migrate.lint import own_rules
 from app.migrate.plan import PlannedRevision
 
@@ -131,20 +132,34 @@ def test_two_heads_fail_the_scripts_check(at_head):
     assert report["plan"]["heads"] == ["branch_a", "branch_b"]
 
 
-def test_a_file_that_does_not_import_and_a_missing_downgrade(at_head):
+def test_a_file_that_does_not_import_fails_the_scripts(at_head):
     broken = at_head["root"] / "migrations" / "versions" / "broken.py"
     broken.write_text("import no_such_module\n")
-    lazy = add_revision(at_head, "lazy", HEAD, "SELECT 1")
-    lazy.write_text(
-        lazy.read_text().replace(
-            "raise NotImplementedError('irreversible: a test revision')", "pass"
-        )
-    )
     code, report = check(at_head["env"], "--only", "scripts")
     assert code == 1
+    assert "broken.py does not import: ModuleNotFoundError" in message(report, "scripts")
+
+
+def test_an_undone_downgrade_warns_and_hides_nothing(at_head):
+    """A `pass` downgrade is a warning, a merge's is normal, a marked one is fine; the
+    checks after `scripts` still run and give their own answers."""
+    lazy = add_revision(at_head, "lazy", HEAD, "SELECT 1")
+    lazy.write_text(lazy.read_text().replace(
+        "raise NotImplementedError('irreversible: a test revision')", "pass"))  # fmt: skip
+    other = add_revision(at_head, "other", HEAD, "SELECT 2")
+    other.write_text(other.read_text().replace(
+        "    raise NotImplementedError('irreversible: a test revision')",
+        "    # irreversible: the old rows are gone\n    pass"))  # fmt: skip
+    merge = add_revision(at_head, "merge", "PLACEHOLDER")
+    merge.write_text(merge.read_text().replace('"PLACEHOLDER"', '("lazy", "other")').replace(
+        "raise NotImplementedError('irreversible: a test revision')", "pass"))  # fmt: skip
+    code, report = check(at_head["env"])
+    assert code == 0, report
+    assert statuses(report)["scripts"] == "warn"
     text = message(report, "scripts")
-    assert "broken.py does not import: ModuleNotFoundError" in text
-    assert "lazy.py: downgrade() does nothing" in text
+    assert "downgrade() does nothing and is not marked irreversible in lazy:" in text
+    assert "other" not in text.split("in lazy")[1] and "merge" not in text.split("in lazy")[1]
+    assert {statuses(report)[c] for c in ("plan", "lint", "rehearsal")} <= {"pass", "warn"}
 
 
 def test_dangerous_migration_is_caught_by_lint(at_head):
@@ -212,8 +227,9 @@ def test_autocommit_block_is_not_rehearsed_but_said_so(at_head):
     _code, report = check(at_head["env"])
     assert "concurrently-in-transaction" not in {f["rule"] for f in report["lint"]}
     assert statuses(report)["rehearsal"] == "warn"
-    assert "not rehearsable (it uses autocommit_block), not rehearsed: r2" in message(
-        report, "rehearsal"
+    assert (
+        "from r2 on (it uses autocommit_block: it cannot run in the rehearsal's one "
+        "transaction), 1 not rehearsed: r2" in message(report, "rehearsal")
     )
 
 
@@ -254,7 +270,7 @@ def dump(url: str) -> str:
     """Schema and data, as pg_dump writes them: byte-for-byte comparable."""
     return subprocess.run(
         # a fixed key: pg_dump 18 otherwise writes a random one into every dump
-        [str(embedded_bin_dir() / "pg_dump"), "--restrict-key=predeploycheck", url],
+        [str(bundled_bin_dir() / "pg_dump"), "--restrict-key=predeploycheck", url],
         capture_output=True,
         text=True,
         check=True,
@@ -338,8 +354,9 @@ def test_a_revision_that_commits_is_refused_by_the_rehearsal(at_head, db_url):
                  "CREATE TABLE after_commit (id int)")  # fmt: skip
     code, report = check(at_head["env"], "--skip", "lint")
     assert statuses(report)["rehearsal"] == "warn", report
-    assert "not rehearsable (it runs COMMIT itself), not rehearsed: r2" in message(
-        report, "rehearsal"
+    assert (
+        "from r2 on (it runs COMMIT itself: it cannot run in the rehearsal's one "
+        "transaction), 1 not rehearsed: r2" in message(report, "rehearsal")
     )
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT to_regclass('leak'), to_regclass('after_commit')"
@@ -388,3 +405,23 @@ def test_a_function_body_is_one_statement():
     revision = PlannedRevision("r9", "fn", ROOT / "x.py", sql, "")
     rules = [f.rule for f in own_rules(revision, lambda table: None, 100_000)]
     assert rules == ["concurrently-in-transaction"]  # not fooled by the body's COMMIT
+
+
+def test_the_check_opens_one_working_connection_whatever_lint_looks_up(project, pg_server):
+    """Lint looked up each table on a new connection (a TLS handshake each on Neon); the
+    check now shares one direct connection for lint, rehearsal and drift."""
+    assert alembic("upgrade", "head", env=project["env"]).returncode == 0
+    down = HEAD
+    for i in range(12):
+        add_revision(project, f"t{i}", down, f"CREATE TABLE t{i} (id int)",
+                     f"ALTER TABLE t{i} ADD COLUMN v int")  # fmt: skip
+        down = f"t{i}"
+    proxy = FaultProxy(pg_server.port)
+    try:
+        url = project["env"]["DATABASE_URL"].replace(f":{pg_server.port}/", f":{proxy.port}/")
+        _, report = check(dict(project["env"], DATABASE_URL=url), "--skip", "drift")
+    finally:
+        proxy.close()
+    assert statuses(report)["lint"] in ("pass", "warn"), report
+    # direct health, pooled health (the same URL here), and the one shared connection
+    assert proxy.connections == 3, report

@@ -47,6 +47,7 @@ def endpoint_figures(
         "revisions": list(health.revisions),
         "heads": list(heads) if heads is not None else None,
         "revision_state": revision_state(health.revisions, heads, known),
+        "invalid_indexes": list(health.invalid_indexes),
     }
 
 
@@ -74,9 +75,11 @@ def revision_words(figures: dict) -> str:
 
 def endpoint_text(figures: dict, local: bool) -> str:
     """The one-line form (make migrate, make verify, the pre-deploy table)."""
+    invalid = figures.get("invalid_indexes")
     return (
         f"{revision_words(figures)} · latency {figures['latency_ms']:.1f} ms · "
         f"{ssl_words(figures, local)} · PostgreSQL {figures['server_version']}"
+        + (f" · INVALID indexes: {', '.join(invalid)}" if invalid else "")
     )
 
 

@@ -38,11 +38,18 @@ class EndpointHealth:
     ssl_in_use: bool  # the client's link, from the driver
     server_ssl: bool  # the link the server sees (pg_stat_ssl): the pooler's, through one
     revisions: tuple[str, ...]  # rows of alembic_version; () when the table is absent
+    # Indexes left INVALID by a failed (or still running) concurrent build: they cost every
+    # write and serve no read, and a revision creating them again fails with "already exists".
+    invalid_indexes: tuple[str, ...] = ()
 
 
 _READ = (
     "SELECT current_setting('server_version'), "
-    "coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)"
+    "coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false), "
+    "ARRAY(SELECT i.indexrelid::regclass::text FROM pg_index i "
+    "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE NOT i.indisvalid AND n.nspname <> 'pg_catalog' AND n.nspname NOT LIKE 'pg_toast%' "
+    "ORDER BY 1)"
 )
 _READ_WITH_REVISIONS = _READ + ", ARRAY(SELECT version_num FROM alembic_version ORDER BY 1)"
 
@@ -79,7 +86,7 @@ def check_connection(
     try:
         if opened is not None:
             opened(conn)  # may raise: the caller gave up; the connection is closed below
-        version, server_ssl, revisions = _read(conn)
+        version, server_ssl, invalid, revisions = _read(conn)
         ssl_in_use = bool(conn.info.ssl_in_use)
     except psycopg2.Error as exc:  # connected, but the query failed: rights, an odd table
         raise HarnessError(
@@ -97,6 +104,7 @@ def check_connection(
         ssl_in_use=ssl_in_use,
         server_ssl=bool(server_ssl),
         revisions=revisions,
+        invalid_indexes=invalid,
     )
 
 
@@ -153,14 +161,14 @@ def _cancel(conn) -> None:
         conn.cancel()
 
 
-def _read(conn) -> tuple[str, bool, tuple[str, ...]]:
-    """Server version, the server's view of SSL, and alembic_version's rows."""
+def _read(conn) -> tuple[str, bool, tuple[str, ...], tuple[str, ...]]:
+    """Server version, the server's view of SSL, invalid indexes, alembic_version's rows."""
     with conn.cursor() as cursor:
         try:
             cursor.execute(_READ_WITH_REVISIONS)
-            version, server_ssl, revisions = cursor.fetchone()
-            return version, server_ssl, tuple(revisions)
+            version, server_ssl, invalid, revisions = cursor.fetchone()
+            return version, server_ssl, tuple(invalid), tuple(revisions)
         except psycopg2.errors.UndefinedTable:  # an empty database (autocommit: no rollback)
             cursor.execute(_READ)
-            version, server_ssl = cursor.fetchone()
-            return version, server_ssl, ()
+            version, server_ssl, invalid = cursor.fetchone()
+            return version, server_ssl, tuple(invalid), ()

@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg2.extensions
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from app.db import urls
@@ -27,7 +28,7 @@ from app.db.health import check_connection
 from app.db.pool_stats import all_stats
 from app.errors import ConfigError, HarnessError, UnreachableError
 from app.migrate import lint as linting
-from app.migrate.heads import quick_graph
+from app.migrate.heads import quick_graph, revision_files
 from app.migrate.plan import PlannedRevision, plan
 from app.migrate.rehearsal import drift, rehearse
 from app.settings import get_settings
@@ -58,6 +59,24 @@ class Context:
     findings: list[linting.Finding] = field(default_factory=list)
     details: dict[str, dict] = field(default_factory=dict)  # a passing check's details
     pools: list = field(default_factory=list)  # PoolSnapshot of each engine the run used
+    _direct: Connection | None = None
+
+    def direct(self) -> Connection:
+        """The one connection to the direct endpoint that lint, rehearsal and drift share:
+        on Neon every connect is a TLS handshake, and a compute may be waking up."""
+        if self._direct is None:
+            self._direct = connect(
+                get_migration_engine(),
+                retry_seconds=get_settings().db_connect_retry_seconds,
+                variable=get_endpoints().direct_variable,
+                migrations=True,
+            )
+        return self._direct
+
+    def close(self) -> None:
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
 
     def passed(self, check_id: str) -> bool:
         result = self.results.get(check_id)
@@ -136,13 +155,26 @@ def check_pooled(ctx: Context) -> str:
 def check_scripts(ctx: Context) -> str:
     from alembic.config import Config
 
-    versions = ctx.root / "migrations" / "versions"
-    problems = [p for path in sorted(versions.glob("*.py")) if (p := _script_problem(path))]
-    if problems:
-        raise Outcome("fail", "; ".join(problems))
     try:
         ctx.script = ScriptDirectory.from_config(Config(ctx.config_file))
+    except Exception as exc:  # no script_location, or not a folder
+        raise Outcome("fail", f"no migrations folder: {' '.join(str(exc).split())}") from None
+    versions = Path(ctx.script.versions)
+    files = revision_files(versions)
+    if not files:
+        ctx.script = None
+        raise Outcome(
+            "fail",
+            f"no revision files in {versions}: nothing to deploy; write the first with "
+            '`make revision m="create tables"`',
+        )
+    broken = [p for path in files if (p := _import_problem(path))]
+    if broken:
+        ctx.script = None
+        raise Outcome("fail", "; ".join(broken))
+    try:
         heads = ctx.script.get_heads()
+        scripts = list(ctx.script.walk_revisions())
     except Exception as exc:  # a broken graph: a down_revision naming no revision, a cycle
         ctx.script = None
         raise Outcome(
@@ -155,13 +187,21 @@ def check_scripts(ctx: Context) -> str:
             f"{len(heads)} heads ({', '.join(sorted(heads))}): merge them with "
             "`alembic merge heads -m merge`",
         )
-    count = sum(1 for _ in ctx.script.walk_revisions())
-    return f"{count} revision(s), one head {heads[0]}, every file imports and can downgrade"
+    summary = f"{len(scripts)} revision(s), one head {heads[0]}, every file imports"
+    undone = [s.revision for s in scripts if _downgrade_does_nothing(s)]
+    if undone:
+        raise Outcome(
+            "warn",
+            f"{summary}; downgrade() does nothing and is not marked irreversible in "
+            f"{', '.join(undone)}: write it, or say it has none "
+            "(raise NotImplementedError('irreversible: <why>'))",
+            no_downgrade=undone,
+        )
+    return f"{summary}, every downgrade is written or marked irreversible"
 
 
-def _script_problem(path: Path) -> str | None:
-    """Why a revision file is not fit to ship, or None."""
-    import ast
+def _import_problem(path: Path) -> str | None:
+    """Why a revision file cannot be loaded, or None."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(f"_predeploy_{path.stem}", path)
@@ -169,27 +209,54 @@ def _script_problem(path: Path) -> str | None:
         spec.loader.exec_module(importlib.util.module_from_spec(spec))  # type: ignore[union-attr]
     except Exception as exc:
         return f"{path.name} does not import: {type(exc).__name__}: {' '.join(str(exc).split())}"
-    source = path.read_text()
-    tree = ast.parse(source)
-    downgrade = next(
-        (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "downgrade"), None
-    )
-    if downgrade is None:
-        return f"{path.name} has no downgrade()"
-    body = [
-        n
-        for n in downgrade.body
-        if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
-    ]
-    explicit = any(isinstance(n, ast.Raise) for n in ast.walk(downgrade)) or "irreversible" in (
-        ast.get_source_segment(source, downgrade) or ""
-    )
-    if all(isinstance(n, ast.Pass) for n in body) and not explicit:
-        return (
-            f"{path.name}: downgrade() does nothing; write it, or say it has none "
-            "(raise NotImplementedError('irreversible: <why>'))"
-        )
     return None
+
+
+def _downgrade_does_nothing(script) -> bool:
+    """A downgrade of `pass` that neither merges (a merge has nothing to undo), follows an
+    empty upgrade, nor says it is irreversible (`raise ...`, or the word irreversible in it
+    or in a comment right above it)."""
+    import ast
+
+    if isinstance(script.down_revision, (tuple, list)) and len(script.down_revision) > 1:
+        return False
+    source = Path(script.path).read_text()
+    functions = {n.name: n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)}
+    downgrade = functions.get("downgrade")
+    if downgrade is None:
+        return True
+    if _only_pass(functions.get("upgrade")):
+        return False
+    marked = (
+        any(isinstance(n, ast.Raise) for n in ast.walk(downgrade))
+        or "irreversible" in (ast.get_source_segment(source, downgrade) or "").lower()
+        or _comment_above(source, downgrade)
+    )
+    return _only_pass(downgrade) and not marked
+
+
+def _only_pass(function) -> bool:
+    """A function whose body is `pass` (and docstrings): it does nothing."""
+    import ast
+
+    if function is None:
+        return False
+    return all(
+        isinstance(n, ast.Pass) or (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))
+        for n in function.body
+    )
+
+
+def _comment_above(source: str, node) -> bool:
+    """`# irreversible: ...` on the lines right above `def downgrade`."""
+    lines = source.splitlines()[: node.lineno - 1]
+    for line in reversed(lines):
+        stripped = line.strip()
+        if not stripped.startswith(("#", "@")):
+            return False
+        if "irreversible" in stripped.lower():
+            return True
+    return False
 
 
 def check_revision(ctx: Context) -> str:
@@ -218,21 +285,33 @@ def check_plan(ctx: Context) -> str:
         return f"nothing to apply: at head {ctx.script.get_current_head()}"
     steps = ", ".join(f"{r.revision} ({r.message})" for r in ctx.pending)
     lines = sum(r.sql.count("\n") for r in ctx.pending)
-    return f"{len(ctx.pending)} pending, in order: {steps}; offline SQL renders ({lines} lines)"
+    done = f"{len(ctx.pending)} pending, in order: {steps}; offline SQL renders ({lines} lines)"
+    online = [r for r in ctx.pending if r.online_only]
+    if online:
+        named = "; ".join(f"{r.revision} {r.online_only}" for r in online)
+        raise Outcome(
+            "warn",
+            f"{done} but for {len(online)} that only run online (make migrate runs them; "
+            f"`make sql` marks where): {named}",
+            online_only={r.revision: r.online_only for r in online},
+        )
+    return done
 
 
 def check_lint(ctx: Context) -> str:
     if not ctx.pending:
         return "nothing pending to lint"
-    findings = [
-        f for r in ctx.pending for f in linting.own_rules(r, _row_estimates(ctx), BIG_TABLE_ROWS)
-    ]
+    rows = _row_estimates(ctx)
+    findings = [f for r in ctx.pending for f in linting.own_rules(r, rows, BIG_TABLE_ROWS)]
     squawk_note = ""
+    online = [r.revision for r in ctx.pending if r.online_only]
+    if online:
+        squawk_note = f"; not linted, as they have no SQL until run online: {', '.join(online)}"
     try:
         version = ctx.health["direct"].server_version.split()[0]
         findings += linting.squawk(ctx.pending, ctx.root / ".squawk.toml", version)
     except FileNotFoundError:
-        squawk_note = "; squawk is not installed, only our own rules ran"
+        squawk_note += "; squawk is not installed, only our own rules ran"
     ctx.findings = linting.apply_waivers(findings, ctx.pending)
     failing = [f for f in ctx.findings if f.severity == "fail" and not f.waived]
     warnings = [f for f in ctx.findings if f.severity == "warn" and not f.waived]
@@ -253,17 +332,17 @@ def check_lint(ctx: Context) -> str:
 
 
 def _row_estimates(ctx: Context) -> Callable[[str], float | None]:
-    """Row counts as the planner estimates them (no table scan), read once, lazily."""
+    """Row counts as the planner estimates them (no table scan), read lazily, on the
+    check's one direct connection."""
     cache: dict[str, float | None] = {}
 
     def rows(table: str) -> float | None:
         if table not in cache:
-            engine = get_migration_engine()
-            with connect(engine, retry_seconds=0, variable="DATABASE_URL_DIRECT") as conn:
-                cache[table] = conn.execute(
-                    text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
-                    {"t": table},
-                ).scalar()
+            conn = ctx.direct()
+            cache[table] = conn.execute(
+                text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"), {"t": table}
+            ).scalar()
+            conn.rollback()
         return cache[table]
 
     return rows
@@ -272,14 +351,7 @@ def _row_estimates(ctx: Context) -> Callable[[str], float | None]:
 def check_rehearsal(ctx: Context) -> str:
     if not ctx.pending:
         return "nothing pending to rehearse"
-    settings = get_settings()
-    with connect(
-        get_migration_engine(),
-        retry_seconds=settings.db_connect_retry_seconds,
-        variable=get_endpoints().direct_variable,
-        migrations=True,
-    ) as conn:
-        outcome = rehearse(conn, ctx.config_file, ctx.pending)
+    outcome = rehearse(ctx.direct(), ctx.config_file, ctx.pending)
     details = {
         "rehearsed": outcome.rehearsed,
         "skipped": outcome.skipped,
@@ -306,7 +378,8 @@ def check_rehearsal(ctx: Context) -> str:
     if outcome.skipped:
         raise Outcome(
             "warn",
-            f"{done}; not rehearsable ({outcome.why_skipped}), not rehearsed: "
+            f"{done}; from {outcome.skipped[0]} on ({outcome.why_skipped}: it cannot run in the "
+            f"rehearsal's one transaction), {len(outcome.skipped)} not rehearsed: "
             f"{', '.join(outcome.skipped)}",
             **details,
         )
@@ -316,13 +389,9 @@ def check_rehearsal(ctx: Context) -> str:
 def check_drift(ctx: Context) -> str:
     if ctx.pending:
         return f"{len(ctx.pending)} revision(s) pending: the rehearsal compared the models"
-    with connect(
-        get_migration_engine(),
-        retry_seconds=get_settings().db_connect_retry_seconds,
-        variable=get_endpoints().direct_variable,
-        migrations=True,
-    ) as conn:
-        differences = drift(conn)
+    conn = ctx.direct()
+    differences = drift(conn, ctx.config_file)
+    conn.rollback()
     if differences:
         raise Outcome(
             "fail",
@@ -375,6 +444,15 @@ def selected(only: list[str], skip: list[str]) -> list[str]:
 
 def run_checks(config_file: str, root: Path, ids: list[str]) -> Context:
     ctx = Context(config_file=config_file, root=root)
+    try:
+        _run(ctx, ids)
+    finally:
+        ctx.close()
+    ctx.pools = [stats.snapshot() for stats in all_stats()]
+    return ctx
+
+
+def _run(ctx: Context, ids: list[str]) -> None:
     for check_id, function, prereqs in CHECKS:
         if check_id not in ids:
             continue
@@ -403,10 +481,9 @@ def run_checks(config_file: str, root: Path, ids: list[str]) -> Context:
             result = Result(check_id, "fail", str(err), exit_code=err.exit_code)
         except DBAPIError as err:  # connected, but a read failed: rights, a broken catalog
             result = Result(check_id, "fail", f"database error: {driver_message(err)}")
+            ctx.close()  # the next check starts on a fresh connection, not an aborted one
         result.duration_ms = (time.perf_counter() - started) * 1000
         ctx.results[check_id] = result
-    ctx.pools = [stats.snapshot() for stats in all_stats()]
-    return ctx
 
 
 def exit_code(ctx: Context) -> int:

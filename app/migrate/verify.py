@@ -31,7 +31,16 @@ def _endpoint(
     figures = endpoint_figures(health, heads, known)
     ssl_ok = health.ssl_in_use or health.local
     at_head = figures["revision_state"] == "at_head"
-    return Item(name, at_head and ssl_ok, endpoint_text(figures, health.local))
+    invalid = health.invalid_indexes if name == "direct" else ()
+    if not invalid:
+        figures["invalid_indexes"] = []
+    detail = endpoint_text(figures, health.local)
+    if invalid:  # the same database behind both doors: said once, on direct
+        detail += (
+            " (a concurrent index build failed, or is running now: if no migration runs, "
+            "DROP INDEX CONCURRENTLY each, then migrate again)"
+        )
+    return Item(name, at_head and ssl_ok and not invalid, detail)
 
 
 def verify(

@@ -1,0 +1,183 @@
+"""What revisions written the way large projects write them do to a run, on a real server:
+they set their own timeouts, commit their own transaction, build indexes concurrently,
+print `%` in data, depend on the models' naming convention, and sometimes fail half-way.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from helpers import add_revision, alembic, cli, verify_line
+
+from app.db.local import bundled_bin_dir
+from app.db.twin import keep_out_of_git
+
+HEAD = "f096d6eff8ee"
+
+
+def rows(url: str, query: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query).fetchall()
+
+
+def stamp(url: str) -> list[str]:
+    return [r[0] for r in rows(url, "SELECT version_num FROM alembic_version")]
+
+
+def test_a_revision_that_sets_timeouts_does_not_change_later_ones(project, db_url):
+    """A session-level SET in one revision; the next starts with the harness's timeouts,
+    and a SET LOCAL binds only its own revision."""
+    add_revision(project, "long", HEAD, "SET lock_timeout = '1min'",
+                 "SET statement_timeout = '30min'",
+                 "CREATE TABLE seen (rev text, lock text, stmt text)")  # fmt: skip
+    record = ("INSERT INTO seen VALUES ('{rev}', current_setting('lock_timeout'), "
+              "current_setting('statement_timeout'))")  # fmt: skip
+    add_revision(project, "next", "long", record.format(rev="next"))
+    add_revision(project, "own", "next", "SET LOCAL lock_timeout = '7s'", record.format(rev="own"))
+    add_revision(project, "after", "own", record.format(rev="after"))
+    result = cli("migrate", env=project["env"])
+    assert result.returncode == 0, result.stdout
+    assert rows(db_url, "SELECT * FROM seen ORDER BY rev") == [
+        ("after", "5s", "10min"),
+        ("next", "5s", "10min"),
+        ("own", "7s", "10min"),
+    ]
+
+
+def test_the_last_revision_committing_itself_keeps_its_stamp(project, db_url):
+    """op.get_bind().commit() mid-revision, as the last revision of the run: the stamp
+    Alembic writes after it must be committed too."""
+    add_revision(project, "selfcommit", HEAD, source=(
+        "    op.execute('CREATE TABLE big (id int, v text)')\n"
+        "    op.get_bind().commit()\n"
+        "    op.execute('CREATE INDEX ix_big_v ON big (v)')"))  # fmt: skip
+    result = cli("migrate", env=project["env"])
+    assert result.returncode == 0, result.stdout
+    assert "applied 2 revision(s)" in result.stdout
+    assert "verify: direct   ok" in result.stdout, result.stdout
+    assert stamp(db_url) == ["selfcommit"]
+    again = cli("migrate", env=project["env"])
+    assert again.returncode == 0 and "already at head (selfcommit)" in again.stdout
+
+
+def test_a_failure_after_a_commit_says_so_and_where_the_database_is(project, db_url):
+    add_revision(project, "r2", HEAD, "CREATE TABLE things (id int, v text)")
+    add_revision(project, "r3", "r2", source=(
+        "    with op.get_context().autocommit_block():\n"
+        "        op.execute('CREATE INDEX CONCURRENTLY ix_things_v ON things (v)')\n"
+        "    op.execute('SELECT no_such_function()')"))  # fmt: skip
+    result = cli("migrate", env=project["env"])
+    assert result.returncode == 1
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith(
+        "error: revision r3 (r3 test revision) failed during upgrade after "
+        "committing part of its work (autocommit_block or commit())"
+    ), last
+    assert "the database is now at r2" in last
+    assert "make the revision safe to run again" in last
+    assert stamp(db_url) == ["r2"]
+
+
+def test_a_failure_in_one_transaction_is_rolled_back_and_the_revision_named(project, db_url):
+    add_revision(project, "r2", HEAD, "CREATE TABLE t2 (id int)", "SELECT no_such_function()")
+    result = alembic("upgrade", "head", env=project["env"])
+    assert result.returncode != 0
+    assert "it was rolled back whole" in result.stdout
+    assert f"the database is now at {HEAD}" in result.stdout
+    assert rows(db_url, "SELECT to_regclass('t2')") == [(None,)]
+
+
+def test_verify_flags_an_index_left_invalid(project, db_url):
+    """A concurrent unique build that fails on duplicates leaves an INVALID index."""
+    assert cli("migrate", env=project["env"]).returncode == 0
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO account (email, display_name) VALUES ('a@x', 'a'), ('b@x', 'a')")
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute("CREATE UNIQUE INDEX CONCURRENTLY ix_dup ON account (display_name)")
+    result = cli("verify", env=project["env"])
+    assert result.returncode == 1
+    line = verify_line(result.stdout, "direct")
+    assert "FAIL" in line and "INVALID indexes: ix_dup" in line
+    assert "DROP INDEX CONCURRENTLY" in line
+    assert "INVALID" not in verify_line(result.stdout, "pooled")
+
+
+def test_offline_sql_stores_the_same_data_as_an_online_run(project, db_url, pg_server):
+    """`%` in op.execute came out doubled offline; `::` and an escaped `\\:word` too."""
+    add_revision(project, "data", HEAD, source=(
+        "    op.execute('CREATE TABLE note (id int, body text)')\n"
+        "    op.execute(\"INSERT INTO note VALUES (1, 'Save 100% now'), (2, 'x'::text || '%%')\")\n"
+        "    op.execute(\"INSERT INTO note VALUES (3, 'tag \\\\:label stays')\")"))  # fmt: skip
+    env = dict(project["env"])
+    env.pop("DATABASE_URL")
+    offline = alembic("upgrade", "head", "--sql", env=env)
+    assert offline.returncode == 0, offline.stdout
+    psql = subprocess.run(
+        [str(bundled_bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", db_url],
+        input=offline.stdout, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert psql.returncode == 0, psql.stderr
+    online_url = pg_server.url("online_data")
+    with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS online_data")
+        admin.execute("CREATE DATABASE online_data")
+    try:
+        online = alembic("upgrade", "head", env=dict(project["env"], DATABASE_URL=online_url))
+        assert online.returncode == 0, online.stdout
+        query = "SELECT * FROM note ORDER BY id"
+        assert rows(db_url, query) == rows(online_url, query) == [
+            (1, "Save 100% now"), (2, "x%%"), (3, "tag :label stays")]  # fmt: skip
+    finally:
+        with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
+            admin.execute("DROP DATABASE IF EXISTS online_data WITH (FORCE)")
+
+
+CONVENTION_REVISION = (
+    "    import sqlalchemy as sa\n"
+    "    op.create_table('priced', sa.Column('id', sa.Integer, primary_key=True),\n"
+    "                    sa.Column('amount', sa.Integer), sa.CheckConstraint('amount >= 0'))"
+)
+
+
+def test_real_run_and_rehearsal_send_the_same_ddl(project):
+    """The models' naming convention requires named check constraints; a real run, the
+    check's rehearsal and the offline SQL all load it, so all three refuse the same way."""
+    add_revision(project, "priced", HEAD, source=CONVENTION_REVISION)
+    refusal = "requires that constraint is explicitly named"
+    real = cli("migrate", env=project["env"])
+    assert real.returncode == 1 and refusal in real.stdout, real.stdout
+    check = subprocess.run(
+        [sys.executable, "-m", "app.cli", "check", "--json"],
+        env=project["env"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert check.returncode == 1, check.stdout
+    assert refusal in check.stdout
+    env = dict(project["env"])
+    env.pop("DATABASE_URL")
+    offline = alembic("upgrade", "head", "--sql", env=env)
+    assert refusal in offline.stdout
+
+
+def test_unnamed_foreign_key_gets_the_convention_name_online_and_offline(project, db_url):
+    add_revision(project, "fk", HEAD, source=(
+        "    op.execute('CREATE TABLE tag (id int PRIMARY KEY, project_id int)')\n"
+        "    op.create_foreign_key(None, 'tag', 'project', ['project_id'], ['id'])"))  # fmt: skip
+    assert cli("migrate", env=project["env"]).returncode == 0
+    names = rows(db_url, "SELECT conname FROM pg_constraint WHERE conrelid = 'tag'::regclass "
+                         "AND contype = 'f'")  # fmt: skip
+    assert names == [("fk_tag_project_id_project",)]
+    env = dict(project["env"])
+    env.pop("DATABASE_URL")
+    assert "fk_tag_project_id_project" in alembic("upgrade", "head", "--sql", env=env).stdout
+
+
+def test_twin_state_is_ignored_by_git_wherever_it_lives(tmp_path):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    twin = tmp_path / ".local15"
+    keep_out_of_git(twin)
+    (twin / "pg").mkdir()
+    (twin / "pg" / "server.json").write_text("{}")
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"],
+                            cwd=tmp_path, capture_output=True, text=True, check=True)  # fmt: skip
+    assert status.stdout == ""
