@@ -62,6 +62,7 @@ def cmd_migrate(_: argparse.Namespace) -> int:
         return report(verify(heads, known, direct=direct))
     from alembic import command
 
+    from app.migrate.environment import REVISION_NOW
     from app.migrate.progress import APPLIED
 
     config = alembic_config()
@@ -69,7 +70,8 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     ms = (time.perf_counter() - started) * 1000
     applied = config.attributes.get(APPLIED, [])
     now = ", ".join(heads)
-    if applied:
+    if applied:  # where the database is, read back after the run
+        now = config.attributes.get(REVISION_NOW, now)
         say(f"migrate: applied {len(applied)} revision(s) in {ms:.0f} ms; now at {now}")
     else:  # another run got there first, while we waited for its lock
         say(f"migrate: already at head ({now}); nothing to apply ({ms:.0f} ms)")

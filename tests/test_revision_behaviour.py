@@ -57,6 +57,7 @@ def test_the_last_revision_committing_itself_keeps_its_stamp(project, db_url):
     result = cli("migrate", env=project["env"])
     assert result.returncode == 0, result.stdout
     assert "applied 2 revision(s)" in result.stdout
+    assert "the database is now at selfcommit (read back)" in result.stdout
     assert "verify: direct   ok" in result.stdout, result.stdout
     assert stamp(db_url) == ["selfcommit"]
     again = cli("migrate", env=project["env"])

@@ -30,7 +30,7 @@ from app.db.timeouts import lock_timeout, statement_timeout
 from app.errors import ConfigError, HarnessError, MigrationError
 from app.migrate import revision_session
 from app.migrate.lock import migration_lock
-from app.migrate.progress import UNCOMMITTED
+from app.migrate.progress import APPLIED, UNCOMMITTED
 from app.migrate.revision_session import RevisionSession, keep_stamp
 from app.migrate.signals import RunInterrupted, received, stop_on_signals
 from app.settings import get_settings
@@ -142,6 +142,9 @@ def migration_connection(config) -> Iterator[Connection]:
                         yield conn
                     finally:
                         session.close()
+                    if conn is not given and config.attributes.get(APPLIED):
+                        now = config.attributes[REVISION_NOW] = database_revision(conn)
+                        log.info("the database is now at %s (read back)", now)
             else:  # our engine's timeouts came in the startup packet
                 yield conn
     except Exception:
