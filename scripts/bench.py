@@ -72,32 +72,54 @@ class Bench:
         conn.cursor().execute(f'CREATE DATABASE "{name}"')
         conn.close()
 
-    def measure(self, args: list[str], env: dict, cwd: Path) -> tuple[float, int, int]:
-        """Wall time, client flushes and connections of one command through the proxy."""
+    def measure(self, args: list[str], env: dict, cwd: Path, may_fail: bool = False):
+        """Wall time, client flushes and connections of one command through the proxy; with
+        `may_fail`, a failure is returned as its last line instead of stopping the bench."""
         chunks, conns = self.proxy.client_chunks, self.proxy.connections
         started = time.perf_counter()
         result = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True)
         wall = time.perf_counter() - started
+        if result.returncode and may_fail:
+            return (result.stderr.strip() or result.stdout.strip()).splitlines()[-1][:120]
         if result.returncode:
             raise SystemExit(f"bench: {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
         return wall, self.proxy.client_chunks - chunks, self.proxy.connections - conns
 
     def compare(self, name: str, ours: tuple[list, dict, Path], raw: tuple[list, dict, Path],
                 runs: int, before=None) -> None:  # fmt: skip
-        samples = {"harness": [], "raw": []}
+        self.compare_many([name], ours, [raw], runs, before)
+
+    def compare_many(
+        self, names: list[str], ours: tuple, raws: list[tuple], runs: int, before=None
+    ) -> None:
+        """The harness against one or more stock variants, interleaved in the same runs;
+        a row per variant, each with the harness's own medians."""
+        labels = ["harness", *range(len(raws))]
+        commands = dict(zip(labels, [ours, *raws], strict=True))
+        samples: dict = {label: [] for label in labels}
         for _ in range(runs):
-            for label, (args, env, cwd) in (("harness", ours), ("raw", raw)):
+            for label in labels:
                 if before:
                     before()
-                samples[label].append(self.measure(args, env, cwd))
+                samples[label].append(self.measure(*commands[label], may_fail=label != "harness"))
+        failed = {k: next(s for s in v if isinstance(s, str))
+                  for k, v in samples.items() if any(isinstance(s, str) for s in v)}  # fmt: skip
         med = {k: tuple(statistics.median(s[i] for s in v) for i in range(3))
-               for k, v in samples.items()}  # fmt: skip
-        ratio = med["harness"][0] / med["raw"][0]
-        self.rows.append((name, *med["harness"], *med["raw"], ratio))
+               for k, v in samples.items() if k not in failed}  # fmt: skip
+        for index, name in enumerate(names):
+            if index in failed:  # stock Alembic could not run it: say so, with why
+                self.rows.append((f"{name}: stock FAILS ({failed[index]})", med["harness"][0],
+                                  0, 0, None, None, None, None))  # fmt: skip
+                continue
+            ratio = med["harness"][0] / med[index][0]
+            self.rows.append((name, *med["harness"], *med[index], ratio))
 
     # --- projects -----------------------------------------------------------------------------
-    def raw_project(self, name: str, versions: Path, url: str) -> Path:
-        """`alembic init` (generic template) over the given versions folder and URL."""
+    def raw_project(self, name: str, versions: Path, url: str, models: Path | None = None,
+                    per_migration: bool = False) -> Path:  # fmt: skip
+        """`alembic init` (generic template) over the given versions folder and URL; with
+        `models`, its env.py loads that folder's corpus_models (the same naming convention,
+        so the same DDL) and, with `per_migration`, one transaction per revision."""
         folder = self.work / name
         folder.mkdir()
         subprocess.run([PY, "-m", "alembic", "init", "-t", "generic", "env"], cwd=folder,
@@ -108,6 +130,21 @@ class Bench:
         text = ini.read_text()
         text = text.replace("driver://user:pass@localhost/dbname", url.replace("%", "%%"))
         ini.write_text(text)
+        env_py = folder / "env" / "env.py"
+        code = env_py.read_text()
+        if models is not None:
+            code = code.replace(
+                "target_metadata = None",
+                f"import sys\nsys.path.insert(0, {str(models)!r})\n"
+                "from corpus_models import metadata as target_metadata",
+            )
+        if per_migration:
+            code = code.replace(
+                "connection=connection, target_metadata=target_metadata",
+                "connection=connection, target_metadata=target_metadata,\n"
+                "            transaction_per_migration=True",
+            )
+        env_py.write_text(code)
         return ini
 
     def harness_project(self, name: str, versions: Path) -> Path:
@@ -137,7 +174,7 @@ class Bench:
 
     # --- the benchmarks -----------------------------------------------------------------------
     def p1(self, sslmode: str) -> None:
-        database = f"p1_{sslmode}"
+        database = "p1_" + sslmode.split("&")[0] + ("_direct" if "direct" in sslmode else "")
         self.fresh_database(database)
         url = self.url(database, sslmode)
         env = self.env(DATABASE_URL=url, ALEMBIC_CONFIG=str(ROOT / "alembic.ini"))
@@ -170,6 +207,29 @@ class Bench:
             ([PY, "-m", "alembic", "-c", str(raw), "upgrade", "head", "--sql"], self.env(),
              self.work),
             self.args.runs,
+        )  # fmt: skip
+
+    def p2_corpus(self) -> None:
+        """The realistic corpus (tests/corpus): concurrent indexes, a revision that commits,
+        data migrations, merges. Against stock Alembic in one transaction (the generic
+        env.py) and with one transaction per revision, as the harness runs it."""
+        corpus = self.work / "corpus"
+        shutil.copytree(ROOT / "tests" / "corpus", corpus, symlinks=False,
+                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+        versions = corpus / "migrations" / "versions"
+        count = sum(1 for _ in versions.glob("*.py")) - 1  # less __init__.py
+        url = self.url("corpus", "disable")
+        raw = self.raw_project("raw-corpus", versions, url, models=corpus)
+        per = self.raw_project("raw-corpus-per", versions, url, models=corpus, per_migration=True)
+        env = self.env(DATABASE_URL=url, ALEMBIC_CONFIG=str(corpus / "alembic.ini"))
+        self.compare_many(
+            [f"P2 corpus: {count} realistic revisions, vs stock (one transaction)",
+             f"P2 corpus: {count} realistic revisions, vs stock (transaction per migration)"],
+            ([PY, "-m", "alembic", "upgrade", "head"], env, self.work),
+            [([PY, "-m", "alembic", "-c", str(raw), "upgrade", "head"], self.env(), self.work),
+             ([PY, "-m", "alembic", "-c", str(per), "upgrade", "head"], self.env(), self.work)],
+            max(1, self.args.runs // 2),
+            before=lambda: self.fresh_database("corpus"),
         )  # fmt: skip
 
     def p3(self) -> None:
@@ -412,9 +472,15 @@ def main() -> int:
         (work / "unused").mkdir()
         bench = Bench(args, work)
         try:
-            for mode in ("disable", "require") if bench.info.tls else ("disable",):
+            modes = ["disable"]
+            if bench.info.tls:
+                modes.append("require")
+            if bench.info.tls and int(bench.info.version.split(".")[0]) >= 17:
+                modes.append("require&sslnegotiation=direct")  # no SSLRequest round trip
+            for mode in modes:
                 bench.p1(mode)
             bench.handshakes()
+            bench.p2_corpus()
             bench.p2_p4()
             bench.p3()
             bench.load()
