@@ -40,12 +40,18 @@ PY = sys.executable
 READING = """\
 Reading the figures: a flush is one write by the client, so a query costs one and a
 connection costs its handshake (about 4 without TLS, 8 with: SSLRequest, TLS, startup,
-SCRAM). The floor for `make migrate` at head with both endpoints verified is two
-connections with one query each. P2's extra flushes are the BEGIN and COMMIT of one
-transaction per revision, which raw Alembic's generic env.py does not have (it runs all
-revisions in one transaction). P3 counts flushes per request on a warm pool. P6 is the
-local-Neon load test without added latency; its ratio is requests/s against the same
-engine on SQLAlchemy's plain QueuePool, so below 1.00x is what the pool statistics cost.
+SCRAM; sslnegotiation=direct skips the SSLRequest round trip on PostgreSQL 17+). The
+floor for `make migrate` at head with both endpoints verified is two connections with one
+query each. P2 corpus is tests/corpus, a realistic chain, against stock Alembic's generic
+env.py (one transaction for the whole run, which cannot run a chain holding a revision
+that commits itself) and the same env.py with transaction_per_migration=True, the
+harness's own semantics. P2 on the synthetic chain compares with the one-transaction
+env.py: the extra flushes are the BEGIN and COMMIT of one transaction per revision. P4
+loads the models (their naming convention shapes the DDL), as a real run does. P3
+counts flushes per request on a warm pool. P6 is the local-Neon load test without added
+latency; its ratio is requests/s against the same engine on SQLAlchemy's plain
+QueuePool, so below 1.00x is what the pool statistics cost (run-to-run noise is about
++-10% on 2 cores).
 """
 FAST_SERVER = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
