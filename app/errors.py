@@ -25,7 +25,8 @@ class HarnessError(Exception):
         clone = type(self).__new__(type(self))  # subclasses' __init__ take other arguments
         clone.__dict__.update(self.__dict__)
         HarnessError.__init__(clone, f"{self.cause}; {more}", self.fix)
-        return clone
+        clone.__cause__, clone.__context__ = self.__cause__, self.__context__
+        return clone.with_traceback(self.__traceback__)
 
 
 class ConfigError(HarnessError):

@@ -12,10 +12,10 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 
 # A waiter polls pg_try_advisory_lock outside any transaction (it never blocks inside one:
-# see app/migrate/lock.py), so it shows as a migration session whose last query was a try.
+# see app/migrate/lock.py), so it shows as a migration session whose last query is a poll.
 WAITING_FOR_OUR_LOCK = """
     SELECT count(*) FROM pg_stat_activity
-    WHERE application_name = 'neon-migrate' AND query LIKE '%pg_try_advisory_lock%'
+    WHERE application_name = 'neon-migrate' AND query LIKE 'SELECT pg_try_advisory_lock(%'
       AND datname = current_database() AND pid <> pg_backend_pid()
 """
 

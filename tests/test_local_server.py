@@ -141,6 +141,23 @@ def test_start_failure_is_one_line_with_the_server_error_and_no_password(srv):
     assert str(srv.log_file) in message
 
 
+def test_a_folder_made_by_another_major_is_named_not_started(srv):
+    """An older twin's folder (the earlier bundled server was 18): one line with the fix."""
+    srv.stop()
+    version_file = srv.data_dir / "PG_VERSION"
+    real = version_file.read_text()
+    version_file.write_text("18\n")
+    try:
+        with pytest.raises(HarnessError) as caught:
+            srv.start()
+    finally:
+        version_file.write_text(real)
+    message = str(caught.value)
+    assert "was created by PostgreSQL 18, and the local server is now PostgreSQL 17" in message
+    assert f"Fix: delete {srv.root}" in message
+    assert srv.start().started is True
+
+
 def test_missing_binaries_and_absent_server(tmp_path):
     server = LocalServer(tmp_path / "pg", bin_dir=tmp_path / "no-bin")
     assert server.status() is None

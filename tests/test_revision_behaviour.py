@@ -5,15 +5,26 @@ print `%` in data, depend on the models' naming convention, and sometimes fail h
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import psycopg
 import pytest
-from helpers import add_revision, alembic, cli, verify_line
+from alembic import command
+from alembic.config import Config
+from alembic.util import CommandError
+from helpers import ROOT, WAITING_FOR_OUR_LOCK, add_revision, alembic, cli, verify_line
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
+from app.db.engines import reset_engines
 from app.db.local import bundled_bin_dir
 from app.db.twin import keep_out_of_git
+from app.migrate.lock import LOCK_KEY
 
 HEAD = "f096d6eff8ee"
 
@@ -176,9 +187,128 @@ def test_unnamed_foreign_key_gets_the_convention_name_online_and_offline(project
 def test_twin_state_is_ignored_by_git_wherever_it_lives(tmp_path):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     twin = tmp_path / ".local15"
-    keep_out_of_git(twin)
-    (twin / "pg").mkdir()
+    keep_out_of_git(twin / "pg")
     (twin / "pg" / "server.json").write_text("{}")
+    (tmp_path / "mine.txt").write_text("the user's file beside it stays visible")
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"],
                             cwd=tmp_path, capture_output=True, text=True, check=True)  # fmt: skip
-    assert status.stdout == ""
+    assert status.stdout == "?? mine.txt\n"
+
+
+# --- what a review found at the edges -----------------------------------------------------------
+def waiting_run(args: list[str], env: dict, db_url: str) -> subprocess.Popen:
+    """Start a run and return once it polls for the migration lock another session holds."""
+    run = subprocess.Popen([sys.executable, "-m", *args], env=env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while rows(db_url, WAITING_FOR_OUR_LOCK)[0][0] == 0:
+        if time.monotonic() > deadline or run.poll() is not None:
+            run.kill()
+            pytest.fail(f"the run never waited for the lock: {run.communicate()[0]}")
+        time.sleep(0.05)
+    return run
+
+
+def test_a_waiter_whose_session_is_terminated_ends_in_one_line(project, db_url):
+    """Neon ends sessions ('terminating connection due to administrator command'); a waiter
+    polling for the lock then says so, without a traceback."""
+    with psycopg.connect(db_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        run = waiting_run(["alembic", "upgrade", "head"], project["env"], db_url)
+        holder.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE application_name = 'neon-migrate'")  # fmt: skip
+        output = run.communicate(timeout=30)[0]
+    assert run.returncode != 0
+    assert "Traceback" not in output, output
+    last = output.strip().splitlines()[-1]  # the driver's words differ with and without TLS
+    assert last.startswith("FAILED: database error:"), last
+    assert last.endswith("the database is now at no revision (empty)."), last
+
+
+def test_a_callers_connection_gets_its_timeouts_back_when_the_lock_stays_busy(harness_env, db_url):
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg2://"),
+                           poolclass=NullPool)  # fmt: skip
+    config = Config(str(ROOT / "alembic.ini"))
+    with psycopg.connect(db_url, autocommit=True) as holder, engine.connect() as conn:
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        os.environ["MIGRATION_LOCK_WAIT"] = "0.3"
+        reset_engines()
+        config.attributes["connection"] = conn
+        try:
+            with pytest.raises(CommandError, match="held by pid"):
+                command.upgrade(config, "head")
+        finally:
+            del os.environ["MIGRATION_LOCK_WAIT"]
+            reset_engines()
+        assert conn.execute(text("SHOW lock_timeout")).scalar() == "0"
+        assert conn.execute(text("SHOW statement_timeout")).scalar() == "0"
+
+
+def test_the_check_does_not_rehearse_while_a_migration_runs(project, db_url):
+    """Waiting inside its transaction would deadlock the running migration's concurrent
+    index builds, then rehearse what that migration had already applied."""
+    add_revision(project, "r2", HEAD, "CREATE TABLE t2 (id int)")
+    with psycopg.connect(db_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-m", "app.cli", "check", "--json"],
+                                env=project["env"], capture_output=True, text=True,
+                                timeout=120)  # fmt: skip
+        took = time.monotonic() - started
+    report = json.loads(result.stdout)
+    rehearsal = next(c for c in report["checks"] if c["id"] == "rehearsal")
+    assert result.returncode == 1 and rehearsal["status"] == "fail"
+    assert rehearsal["message"].startswith("a migration is running now (the migration lock is "
+                                           "held by pid")  # fmt: skip
+    assert took < 30, "the check must not wait for the running migration"
+
+
+def test_a_first_revision_failing_on_an_empty_database_says_so(project, db_url):
+    for path in (project["root"] / "migrations" / "versions").glob("*.py"):
+        path.unlink()
+    first = add_revision(project, "first", "-", "CREATE TABLE a (id int)",
+                         "SELECT no_such_function()")  # fmt: skip
+    first.write_text(first.read_text().replace('down_revision = "-"', "down_revision = None"))
+    result = alembic("upgrade", "head", env=project["env"])
+    assert result.returncode != 0
+    assert "the database is now at no revision (empty)" in result.stdout, result.stdout
+
+
+def test_a_revision_that_fails_offline_for_another_reason_is_a_bug_not_online_only(project):
+    add_revision(project, "typo", HEAD, source="    op.add_colunm('account', None)")
+    env = dict(project["env"])
+    env.pop("DATABASE_URL")
+    offline = subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head", "--sql"],
+                             env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert offline.returncode == 1
+    assert offline.stderr.startswith(
+        "FAILED: revision typo (typo test revision) fails when rendered as SQL: AttributeError"
+    )
+    assert "only run online" not in offline.stderr
+    result = subprocess.run([sys.executable, "-m", "app.cli", "check", "--json"],
+                            env=project["env"], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    plan = next(c for c in json.loads(result.stdout)["checks"] if c["id"] == "plan")
+    assert result.returncode == 1 and plan["status"] == "fail", plan
+
+
+def test_an_interrupt_after_a_midway_commit_says_what_stayed(project, db_url):
+    add_revision(project, "g1", HEAD, source=(
+        "    op.execute('CREATE TABLE g1t (id int)')\n"
+        "    op.get_bind().commit()\n"
+        "    op.execute('SELECT pg_sleep(20)')"))  # fmt: skip
+    run = subprocess.Popen([sys.executable, "-m", "app.cli", "migrate"], env=project["env"],
+                           text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    deadline = time.monotonic() + 30
+    sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(20)%'"
+    while rows(db_url, sleeping)[0][0] == 0:
+        assert time.monotonic() < deadline and run.poll() is None, "the revision never ran"
+        time.sleep(0.05)
+    run.send_signal(signal.SIGTERM)
+    output = run.communicate(timeout=30)[0]
+    last = output.strip().splitlines()[-1]
+    assert run.returncode == 128 + signal.SIGTERM
+    assert "interrupted by SIGTERM during revision g1 (g1 test revision), after it had " \
+           "committed part of its work" in last, last  # fmt: skip
+    assert f"the database is now at {HEAD}" in last
+    assert rows(db_url, "SELECT to_regclass('g1t')") == [("g1t",)]

@@ -111,6 +111,8 @@ class LocalServer:
             self._prepare_tls(account)
             if not initialized:
                 state = self._initdb(account)
+            else:
+                self._refuse_other_major()
             if not port_free(state["port"]):  # taken by something else since last time
                 state = {**state, "port": free_port()}
                 self._save_state(state)
@@ -177,6 +179,19 @@ class LocalServer:
         if account is not None:  # the server (and the pooler) run as `account` and read these
             for path in (certs.cert_file, certs.key_file):
                 os.chown(path, account.pw_uid, account.pw_gid)
+
+    def _refuse_other_major(self) -> None:
+        """A data folder made by another major (e.g. an older twin on 18) cannot start."""
+        made_by = (self.data_dir / "PG_VERSION").read_text().strip()
+        version = self._run("pg_config", "--version", account=None).stdout.split()
+        running = version[1].split(".")[0] if len(version) > 1 else made_by
+        if made_by != running:
+            raise HarnessError(
+                f"{self.data_dir} was created by PostgreSQL {made_by}, and the local server "
+                f"is now PostgreSQL {running}",
+                f"delete {self.root} (or `make clean`) for a fresh local database, or set "
+                f"LOCAL_PG_BIN_DIR to a PostgreSQL {made_by} bin folder",
+            )
 
     def _initdb(self, account: pwd.struct_passwd | None) -> dict:
         state = {"port": free_port(), "user": USER, "password": secrets.token_urlsafe(24)}

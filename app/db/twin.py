@@ -49,19 +49,19 @@ def _parts(root: Path, bin_dir: Path | None) -> tuple[LocalServer, LocalPooler]:
 
 def start_twin(root: Path, bin_dir: Path | None = None) -> LocalTwin:
     server, pooler = _parts(root, bin_dir)
-    keep_out_of_git(root)
+    for part in (server.root, pooler.root):
+        keep_out_of_git(part)
     info = server.start()
     pooled = pooler.start(info) if pgbouncer_path() else None
     return LocalTwin(server=info, pooler=pooled, state_file=server.state_file)
 
 
-def keep_out_of_git(root: Path) -> None:
-    """The twin's folder holds a password and a TLS key: git ignores it wherever it lives
-    (LOCAL_DB_DIR=.local15 as much as .local), as a virtualenv ignores itself."""
-    root.mkdir(parents=True, exist_ok=True)
-    ignore = root / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# the local twin's state: a password and a TLS key; never commit\n*\n")
+def keep_out_of_git(folder: Path) -> None:
+    """The twin's folders hold a password and a TLS key: git ignores them wherever they
+    live (LOCAL_DB_DIR=.local15 as much as .local), as a virtualenv ignores itself. Only
+    the folders the twin owns (pg/, pgbouncer/) get one: LOCAL_DB_DIR itself may be shared."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ".gitignore").write_text("# the local twin's state (a password, a TLS key)\n*\n")
 
 
 def stop_twin(root: Path, bin_dir: Path | None = None) -> tuple[bool, bool]:

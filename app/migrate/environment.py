@@ -20,7 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.db import urls
 from app.db.connect import connect, driver_message
@@ -37,7 +37,7 @@ from app.settings import get_settings
 
 log = logging.getLogger("app.migrate")
 
-REVISION_NOW = "revision_after_failure"  # config.attributes key
+REVISION_NOW = "database_revision_read_back"  # config.attributes key
 
 
 def target_metadata(config):
@@ -118,6 +118,8 @@ def migration_connection(config) -> Iterator[Connection]:
     connected to like ours.
     """
     settings = get_settings()
+    for stale in (REVISION_NOW, APPLIED, revision_session.ATTRIBUTE):  # a reused Config
+        config.attributes.pop(stale, None)
     given: Connection | Engine | None = config.attributes.get("connection")
     if given is not None:
         refuse_pooled(given)
@@ -147,8 +149,8 @@ def migration_connection(config) -> Iterator[Connection]:
                         log.info("the database is now at %s (read back)", now)
             else:  # our engine's timeouts came in the startup packet
                 yield conn
-    except Exception:
-        if conn is not given:  # every run that ends says where the database really is
+    except BaseException:  # a signal too: every run that ends says where the database is
+        if conn is not given:
             config.attributes[REVISION_NOW] = database_revision(conn)
         raise
     finally:
@@ -162,13 +164,12 @@ def database_revision(conn: Connection) -> str:
         if conn.in_transaction():
             conn.rollback()
         exists = conn.execute(text("SELECT to_regclass('alembic_version')")).scalar()
-        rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        query = text("SELECT version_num FROM alembic_version ORDER BY 1")
+        rows = conn.execute(query).scalars().all() if exists else []
         conn.rollback()
-    except DBAPIError:
+    except SQLAlchemyError:  # never let the read-back hide the failure it reports on
         return "unknown: the connection was lost (run `make verify` to see it)"
-    if exists is None or not rows:
-        return "no revision (empty)"
-    return ", ".join(sorted(rows))
+    return ", ".join(rows) or "no revision (empty)"
 
 
 def emit_timeouts_in_each_transaction(ctx: MigrationContext) -> None:
@@ -205,20 +206,21 @@ def one_line_errors(config) -> Iterator[None]:
             raise  # a bug: let its traceback show
         if config.cmd_opts is not None and getattr(config.cmd_opts, "sql", False):
             print(f"FAILED: {error}", file=sys.stderr, flush=True)
-            raise SystemExit(1) from None
+            raise SystemExit(error.exit_code) from None
         raise CommandError(str(error)) from error
 
 
-def _running_revision(err: BaseException | None) -> str | None:
-    """The revision a signal stopped: on the error, or on one it interrupted the handling of
-    (the handler's exception can land while the cancelled statement's is being handled)."""
+def _running_revision(err: BaseException | None) -> tuple[str | None, bool]:
+    """The revision a signal stopped, and whether it had committed part of its work: on
+    the error, or on one it interrupted the handling of (the handler's exception can land
+    while the cancelled statement's is being handled)."""
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         if getattr(err, "label", None):
-            return err.label
+            return err.label, getattr(err, "committed_midway", False)
         err = err.__cause__ or err.__context__
-    return None
+    return None, False
 
 
 def _as_harness_error(err: BaseException, attributes: dict) -> HarnessError | None:
@@ -232,7 +234,7 @@ def _as_harness_error(err: BaseException, attributes: dict) -> HarnessError | No
 def _classify(err: BaseException, attributes: dict) -> HarnessError | None:
     signum = received() or (signal.SIGINT if isinstance(err, KeyboardInterrupt) else None)
     if signum:
-        return RunInterrupted(signum, _running_revision(err))
+        return RunInterrupted(signum, *_running_revision(err))
     if isinstance(err, HarnessError):
         return err
     if not isinstance(err, DBAPIError):

@@ -11,6 +11,7 @@ statement as the first lock attempt: on Neon every round trip crosses a network.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -18,9 +19,9 @@ from contextlib import contextmanager
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from app.db.timeouts import lock_timeout, pg_ms, statement_timeout
+from app.db.timeouts import lock_timeout, statement_timeout
 from app.errors import LockBusyError
 from app.settings import Settings
 
@@ -44,12 +45,17 @@ _HOLDER = text(
 )
 
 
-def describe_holder(conn: Connection) -> str:
+def lock_holder(conn: Connection) -> str | None:
+    """Who holds the migration lock now, in words; None when nobody does."""
     row = conn.execute(_HOLDER, {"hi": LOCK_KEY >> 32, "lo": LOCK_KEY & 0xFFFFFFFF}).first()
     if row is None:
-        return "another session (it has just released it)"
+        return None
     pid, app, client, age = row
     return f"pid {pid} (application '{app or '?'}', from {client}, connected {age}s ago)"
+
+
+def describe_holder(conn: Connection) -> str:
+    return lock_holder(conn) or "another session (it has just released it)"
 
 
 class _Lock:
@@ -59,7 +65,7 @@ class _Lock:
         self.conn, self.settings = conn, settings
         self.local = "true" if scope == "transaction" else "false"
         self.xact = "_xact" if scope == "transaction" else ""
-        self.original: tuple[str, str] = ("0", "0")  # the session's own timeouts
+        self.original: tuple[str, str] | None = None  # the session's own timeouts, once read
 
     def set_timeouts(self, lock: str, statement: str) -> None:
         self.conn.execute(
@@ -91,11 +97,12 @@ class _Lock:
     def wait(self) -> None:
         """Wait until the holder lets go, at most MIGRATION_LOCK_WAIT; say who we wait for.
 
-        On our own session the wait is a poll of pg_try_advisory_lock with no transaction
-        (and so no snapshot) open between tries. A waiter blocked inside a statement or a
-        transaction would hold a snapshot that the holder's CREATE INDEX CONCURRENTLY must
-        wait out, while we wait for the holder: a deadlock PostgreSQL breaks by killing one
-        of the two, possibly the holder half-way through a revision that commits mid-way.
+        The wait is a poll of pg_try_advisory_lock, never a blocking pg_advisory_lock: a
+        waiter blocked inside a statement holds a snapshot that the holder's CREATE INDEX
+        CONCURRENTLY must wait out while we wait for the holder, a deadlock PostgreSQL
+        breaks by killing one of the two, possibly the holder half-way through a revision.
+        On our own session each try runs in autocommit; in a caller's transaction (READ
+        COMMITTED) no snapshot is held between two tries either.
         """
         holder = describe_holder(self.conn)
         wait = self.settings.migration_lock_wait
@@ -107,51 +114,53 @@ class _Lock:
             raise busy
         log.info("waiting up to %gs for the migration lock held by %s", wait, holder)
         started = time.monotonic()
-        if self.xact:  # a caller's transaction: nothing to wait outside of
-            self._wait_in_transaction(wait, busy)
-        else:
+        if self.xact:
             self._poll(started + wait, busy)
+        else:
+            self.conn.commit()  # keeps the timeouts set with the first try
+            level = self.conn.get_isolation_level()
+            self.conn.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                self._poll(started + wait, busy)
+            finally:  # never let a failed restore hide why the poll ended
+                with contextlib.suppress(SQLAlchemyError):
+                    if self.conn.in_transaction():
+                        self.conn.rollback()
+                    self.conn.execution_options(isolation_level=level)
         log.info("got the migration lock after waiting %.1fs", time.monotonic() - started)
 
     def _poll(self, deadline: float, busy: LockBusyError) -> None:
-        """Each try in autocommit: no transaction, and no COMMIT round trip after it."""
-        self.conn.commit()  # keeps the timeouts set with the first try
-        level = self.conn.get_isolation_level()
-        self.conn.execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            delay = 0.05
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise busy
-                time.sleep(min(delay, remaining))
-                delay = min(delay * 2, POLL_MAX_SECONDS)
-                tried = self.conn.execute(
-                    text("SELECT pg_try_advisory_lock(:key)"), {"key": LOCK_KEY}
-                )
-                got = tried.scalar()
-                self.conn.commit()  # ends SQLAlchemy's view of a transaction; nothing is sent
-                if got:
-                    return
-        finally:
-            self.conn.execution_options(isolation_level=level)
+        delay = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise busy
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, POLL_MAX_SECONDS)
+            tried = self.conn.execute(
+                text(f"SELECT pg_try_advisory{self.xact}_lock(:key)"), {"key": LOCK_KEY}
+            )
+            got = tried.scalar()
+            if not self.xact:
+                self.conn.commit()  # autocommit: ends SQLAlchemy's transaction, sends nothing
+            if got:
+                return
 
-    def _wait_in_transaction(self, wait: float, busy: LockBusyError) -> None:
-        # Bounded by lock_timeout alone. A statement's own statement_timeout is fixed when
-        # it starts, so the wait's timeouts are set by a statement of their own.
-        self.set_timeouts(pg_ms(wait), "0")
-        try:
-            self.conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
-        except OperationalError as exc:
-            if getattr(exc.orig, "pgcode", None) == "55P03":  # lock_not_available
-                raise busy from None
-            raise
-        self.set_timeouts(lock_timeout(self.settings), statement_timeout(self.settings))
+    def restore(self) -> None:
+        """Our session after a failed start: the caller's own timeouts back (the first try
+        set ours, and waiting committed them)."""
+        with contextlib.suppress(SQLAlchemyError):
+            if self.conn.in_transaction():
+                self.conn.rollback()
+            if self.original is not None:
+                self.set_timeouts(*self.original)
+                self.conn.commit()
 
     def release(self) -> None:
         """Session scope only: unlock, and give the session its own timeouts back."""
         self.conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
-        self.set_timeouts(*self.original)
+        if self.original is not None:
+            self.set_timeouts(*self.original)
 
 
 @contextmanager
@@ -171,7 +180,7 @@ def migration_lock(conn: Connection, settings: Settings) -> Iterator[str]:
             lock.wait()
     except BaseException:
         if scope == "session":
-            conn.rollback()  # also undoes the timeouts set in this transaction
+            lock.restore()
         raise
     if scope == "transaction":
         yield scope  # lock and timeouts end with the caller's transaction

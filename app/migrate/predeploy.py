@@ -29,11 +29,13 @@ from app.db.pool_stats import all_stats
 from app.errors import ConfigError, HarnessError, UnreachableError
 from app.migrate import lint as linting
 from app.migrate.heads import quick_graph, revision_files
+from app.migrate.lock import lock_holder
 from app.migrate.plan import PlannedRevision, plan
 from app.migrate.rehearsal import drift, rehearse
 from app.settings import get_settings
 
 WEAK_SSLMODES = {"disable", "allow", "prefer"}
+NO_MODELS = "no models to compare: set target_metadata = module:attribute in alembic.ini"
 BIG_TABLE_ROWS = 100_000
 
 
@@ -137,9 +139,18 @@ def _check_endpoint(ctx: Context, endpoint: str) -> str:
     ctx.health[endpoint] = health
     known, heads = quick_graph(Path(ctx.config_file)) or (None, None)
     figures = endpoint_figures(health, heads, known)
+    if endpoint == "pooled":  # the same database: its indexes are the direct check's
+        figures["invalid_indexes"] = []
     summary = endpoint_text(figures, health.local)
     if not health.ssl_in_use and not health.local:
         raise Outcome("fail", f"{summary}: TLS is required for a non-local host", **figures)
+    if figures["invalid_indexes"]:  # make migrate's verify fails on them: so does the check
+        raise Outcome(
+            "fail",
+            f"{summary}: a concurrent index build failed (or is running now); if no "
+            "migration runs, DROP INDEX CONCURRENTLY each, then migrate again",
+            **figures,
+        )
     ctx.details[endpoint] = figures
     return summary
 
@@ -181,22 +192,23 @@ def check_scripts(ctx: Context) -> str:
             "fail",
             f"the revision graph is broken: {type(exc).__name__}: {' '.join(str(exc).split())}",
         ) from None
-    if len(heads) != 1:
+    undone = [s.revision for s in scripts if _downgrade_does_nothing(s)]
+    warning = (
+        f"downgrade() does nothing and is not marked irreversible in {', '.join(undone)}: "
+        "write it, or say it has none (raise NotImplementedError('irreversible: <why>'))"
+        if undone
+        else ""
+    )
+    if len(heads) != 1:  # the one failure here that leaves the graph readable: say it all
         raise Outcome(
             "fail",
             f"{len(heads)} heads ({', '.join(sorted(heads))}): merge them with "
-            "`alembic merge heads -m merge`",
-        )
-    summary = f"{len(scripts)} revision(s), one head {heads[0]}, every file imports"
-    undone = [s.revision for s in scripts if _downgrade_does_nothing(s)]
-    if undone:
-        raise Outcome(
-            "warn",
-            f"{summary}; downgrade() does nothing and is not marked irreversible in "
-            f"{', '.join(undone)}: write it, or say it has none "
-            "(raise NotImplementedError('irreversible: <why>'))",
+            "`alembic merge heads -m merge`" + (f"; also: {warning}" if warning else ""),
             no_downgrade=undone,
         )
+    summary = f"{len(scripts)} revision(s), one head {heads[0]}, every file imports"
+    if undone:
+        raise Outcome("warn", f"{summary}; {warning}", no_downgrade=undone)
     return f"{summary}, every downgrade is written or marked irreversible"
 
 
@@ -351,7 +363,16 @@ def _row_estimates(ctx: Context) -> Callable[[str], float | None]:
 def check_rehearsal(ctx: Context) -> str:
     if not ctx.pending:
         return "nothing pending to rehearse"
-    outcome = rehearse(ctx.direct(), ctx.config_file, ctx.pending)
+    conn = ctx.direct()
+    holder = lock_holder(conn)
+    conn.rollback()
+    if holder:  # rehearsing now would wait for it, then rehearse what it already applied
+        raise Outcome(
+            "fail",
+            f"a migration is running now (the migration lock is held by {holder}): "
+            "nothing was rehearsed; run the check again when it has finished",
+        )
+    outcome = rehearse(conn, ctx.config_file, ctx.pending)
     details = {
         "rehearsed": outcome.rehearsed,
         "skipped": outcome.skipped,
@@ -371,7 +392,9 @@ def check_rehearsal(ctx: Context) -> str:
             f"applied cleanly, but the models differ from the result: {'; '.join(outcome.drift)}",
             **details,
         )
-    done = f"{len(outcome.rehearsed)} revision(s) would apply cleanly and match the models"
+    done = f"{len(outcome.rehearsed)} revision(s) would apply cleanly" + (
+        " and match the models" if outcome.drift is not None else f" ({NO_MODELS})"
+    )
     if outcome.sequences_advanced:  # PostgreSQL never rolls a sequence back
         moved = ", ".join(outcome.sequences_advanced)
         done += f" (sequences advanced, as they never roll back: {moved})"
@@ -392,6 +415,8 @@ def check_drift(ctx: Context) -> str:
     conn = ctx.direct()
     differences = drift(conn, ctx.config_file)
     conn.rollback()
+    if differences is None:
+        raise Outcome("warn", NO_MODELS)
     if differences:
         raise Outcome(
             "fail",

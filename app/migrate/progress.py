@@ -52,6 +52,11 @@ class RevisionFailed(MigrationError):
                 "make the revision safe to run again (IF NOT EXISTS, IF EXISTS), drop any "
                 "INVALID index it left (`make verify` lists them), then migrate again"
             )
+        elif direction == "offline rendering":  # not one that only runs online: a bug
+            cause = f"{label} fails when rendered as SQL: {type(original).__name__}: " + (
+                driver_message(original)
+            )
+            fix = "fix the revision: this error would stop an online run too"
         else:
             cause = f"{label} failed during {direction}: {driver_message(original)}"
             fix = "fix the revision and run again; it was rolled back whole"
@@ -62,13 +67,17 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
     @functools.wraps(fn)
     def run(*args, **kwargs) -> None:
         attributes = context.config.attributes
+        label = f"revision {script.revision} ({' '.join((script.doc or '').split())})"
         if context.is_offline_mode():
-            offline.render(context.get_context().impl, attributes, script,
-                           functools.partial(fn, *args, **kwargs))  # fmt: skip
+            try:
+                offline.render(context.get_context().impl, attributes, script,
+                               functools.partial(fn, *args, **kwargs))  # fmt: skip
+            except Exception as exc:
+                raise RevisionFailed(script.revision, label, "offline rendering", exc,
+                                     commits_midway=False) from exc  # fmt: skip
             return
         attributes.pop(UNCOMMITTED, None)  # the previous revision's COMMIT went through
         session = attributes.get(revision_session.ATTRIBUTE)
-        label = f"revision {script.revision} ({script.doc})"
         if session is not None:
             session.start()
         started = time.perf_counter()
@@ -76,8 +85,10 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
             fn(*args, **kwargs)
         except HarnessError:
             raise
-        except KeyboardInterrupt as exc:  # a signal: say which revision it stopped
+        except KeyboardInterrupt as exc:  # a signal: say which revision it stopped, and how
             exc.label = label  # type: ignore[attr-defined]
+            midway = session.finish(ok=False) if session is not None else False
+            exc.committed_midway = midway  # type: ignore[attr-defined]
             raise
         except Exception as exc:
             midway = session.finish(ok=False) if session is not None else False

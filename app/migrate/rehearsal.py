@@ -52,7 +52,7 @@ class Rehearsal:
     why_skipped: str | None
     sequences_advanced: list[str]  # sequences never roll back: inserts move them for good
     error: str | None  # what a real run would hit
-    drift: list[str]  # models vs schema after the rehearsed revisions
+    drift: list[str] | None  # models vs schema after the rehearsed revisions (None: no models)
     unchanged: bool  # the fingerprint after the rollback equals the one before
     fingerprint: str
 
@@ -84,11 +84,12 @@ def describe_diff(diff: list) -> list[str]:
     return phrases
 
 
-def drift(conn: Connection, config_file: str) -> list[str]:
-    """How the database differs from the models (`alembic check` semantics)."""
+def drift(conn: Connection, config_file: str) -> list[str] | None:
+    """How the database differs from the models (`alembic check` semantics); None when no
+    models are configured (no target_metadata in alembic.ini), so nothing was compared."""
     metadata = target_metadata(Config(config_file))
     if metadata is None:
-        return []
+        return None
     context = MigrationContext.configure(
         conn, opts={"compare_type": True, "compare_server_default": True}
     )

@@ -32,15 +32,22 @@ class Interrupted(KeyboardInterrupt):
 
 
 class RunInterrupted(MigrationError):
-    def __init__(self, signum: int, running: str | None) -> None:
+    def __init__(self, signum: int, running: str | None, committed_midway: bool = False) -> None:
         self.exit_code = 128 + signum
         name = signal.Signals(signum).name
-        if running:
+        fix = "run the migration again when ready"
+        if running and committed_midway:
+            cause = (f"interrupted by {name} during {running}, after it had committed part of "
+                     "its work (autocommit_block or commit()); the rest was rolled back and "
+                     "the migration lock released")  # fmt: skip
+            fix = ("make the revision safe to run again (IF NOT EXISTS, IF EXISTS) and drop "
+                   "any INVALID index it left (`make verify` lists them), then " + fix)  # fmt: skip
+        elif running:
             cause = (f"interrupted by {name} during {running}; it was rolled back and the "
                      "migration lock released")  # fmt: skip
         else:
             cause = f"interrupted by {name}; no revision was half-applied"
-        super().__init__(cause, "run the migration again when ready")
+        super().__init__(cause, fix)
 
 
 def received() -> int | None:
