@@ -3,6 +3,7 @@ easy to leak (it needs percent-encoding), and every exception text on the way.""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -149,4 +150,143 @@ def test_a_password_left_unencoded_in_the_url_still_works(secret_env, pg_server,
     result = cli("migrate", env=dict(env, DATABASE_URL=url))
     assert result.returncode == 0, result.stdout
     assert "verify: pooled   ok" in result.stdout
+    assert_clean(result.stdout)
+
+
+# ---- passwords masking used to miss, or mangle: by structure, end to end ---------------------
+
+BAD_ESCAPE = "w0rd%zzSECRET"  # '%zz' is no percent-escape: libpq quoted it in its error
+
+
+def assert_absent(text: str, *fragments: str) -> None:
+    leaked = [fragment for fragment in fragments if fragment in text]
+    assert not leaked, f"{leaked} in:\n{text}"
+
+
+def shown(result, command: str) -> str:
+    """What a command showed, as text: `check --json`'s target and messages, decoded."""
+    if "--json" not in command:
+        return result.stdout
+    report = json.loads(result.stdout)
+    return "\n".join([*report["target"], *(check["message"] for check in report["checks"])])
+
+
+@pytest.fixture(scope="session")
+def escaped_role(pg_server) -> str:
+    """A role whose password holds a bad percent-escape."""
+    with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS escaped")
+        admin.execute(f"CREATE ROLE escaped LOGIN SUPERUSER PASSWORD '{BAD_ESCAPE}'")
+    return "escaped"
+
+
+def db_base(pg_server, postgresql, userinfo: str) -> str:
+    return f"postgresql://{userinfo}@127.0.0.1:{pg_server.port}/{postgresql.info.dbname}"
+
+
+@pytest.mark.parametrize("command", ["verify", "check --json"])
+def test_a_badly_escaped_query_password_is_never_printed(
+    harness_env, secret_role, pg_server, postgresql, command
+):
+    """`?password=w0rd%zzSECRET` for the wrong role: a login failure, not the password."""
+    url = db_base(pg_server, postgresql, secret_role) + f"?password={BAD_ESCAPE}"
+    result = cli(*command.split(), env=with_url(harness_env, url))
+    assert result.returncode == 2, result.stdout
+    assert 'password authentication failed for user "secretive"' in shown(result, command)
+    assert_absent(result.stdout, BAD_ESCAPE, "SECRET", "w0rd", "Traceback")
+
+
+def test_a_badly_escaped_query_password_logs_in(harness_env, escaped_role, pg_server, postgresql):
+    """libpq gets it re-encoded (%25zz): the password meant, not a parse error."""
+    url = db_base(pg_server, postgresql, escaped_role) + f"?password={BAD_ESCAPE}"
+    result = cli("migrate", env=with_url(harness_env, url))
+    assert result.returncode == 0, result.stdout
+    assert "verify: direct   ok" in result.stdout
+    assert_absent(result.stdout, BAD_ESCAPE, "SECRET")
+
+
+def test_the_health_route_never_shows_a_badly_escaped_password(
+    harness_env, secret_role, pg_server, postgresql, monkeypatch
+):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from app.web.health import health_router
+
+    url = db_base(pg_server, postgresql, secret_role) + f"?password={BAD_ESCAPE}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    reset_engines()
+    app = FastAPI()
+    app.include_router(health_router())
+    response = TestClient(app).get("/health/db")
+    assert response.status_code == 503
+    assert "password authentication failed" in response.json()["reason"]
+    assert_absent(response.text, BAD_ESCAPE, "SECRET", "w0rd")
+
+
+@pytest.mark.parametrize(
+    ("userinfo", "port", "says"),
+    [
+        ("secretive:a", None, 'password authentication failed for user "secretive"'),
+        ("u:a", 1, "Is the server running on that host and accepting TCP/IP connections"),
+        ("u:o", 1, "Connection refused"),
+    ],
+    ids=["wrong one-letter password", "refused, password a", "refused, password o"],
+)
+@pytest.mark.parametrize("command", ["verify", "check --json"])
+def test_a_one_letter_password_masks_no_letter_of_the_message(
+    harness_env, pg_server, postgresql, secret_role, userinfo, port, says, command
+):
+    """Masking replaced every 'a' of the driver's text with *** ("th***t host")."""
+    url = f"postgresql://{userinfo}@127.0.0.1:{port or pg_server.port}/{postgresql.info.dbname}"
+    env = with_url(harness_env, url, DB_CONNECT_RETRY_SECONDS="0")
+    result = cli(*command.split(), env=env)
+    assert result.returncode in (2, 3), result.stdout
+    text = shown(result, command)
+    assert says in text
+    assert "***" not in text.replace(f"{userinfo.partition(':')[0]}:***@", "")
+
+
+@pytest.mark.parametrize("command", ["verify", "check --json", "migrate"])
+@pytest.mark.parametrize("password", ["pa/ss", "12/34", "pa?ss"])
+def test_an_unencoded_slash_in_the_password_says_to_encode_it(
+    harness_env, pg_server, postgresql, secret_role, password, command
+):
+    """Not "a port that is not a number" (with 'pa' as the port): the password's '/'."""
+    url = db_base(pg_server, postgresql, f"{secret_role}:{password}")
+    result = cli(*command.split(), env=with_url(harness_env, url))
+    assert result.returncode == 2, result.stdout
+    text = shown(result, command)
+    assert "its password seems to hold an unencoded '/' or '?'" in text
+    assert "percent-encode the password in DATABASE_URL: '/' as %2F" in text
+    assert "port that is not a number" not in text
+    assert f"postgresql://{secret_role}:***@127.0.0.1:{pg_server.port}/" in text
+    assert_absent(result.stdout, password, "Traceback")
+
+
+@pytest.mark.parametrize("command", ["verify", "check --json"])
+def test_a_missing_root_certificate_file_is_named(secret_env, pg_server, command):
+    if not pg_server.tls:
+        pytest.skip("this PostgreSQL build (LOCAL_PG_BIN_DIR) has no SSL support")
+    url = secret_env["DATABASE_URL"] + "?sslmode=verify-full&sslrootcert=/nope/ca.crt"
+    result = cli(*command.split(), env=with_url(secret_env, url))
+    assert result.returncode == 2, result.stdout
+    assert (
+        "the root certificate file /nope/ca.crt named by sslrootcert in DATABASE_URL does not exist"
+    ) in result.stdout
+    assert "Fix: set sslrootcert in DATABASE_URL to the path of the CA certificate" in (
+        result.stdout
+    )
+    assert "check the user and database name" not in result.stdout
+    assert_clean(result.stdout)
+
+
+@pytest.mark.parametrize("command", ["verify", "check --json"])
+def test_a_key_value_string_is_refused_with_its_password_masked(harness_env, command):
+    conninfo = f"host=127.0.0.1 user=secretive password='{PASSWORD} x' dbname=app"
+    result = cli(*command.split(), env=with_url(harness_env, conninfo))
+    assert result.returncode == 2, result.stdout
+    assert "DATABASE_URL is not a URL: host=127.0.0.1 user=secretive password=*** dbname=app" in (
+        shown(result, command)
+    )
     assert_clean(result.stdout)

@@ -319,11 +319,47 @@ def test_to_sqlalchemy_rejects_invalid_url_without_leaking_password():
         ("postgresql://db.example.com:5432/app", "postgresql://db.example.com:5432/app"),
         ("postgresql://:hunter2@h/app", "postgresql://:***@h/app"),
         ("postgresql://u:hunter2@[::1]:5432/app", "postgresql://u:***@[::1]:5432/app"),
-        ("postgresql://u@h/app?password=hunter2&x=1", "postgresql://u@h/app?password=***&x=1"),
+        (
+            "postgresql://u@h/app?password=hunter2&connect_timeout=5",
+            "postgresql://u@h/app?password=***&connect_timeout=5",
+        ),
+        ("postgresql://u@h/app?password=w0rd%zzSECRET", "postgresql://u@h/app?password=***"),
+        (
+            "postgresql://u@h/app?sslpassword=k3y&password='a b'&sslmode=require",
+            "postgresql://u@h/app?sslpassword=***&password=***&sslmode=require",
+        ),
+        # an '@' in a parameter's value is not the end of a userinfo
+        (
+            "postgresql://u:hunter2@h/app?application_name=a@b",
+            "postgresql://u:***@h/app?application_name=a@b",
+        ),
+        (
+            "postgresql://h:5432/app?application_name=a@b",
+            "postgresql://h:5432/app?application_name=a@b",
+        ),
+        # libpq "key=value" strings: quoted, escaped, spaced, and a URL as dbname
+        ("host=h password='a b' dbname=x", "host=h password=*** dbname=x"),
+        ("host=h password=a\\ b dbname=x", "host=h password=*** dbname=x"),
+        ("host=h password = 'it\\'s' dbname=x", "host=h password = *** dbname=x"),
+        (
+            "dbname=postgresql://u:hunter2@h/x sslpassword=k3y",
+            "dbname=postgresql://u:***@h/x sslpassword=***",
+        ),
         # malformed input
         ("postgresql://u:hunter2", "postgresql://u:***"),
         ("postgresql://u:hunt/er2@h/app", "postgresql://u:***@h/app"),
         ("postgresql://u:hunt?er2@h/app", "postgresql://u:***@h/app"),
+        ("postgresql://u:hunt?er=2@h/app", "postgresql://u:***@h/app"),
+        (
+            "postgresql://u:p@ss/wo@rd@h/app?sslmode=require",
+            "postgresql://u:***@h/app?sslmode=require",
+        ),
+        ("postgresql://u:12/er2@h/app", "postgresql://u:***@h/app"),
+        # a raw '&' in a query password: the pieces libpq cannot explain are its rest
+        (
+            "postgresql://u@h/app?password=hun&ter2&sslmode=require",
+            "postgresql://u@h/app?password=***&sslmode=require",
+        ),
         ("postgresql://u:hunter2@h:notaport/app", "postgresql://u:***@h:notaport/app"),
         ("u:hunter2@h/app", "u:***@h/app"),
         ("host=h password=hunter2", "host=h password=***"),
@@ -357,7 +393,6 @@ def test_mask_never_raises_on_non_strings():
         (f"postgresql://alex:{ENCODED}@[::1/app", "IPv6"),
         (f"postgresql://alex:{ENCODED}@h1:5432,h2:5432/app", "several hosts"),
         ("postgresql://alex:hunter2", "port"),
-        ("postgresql://alex:hunt/er2@db.example.com/app", "port"),
         ("alex:hunter2@db.example.com/app", "not a URL"),
         ("host=db.example.com password=hunter2", "not a URL"),
         ("garbage", "not a URL"),
@@ -401,3 +436,100 @@ def test_target_re_encodes_an_unencoded_password_and_hides_it():
     assert target.dsn == "postgresql://tricky:s3cr3t-P%40ss@127.0.0.1:5432/t1"
     assert (target.host, target.port, target.password) == ("127.0.0.1", 5432, "s3cr3t-P@ss")
     assert "s3cr3t" not in repr(target)
+
+
+# ---- passwords that libpq would misread, or quote in its errors ------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://alex:pa/ss@db.example.com/app",
+        "postgresql://alex:pa/ss@db.example.com:5432/app?sslmode=require",
+        "postgresql://alex:12/34@db.example.com/app",  # would read as host alex, port 12
+        "postgresql://alex:pa?ss@db.example.com/app",
+        "postgresql://alex:pa?s=s@db.example.com/app",
+        "postgresql://alex:p@ss/word@db.example.com/app",
+    ],
+)
+def test_unencoded_slash_or_question_mark_in_the_password_says_so(url):
+    """Not "a port that is not a number": the password needs percent-encoding."""
+    with pytest.raises(ConfigError) as caught:
+        urls.resolve(url, None)
+    message = str(caught.value)
+    assert message.startswith("DATABASE_URL has an '@' after its host")
+    assert "unencoded '/' or '?'" in message
+    assert "Fix: percent-encode the password in DATABASE_URL: '/' as %2F" in message
+    assert "port" not in message
+    assert "postgresql://alex:***@db.example.com" in message
+    for fragment in ("pa/ss", "12/34", "pa?s", "p@ss", "ss/word"):
+        assert fragment not in message
+
+
+def test_an_at_sign_in_the_database_name_is_refused_with_the_fix():
+    with pytest.raises(ConfigError, match="an '@' in the database name as %40"):
+        urls.resolve("postgresql://alex:pw@db.example.com/my@db", None)
+
+
+def test_an_at_sign_in_a_parameter_value_is_fine():
+    url = "postgresql://alex:pw@db.example.com/app?application_name=me@example.com"
+    pair = urls.resolve(url, None)
+    assert pair is not None and pair.direct.startswith(url)
+
+
+def test_badly_escaped_query_password_reaches_libpq_encoded():
+    """libpq quotes a value it cannot decode: re-encoded, it never has to."""
+    from psycopg2.extensions import parse_dsn
+
+    target = urls.to_target("postgresql://u@h/db?password=w0rd%zzSECRET&sslmode=require")
+    assert target.dsn == "postgresql://u@h/db?password=w0rd%25zzSECRET&sslmode=require"
+    assert parse_dsn(target.dsn)["password"] == "w0rd%zzSECRET"
+    assert "w0rd%zzSECRET" in target.secrets
+    assert "SECRET" not in repr(target)
+
+
+@pytest.mark.parametrize(
+    ("query", "password"),
+    [
+        ("password=it's%20a+b", "it's a+b"),  # libpq keeps '+'; a form decoder would not
+        ("password=a=b", "a=b"),  # libpq alone: "extra key/value separator"
+        ("password=%E2%82%AC", "€"),
+    ],
+)
+def test_query_password_is_decoded_as_libpq_does(query, password):
+    from psycopg2.extensions import parse_dsn
+
+    url = f"postgresql://u@h/db?{query}"
+    assert parse_dsn(urls.to_target(url).dsn)["password"] == password
+    sa_url = urls.to_sqlalchemy(url)
+    assert sa_url.password == password
+    assert "password" not in sa_url.query  # so SQLAlchemy's repr hides it
+    assert password not in repr(sa_url)
+
+
+def test_query_password_wins_over_the_userinfo_as_in_libpq():
+    assert urls.to_sqlalchemy("postgresql://u:one@h/db?password=two").password == "two"
+
+
+@pytest.mark.parametrize(
+    "query", ["password=hun&ter2", "password=hun&ter2&sslmode=require", "password=x&foo=bar"]
+)
+def test_a_raw_ampersand_in_a_query_password_is_refused_without_the_rest(query):
+    with pytest.raises(ConfigError) as caught:
+        urls.resolve(f"postgresql://u@db.example.com/app?{query}", None)
+    message = str(caught.value)
+    assert "right after its password that libpq does not know" in message
+    assert "Fix: percent-encode the password= value in DATABASE_URL ('&' as %26" in message
+    assert "?password=***" in message
+    assert "ter2" not in message and "hun" not in message and "foo" not in message
+
+
+def test_secrets_of_a_url():
+    assert urls.secrets_of("postgresql://u:p%40ss@h/db?password=a%zz&sslpassword=k") == (
+        "p%40ss",
+        "p@ss",
+        "a%zz",
+        "k",
+    )
+    assert urls.secrets_of("postgresql://u@h/db") == ()
+    assert urls.secrets_of("host=h password='a b'") == ("'a b'", "a b")

@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
-from urllib.parse import quote
 
 import psycopg2
 from tenacity import (
@@ -24,6 +23,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from app.db import urls
 from app.errors import ConfigError, HarnessError, UnreachableError
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ T = TypeVar("T")
 TRANSIENT = (
     "couldn't connect to compute node",
     "connection refused",
+    "no answer from the server",  # our wait deadline on a silent link (waiting.py)
     "timeout expired",
     "timed out",
     "terminating connection due to administrator command",
@@ -49,8 +50,13 @@ TRANSIENT = (
 )
 
 
-def driver_message(exc: BaseException) -> str:
-    """The driver's message on one line, without SQLAlchemy's boilerplate or SQL echo."""
+def driver_message(exc: BaseException, secrets: Iterable[str | None] = ()) -> str:
+    """The driver's message on one line, without SQLAlchemy's boilerplate or SQL echo.
+
+    Masked before it is cut to length: any URL or "key=value" string it quotes (by their
+    structure), and the known `secrets` where that cannot hide other words (see
+    urls.mask_text).
+    """
     orig = getattr(exc, "orig", None) or exc
     lines = [ln.strip() for ln in str(orig).splitlines() if ln.strip()]
     skip = ("(Background", "[SQL", "HINT", "LINE ", "^")
@@ -59,7 +65,8 @@ def driver_message(exc: BaseException) -> str:
         # libpq wraps one sentence over lines, and starts a new sentence with a capital.
         joiner = ". " if text and line[0].isupper() and not text.endswith((".", "?", ":")) else " "
         text = f"{text}{joiner}{line}" if text else line
-    return re.sub(r"\s+", " ", text).rstrip(".")[:400] or type(orig).__name__
+    text = urls.mask_text(re.sub(r"\s+", " ", text), secrets)
+    return text.rstrip(".")[:400] or type(orig).__name__
 
 
 def driver_error(exc: BaseException) -> bool:
@@ -74,12 +81,29 @@ def is_transient(exc: BaseException) -> bool:
     return any(marker in text for marker in TRANSIENT)
 
 
-def scrub(text: str, password: str | None) -> str:
-    """Remove a password (plain and percent-encoded) from a message, whatever its source."""
-    if password:
-        for form in {password, quote(password, safe=""), quote(password)}:
-            text = text.replace(form, "***")
-    return text
+def scrub(text: str, password: str | Iterable[str | None] | None) -> str:
+    """A message with any password in it masked, whatever its source: every URL and
+    "key=value" string in it by structure, and the known password(s) (plain or
+    percent-encoded) where that cannot hide other words. See urls.mask_text."""
+    secrets = (password,) if isinstance(password, str) else tuple(password or ())
+    return urls.mask_text(text, secrets)
+
+
+def _secrets(url: object) -> tuple[str, ...]:
+    """The passwords a Target or a SQLAlchemy URL holds, for masking messages about it."""
+    found = [*getattr(url, "secrets", ()), getattr(url, "password", None)]
+    query = getattr(url, "query", None)  # a SQLAlchemy URL's parameters
+    if isinstance(query, Mapping):
+        for key, value in query.items():
+            if urls.is_secret_key(str(key)):
+                found += value if isinstance(value, tuple) else [value]
+    return tuple(str(s) for s in found if s)
+
+
+def _quoted_after(text: str, words: str) -> str:
+    """The quoted name right after `words` in a libpq message ('' when absent)."""
+    match = re.search(re.escape(words) + r' "([^"]*)"', text)
+    return match.group(1) if match else ""
 
 
 def explain(
@@ -87,7 +111,7 @@ def explain(
 ) -> HarnessError:
     """Turn a connect failure into one line: what happened, where, and what to do."""
     where = f"{url.host or 'localhost'}:{url.port or 5432}"  # a Target or SQLAlchemy URL
-    text = scrub(driver_message(exc), url.password)
+    text = driver_message(exc, _secrets(url))
     low = text.lower()
     if "unsupported startup parameter" in low and migrations:
         return ConfigError(
@@ -122,8 +146,37 @@ def explain(
             "check that the host and port are right and the compute is running, "
             "or raise DB_CONNECT_RETRY_SECONDS",
         )
+    # Files named by the URL's TLS parameters, before "does not exist" (a role, a database).
+    if "root certificate file" in low:
+        path = _quoted_after(text, "root certificate file")
+        problem = "does not exist" if "does not exist" in low else f"cannot be read ({text})"
+        return ConfigError(
+            f"TLS to {where} cannot verify the server: the root certificate file {path} "
+            f"named by sslrootcert in {variable} {problem}",
+            f"set sslrootcert in {variable} to the path of the CA certificate that signed the "
+            "server's, or sslrootcert=system to use the system's trusted roots (Neon's "
+            "certificates are publicly trusted)",
+        )
+    if "certificate file" in low or "private key file" in low:
+        return ConfigError(
+            f"TLS to {where}: the client certificate or key named by sslcert/sslkey in "
+            f"{variable} cannot be used: {text}",
+            f"point sslcert and sslkey in {variable} at a readable certificate and its key "
+            "(private key readable by you only), or remove them",
+        )
+    if re.search(r'\brole "[^"]*" does not exist', low):
+        return ConfigError(f"{where}: {text}", f"check the user name in {variable}")
+    if re.search(r'\bdatabase "[^"]*" does not exist', low):
+        return ConfigError(
+            f"{where}: {text}", f"check the database name (the URL's path) in {variable}"
+        )
     if "does not exist" in low:
         return ConfigError(f"{where}: {text}", f"check the user and database name in {variable}")
+    if "percent-encoded" in low:
+        return ConfigError(
+            f"{variable} has a bad percent-escape: {text}",
+            f"write each literal '%' in {variable} as %25",
+        )
     if "certificate" in low or "ssl" in low:
         return ConfigError(
             f"TLS to {where} failed: {text}", f"check sslmode/sslrootcert in {variable}"
@@ -158,7 +211,7 @@ def with_retries(
             url.host,
             url.port or 5432,
             state.attempt_number,
-            scrub(driver_message(state.outcome.exception()), url.password),
+            driver_message(state.outcome.exception(), _secrets(url)),
             state.next_action.sleep,
         )
 
