@@ -3,15 +3,19 @@ real local pair (PostgreSQL direct, PgBouncer in transaction mode with TLS)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import socket
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote, urlsplit
 
 import psycopg
+import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from helpers import ROOT, alembic, run
@@ -21,6 +25,7 @@ from proxy import FaultProxy
 from sqlalchemy import text
 
 from app.db.engines import get_app_engine, reset_engines
+from app.db.probe import CANCEL_GRACE
 from app.web.dashboard import render
 from app.web.health import health_router
 from app.web.metrics import METRICS, metrics_router, sample_names
@@ -121,6 +126,290 @@ def test_a_silent_database_is_503_within_the_timeout(twin_env, monkeypatch):
         "the pooled endpoint did not answer within 0.5 s (stuck connecting)"
     )
     assert 0.5 <= elapsed < 1.5
+
+
+# --- at most one probe in flight: a stalled database costs no threads and no sessions ---
+TIMEOUT = 0.5  # DB_HEALTH_TIMEOUT in these tests: connect_timeout is then libpq's least, 2 s
+CONNECT_TIMEOUT = 2
+MARGIN = 1.0  # on top of TIMEOUT for a probe's answer: generous on a busy 2-core machine
+# A late probe stuck in its query is cancelled and, still silent, cut within this.
+CUT_BOUND = CONNECT_TIMEOUT + 1.0
+
+
+def probe_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("db-health-")]
+
+
+def wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def sessions(db_url: str, where: str = "true") -> int:
+    """Server sessions on the test database, other than this count's own."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            f"AND pid <> pg_backend_pid() AND ({where})"
+        ).fetchone()[0]
+
+
+class Watch:
+    """Samples the live db-health-* threads (and, given a URL, the test database's
+    sessions) in the background, for their maxima over a stretch of probes."""
+
+    def __init__(self, db_url: str | None = None):
+        self.db_url = db_url
+        self.threads: list[int] = []
+        self.names: set[str] = set()
+        self.probes: set[threading.Thread] = set()  # each probe's own thread, once seen
+        self.sessions: list[int] = []
+        self._stop = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            threads = probe_threads()
+            self.threads.append(len(threads))
+            self.names |= {t.name for t in threads}
+            self.probes |= {t for t in threads if not t.name.endswith("-cancel")}
+            if self.db_url and len(self.threads) % 5 == 0:
+                self.sessions.append(sessions(self.db_url))
+            time.sleep(0.01)
+
+    def __enter__(self) -> Watch:
+        self._sampler.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._sampler.join()
+
+
+def probe() -> tuple[int, str | None, float]:
+    """One GET /health/db from its own client: status, reason, seconds taken."""
+    started = time.monotonic()
+    response = client().get("/health/db")
+    return response.status_code, response.json()["reason"], time.monotonic() - started
+
+
+def fire(count: int, spacing: float, workers: int = 4) -> list[tuple[int, str | None, float]]:
+    """`count` probes, `spacing` s apart, from `workers` threads: they overlap."""
+
+    start = time.monotonic()
+
+    def spaced(i: int):
+        time.sleep(max(0.0, start + i * spacing - time.monotonic()))
+        return probe()
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(spaced, range(count)))
+
+
+def quiet() -> None:
+    """Let a late probe of an earlier test end: it would count in this one's threads."""
+    assert wait_until(lambda: not probe_threads(), CUT_BOUND + MARGIN), probe_threads()
+
+
+STUCK_QUERY = f"the pooled endpoint did not answer within {TIMEOUT:g} s (stuck in the query)"
+STUCK_CONNECTING = f"the pooled endpoint did not answer within {TIMEOUT:g} s (stuck connecting)"
+STILL_STUCK = "the pooled endpoint did not answer: the previous probe is still stuck "
+
+
+@pytest.fixture
+def at_head(harness_env, monkeypatch) -> dict[str, str]:
+    """This test's database at head, probes given TIMEOUT."""
+    assert alembic("upgrade", "head", env=harness_env).returncode == 0
+    monkeypatch.setenv("DB_HEALTH_TIMEOUT", str(TIMEOUT))
+    reset_engines()
+    quiet()
+    return harness_env
+
+
+@pytest.fixture
+def proxied(at_head, db_url, pg_server, monkeypatch):
+    """DATABASE_URL through a FaultProxy, in plain TCP so it can see the health query."""
+    proxy = FaultProxy(pg_server.port)
+    monkeypatch.setenv("DATABASE_URL", with_port(db_url, proxy.port) + "?sslmode=disable")
+    reset_engines()
+    yield proxy
+    proxy.close()
+
+
+class SwallowingProxy(FaultProxy):
+    """The issue's fault: each connection gets through its startup, then from the health
+    query on, its traffic is read and dropped both ways (the peers hear nothing), while
+    new connections and cancel requests get through."""
+
+    MARKER = b"pg_stat_ssl"  # in the health query
+
+    def __init__(self, *args, **kwargs):
+        self.swallowing = True
+        self._swallowed: set[socket.socket] = set()  # client sockets gone quiet
+        super().__init__(*args, **kwargs)
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+        client = source if from_client else sink
+        try:
+            while chunk := source.recv(65536):
+                if from_client and self.swallowing and self.MARKER in chunk:
+                    self._swallowed.add(client)
+                if client not in self._swallowed:
+                    sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:  # a FIN from either side ends both: as FaultProxy does
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def test_twenty_probes_at_a_database_that_connects_then_says_nothing(
+    at_head, db_url, pg_server, monkeypatch
+):
+    """Before: 20 probes left 20 threads and 21 idle sessions. Now one probe at a time:
+    at its deadline its query is cancelled, and (the server never got it) its socket is
+    cut, which ends its session; only then may the next probe connect."""
+    proxy = SwallowingProxy(pg_server.port)
+    try:
+        monkeypatch.setenv("DATABASE_URL", with_port(db_url, proxy.port) + "?sslmode=disable")
+        reset_engines()
+        baseline = sessions(db_url)
+        with Watch(db_url) as watch:
+            answers = fire(20, spacing=0.2)
+        assert max(watch.threads) <= 2, watch.names  # the probe and, once late, its canceller
+        # Before: baseline + 20. One probe's session; a cut one's backend may still be
+        # exiting as the next probe connects.
+        assert max(watch.sessions) <= baseline + 2, watch.sessions
+        assert len(watch.probes) <= 1 + 20 * 0.2 / (TIMEOUT + CANCEL_GRACE), len(watch.probes)
+        for status, reason, elapsed in answers:
+            assert status == 503 and elapsed < TIMEOUT + MARGIN, (reason, elapsed)
+            assert reason.startswith((STUCK_QUERY, STILL_STUCK + "in the query")), reason
+        assert wait_until(lambda: not probe_threads(), CUT_BOUND + MARGIN), probe_threads()
+        assert wait_until(lambda: sessions(db_url) == baseline, 5), sessions(db_url)
+        proxy.swallowing = False  # the stall is lifted
+        assert probe()[:2] == (200, None)
+    finally:
+        proxy.close()
+
+
+def test_twenty_probes_at_a_database_stalled_mid_query(proxied, db_url):
+    """The database takes the connection, then the query and everything after it vanish
+    (new connections and cancel requests too): before, each probe left a thread blocked
+    for good and a session, and the cancel, holding the GIL, froze the process."""
+    baseline = sessions(db_url)
+    proxied.go_silent(on=b"pg_stat_ssl")  # the health query: from it on, nothing gets by
+    with Watch(db_url) as watch:
+        answers = fire(20, spacing=0.2)
+    assert max(watch.threads) <= 2, watch.names  # the probe and, once late, its canceller
+    assert watch.names <= {"db-health-pooled", "db-health-pooled-cancel"}
+    assert max(watch.sessions) <= baseline + 1, watch.sessions  # the first probe's only
+    for status, reason, elapsed in answers:
+        assert status == 503 and elapsed < TIMEOUT + MARGIN, (reason, elapsed)
+        assert reason.startswith((STUCK_QUERY, STUCK_CONNECTING, STILL_STUCK)), reason
+        assert "\n" not in reason
+    reasons = [reason for _, reason, _ in answers]
+    assert reasons[0].startswith(STUCK_QUERY)
+    assert any(r.startswith(STILL_STUCK + "in the query") for r in reasons), reasons
+    # One probe at a time: the first cut after an unanswered cancel, the next ones stuck
+    # connecting until connect_timeout.
+    assert len(watch.probes) <= 1 + 20 * 0.2 / CONNECT_TIMEOUT, len(watch.probes)
+    proxied.speak()
+    assert wait_until(lambda: not probe_threads(), CUT_BOUND + MARGIN), probe_threads()
+    assert wait_until(lambda: sessions(db_url) == baseline, 5), sessions(db_url)
+    status, reason, _ = probe()
+    assert (status, reason) == (200, None)
+
+
+def test_twenty_probes_at_a_listener_that_never_answers(at_head, monkeypatch):
+    """Stuck connecting: no second probe starts meanwhile, and the late one ends when
+    libpq's connect_timeout runs out, closing its socket (the listener sees it close)."""
+    accepted: list[float] = []
+    closed: list[float] = []  # seconds each connection stayed open
+    stop = threading.Event()
+
+    def serve(listener: socket.socket) -> None:
+        listener.settimeout(0.02)
+        peers: dict[socket.socket, float] = {}
+        while True:
+            with contextlib.suppress(TimeoutError):
+                peer, _ = listener.accept()
+                peer.setblocking(False)
+                peers[peer] = time.monotonic()
+                accepted.append(peers[peer])
+            for peer, since in list(peers.items()):
+                with contextlib.suppress(BlockingIOError):
+                    if peer.recv(65536) == b"":  # closed by the client; never answered
+                        closed.append(time.monotonic() - since)
+                        peer.close()
+                        del peers[peer]
+            if stop.is_set():
+                break  # one last look after the probes ended
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        port = silent.getsockname()[1]
+        monkeypatch.setenv("DATABASE_URL", with_port(at_head["DATABASE_URL"], port))
+        reset_engines()
+        server = threading.Thread(target=serve, args=(silent,), daemon=True)
+        server.start()
+        with Watch() as watch:
+            answers = fire(20, spacing=0.15)
+            assert wait_until(lambda: not probe_threads(), CONNECT_TIMEOUT + MARGIN)
+        stop.set()
+        server.join()
+    assert max(watch.threads) <= 1 and watch.names == {"db-health-pooled"}
+    for status, reason, elapsed in answers:
+        assert status == 503 and elapsed < TIMEOUT + MARGIN, (reason, elapsed)
+        assert reason.startswith((STUCK_CONNECTING, STILL_STUCK + "connecting")), reason
+    assert 1 <= len(accepted) <= 1 + 20 * 0.15 / CONNECT_TIMEOUT + 1, accepted
+    assert len(closed) == len(accepted)  # every late probe closed its socket
+    assert all(seconds < CONNECT_TIMEOUT + MARGIN for seconds in closed), closed
+
+
+def test_a_probe_waiting_on_a_lock_is_cancelled_on_the_server(at_head, db_url):
+    """A live server, the query blocked behind a migration's lock: the late probe's query
+    is cancelled at its deadline, so it ends at once and leaves no backend waiting."""
+    waiting = "application_name = 'app' AND wait_event_type = 'Lock'"
+    baseline = sessions(db_url)
+    with psycopg.connect(db_url) as blocker:
+        blocker.execute("LOCK TABLE alembic_version IN ACCESS EXCLUSIVE MODE")
+        with Watch(db_url) as watch:
+            for _ in range(5):
+                status, reason, elapsed = probe()
+                assert status == 503 and reason.startswith(STUCK_QUERY), reason
+                assert elapsed < TIMEOUT + MARGIN
+                # Cancelled, not cut: over well before the cut would come.
+                assert wait_until(lambda: not probe_threads(), 0.5), probe_threads()
+                assert sessions(db_url, waiting) == 0
+        assert max(watch.sessions) <= baseline + 2  # the blocker, and one probe at a time
+    assert (probe()[0], sessions(db_url, "application_name = 'app'")) == (200, 0)
+
+
+def test_probes_arriving_together_share_one_connection(at_head, db_url, pg_server, monkeypatch):
+    """A probe in flight and within its deadline is shared, not doubled."""
+    proxy = FaultProxy(pg_server.port, delay=0.1)  # each round trip 0.2 s: a slow link
+    try:
+        monkeypatch.setenv("DATABASE_URL", with_port(db_url, proxy.port) + "?sslmode=disable")
+        monkeypatch.setenv("DB_HEALTH_TIMEOUT", "10")
+        reset_engines()
+        barrier = threading.Barrier(3)
+
+        def together(_):
+            barrier.wait()
+            return probe()
+
+        with ThreadPoolExecutor(3) as pool:
+            answers = list(pool.map(together, range(3)))
+    finally:
+        proxy.close()
+    assert [(status, reason) for status, reason, _ in answers] == [(200, None)] * 3
+    assert proxy.connections == 1
 
 
 def test_pool_route_reports_the_app_pool(twin_env):

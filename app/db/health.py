@@ -7,22 +7,20 @@ connection to the server, not ours, so it never decides whether TLS is on.
 
 from __future__ import annotations
 
-import contextlib
-import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import psycopg2
+import psycopg2._psycopg
 import psycopg2.errors
 
 from app.db import urls
 from app.db.connect import connect_raw, driver_message
 from app.db.endpoints import get_endpoints
 from app.db.targets import app_target, migration_target
-from app.errors import HarnessError, UnreachableError
+from app.errors import HarnessError
 from app.settings import get_settings
 
 Endpoint = Literal["pooled", "direct"]
@@ -41,6 +39,9 @@ class EndpointHealth:
     # Indexes left INVALID by a failed (or still running) concurrent build: they cost every
     # write and serve no read, and a revision creating them again fails with "already exists".
     invalid_indexes: tuple[str, ...] = ()
+    # The session's statement and idle-in-transaction timeouts as the server applies them:
+    # through the pooler, the app's (role defaults); on the direct door, the migrations'.
+    timeouts: tuple[str, str] = ("0", "0")
 
 
 _READ = (
@@ -49,7 +50,8 @@ _READ = (
     "ARRAY(SELECT i.indexrelid::regclass::text FROM pg_index i "
     "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE NOT i.indisvalid AND n.nspname <> 'pg_catalog' AND n.nspname NOT LIKE 'pg_toast%' "
-    "ORDER BY 1)"
+    "ORDER BY 1), "
+    "current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')"
 )
 _READ_WITH_REVISIONS = _READ + ", ARRAY(SELECT version_num FROM alembic_version ORDER BY 1)"
 
@@ -86,7 +88,7 @@ def check_connection(
     try:
         if opened is not None:
             opened(conn)  # may raise: the caller gave up; the connection is closed below
-        version, server_ssl, invalid, revisions = _read(conn)
+        version, server_ssl, invalid, timeouts, revisions = _read(conn)
         ssl_in_use = bool(conn.info.ssl_in_use)
     except psycopg2.Error as exc:  # connected, but the query failed: rights, an odd table
         raise HarnessError(
@@ -105,70 +107,19 @@ def check_connection(
         server_ssl=bool(server_ssl),
         revisions=revisions,
         invalid_indexes=invalid,
+        timeouts=timeouts,
     )
 
 
-def check_within(endpoint: Endpoint, seconds: float) -> EndpointHealth:
-    """check_connection that answers within `seconds`, whatever the database does.
-
-    A health probe must not hang on a database that accepts the TCP connection and then
-    says nothing, nor retry a waking compute for half a minute. libpq's connect_timeout
-    is whole seconds and at least 2, so the deadline is kept here: the check runs on a
-    daemon thread, and on expiry its query is cancelled on the server and left to end.
-    """
-    outcome: dict = {}
-    done = threading.Event()
-    lock = threading.Lock()
-
-    def opened(conn) -> None:
-        with lock:
-            if outcome.get("abandoned"):
-                raise UnreachableError(f"the {endpoint} health check was abandoned")
-            outcome["conn"] = conn
-
-    def run() -> None:
-        try:
-            outcome["health"] = check_connection(
-                endpoint,
-                retry_seconds=0,
-                connect_timeout=max(2, math.ceil(seconds)),
-                opened=opened,
-            )
-        except BaseException as exc:  # handed to the waiting thread
-            outcome["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=run, name=f"db-health-{endpoint}", daemon=True).start()
-    if not done.wait(seconds):
-        with lock:
-            outcome["abandoned"] = True
-            conn = outcome.get("conn")
-        if conn is not None:  # a cancel opens its own connection: never wait for it here
-            threading.Thread(target=_cancel, args=(conn,), daemon=True).start()
-        stage = "the query" if conn is not None else "connecting"
-        raise UnreachableError(
-            f"the {endpoint} endpoint did not answer within {seconds:g} s (stuck {stage})",
-            "check the database and the network to it, or raise DB_HEALTH_TIMEOUT",
-        )
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["health"]
-
-
-def _cancel(conn) -> None:
-    with contextlib.suppress(Exception):
-        conn.cancel()
-
-
-def _read(conn) -> tuple[str, bool, tuple[str, ...], tuple[str, ...]]:
-    """Server version, the server's view of SSL, invalid indexes, alembic_version's rows."""
+def _read(conn) -> tuple[str, bool, tuple[str, ...], tuple[str, str], tuple[str, ...]]:
+    """Server version, the server's view of SSL, invalid indexes, timeouts, and
+    alembic_version's rows."""
     with conn.cursor() as cursor:
         try:
             cursor.execute(_READ_WITH_REVISIONS)
-            version, server_ssl, invalid, revisions = cursor.fetchone()
-            return version, server_ssl, tuple(invalid), tuple(revisions)
+            version, server_ssl, invalid, statement, idle, revisions = cursor.fetchone()
+            return version, server_ssl, tuple(invalid), (statement, idle), tuple(revisions)
         except psycopg2.errors.UndefinedTable:  # an empty database (autocommit: no rollback)
             cursor.execute(_READ)
-            version, server_ssl, invalid = cursor.fetchone()
-            return version, server_ssl, tuple(invalid), ()
+            version, server_ssl, invalid, statement, idle = cursor.fetchone()
+            return version, server_ssl, tuple(invalid), (statement, idle), ()

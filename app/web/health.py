@@ -8,6 +8,11 @@ DB_HEALTH_TIMEOUT whatever the database does, and answers 503 with a reason when
 database does not answer, or is behind the revisions this code expects (a readiness
 probe then keeps new code off an old schema). A database *ahead* of the code is healthy:
 that is every rolling deploy, where migrations run before the new code starts.
+
+At most one check is in flight per process (app.db.probe.check_within): calls that
+arrive meanwhile share its answer, or, once it has outlived its deadline, answer 503 at
+once saying it is still stuck. A stalled database therefore costs one connection and at
+most two threads, however often it is probed; the stuck check is ended in bounded time.
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from fastapi.responses import JSONResponse
 from app.db import urls
 from app.db.endpoints import get_endpoints
 from app.db.figures import endpoint_figures
-from app.db.health import check_within
 from app.db.pool_stats import all_stats
+from app.db.probe import check_within
 from app.errors import HarnessError
 from app.migrate.heads import quick_graph
 from app.settings import get_settings
