@@ -56,6 +56,9 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     known, heads = _graph(path)
     started = time.perf_counter()
     direct = check_connection("direct")
+    if not heads:  # an empty versions folder: verify says what to do
+        say("migrate: no revisions to apply")
+        return report(verify(heads, known, direct=direct))
     if direct.revisions == heads:
         ms = (time.perf_counter() - started) * 1000
         say(f"migrate: already at head ({', '.join(heads)}); nothing to apply ({ms:.0f} ms)")
@@ -175,6 +178,17 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
 }
 
 
+def _bound_every_wait() -> None:
+    """Every network wait of this process has a deadline and yields to signals; and, as
+    a command of the CLI, it may start the local twin (in local development)."""
+    from app.db import waiting
+    from app.db.endpoints import allow_starting_the_twin
+    from app.settings import get_settings
+
+    waiting.install(get_settings().db_connect_timeout)
+    allow_starting_the_twin()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.cli", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     args = parser.parse_args(argv)
     try:
+        _bound_every_wait()
         return COMMANDS[args.command][0](args)
     except HarnessError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
@@ -206,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         from alembic.util import CommandError  # loaded by then, if it is what was raised
 
+        from app.migrate.script_errors import script_problem
+
+        problem = None if isinstance(err, CommandError) else script_problem(err)
+        if problem is not None:  # a revision file that does not load
+            print(f"error: {problem}", file=sys.stderr, flush=True)
+            return problem.exit_code
         if not isinstance(err, CommandError):
             raise  # a bug: let its traceback show
         cause = err.__cause__

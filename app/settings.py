@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     migration_statement_timeout: float = Field(
         600, ge=0, le=86400, validation_alias="MIGRATION_STATEMENT_TIMEOUT"
     )
+    # The server ends the migration session if it sits idle inside a transaction this long
+    # (a client gone silent mid-revision), releasing its locks; 0 = never.
+    migration_idle_timeout: float = Field(
+        60, ge=0, le=3600, validation_alias="MIGRATION_IDLE_TIMEOUT"
+    )
     # How long a run waits for another run's advisory lock before giving up.
     migration_lock_wait: float = Field(60, ge=0, le=3600, validation_alias="MIGRATION_LOCK_WAIT")
     # A revision that hits lock_timeout (a busy table) is rolled back and tried again this
@@ -67,6 +72,10 @@ class Settings(BaseSettings):
         1, gt=0, le=60, validation_alias="MIGRATION_LOCK_RETRY_DELAY"
     )
 
+    # Where the code runs. With no URL configured, only "development" (on a machine that
+    # is not CI: the CI variable unset) gets the local twin; anywhere else a missing
+    # DATABASE_URL (say, a CI secret not set) is an error, never a local database.
+    app_env: str = Field("development", validation_alias="APP_ENV")
     # Where the local twin (server, pooler, certificates) lives when no URL is configured.
     local_db_dir: Path = Field(Path(".local"), validation_alias="LOCAL_DB_DIR")
     # Another PostgreSQL's bin folder for the local server (default: the embedded wheel's,
@@ -106,6 +115,8 @@ def _allowed(field_name: str) -> str:
         return "true or false"
     if "Path" in str(field.annotation):
         return "a folder path"
+    if field.annotation is str:
+        return "a word such as development or production"
     if low is not None and high is not None:
         return (
             f"{'more than' if low_strict else 'from'} {low} {'up ' if low_strict else ''}to {high}"
@@ -138,6 +149,11 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as err:
         raise ConfigError(
             _one_line(err), "correct the variable in the environment or .env"
+        ) from None
+    except UnicodeDecodeError as err:  # pydantic-settings reads .env as UTF-8
+        raise ConfigError(
+            f".env is not UTF-8 text (byte 0x{err.object[err.start]:02x} at position {err.start})",
+            "save .env as UTF-8 (for example: iconv -f latin1 -t utf-8 .env)",
         ) from None
 
 

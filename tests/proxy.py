@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 import time
 
@@ -30,6 +31,14 @@ class FaultProxy:
         self.recorded: list[bytes] = []  # what clients sent, when `record` is on
         self._live: set[socket.socket] = set()
         self._lock = threading.Lock()
+        # Silent faults: bytes are read and dropped, so both ends see a live TCP peer that
+        # never answers (what a black-holed network looks like to an application).
+        self.silent = False
+        self._silence_on: bytes | None = None  # go silent when a client chunk holds this
+        self._reset_on: bytes | None = None  # reset after forwarding a chunk holding this
+        self._reset_armed_by: bytes | None = None  # ... once a chunk holding this went by
+        self._reset_forwards = True  # whether that chunk reaches the server first
+        self._held_closes: list[tuple[socket.socket, socket.socket]] = []  # while silent
         self._stopped = threading.Event()
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -66,6 +75,36 @@ class FaultProxy:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
+    def go_silent(self, on: bytes | None = None) -> None:
+        """Stop passing packets, both ways, on every connection and new ones alike (a
+        stall at connect when armed before it); with `on`, from the first client chunk
+        that contains it (that chunk is dropped too): a stall after that query."""
+        with self._lock:
+            if on is None:
+                self.silent = True
+            else:
+                self._silence_on = on
+
+    def speak(self) -> None:
+        """The link heals: packets pass again, the closes it held back included."""
+        with self._lock:
+            self.silent, self._silence_on = False, None
+            held, self._held_closes = self._held_closes, []
+        for pair in held:
+            for sock in pair:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def reset_after(self, marker: bytes, once_seen: bytes | None = None,
+                    forward: bool = True) -> None:  # fmt: skip
+        """Forward the first client chunk containing `marker` (after one containing
+        `once_seen`, if given), then reset the connection (RST, not FIN) before the
+        server's answer comes back: e.g. right after a given revision's COMMIT. With
+        `forward=False` that chunk is dropped instead: the server never sees it."""
+        with self._lock:
+            self._reset_on, self._reset_armed_by = marker, once_seen
+            self._reset_forwards = forward
+
     def close(self) -> None:
         self._stopped.set()
         self.refuse()
@@ -93,17 +132,43 @@ class FaultProxy:
     def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
         try:
             while chunk := source.recv(65536):
-                if from_client:
-                    with self._lock:
+                reset = False
+                with self._lock:
+                    if from_client:
                         self.client_chunks += 1
                         if self.record:
                             self.recorded.append(chunk)
+                        if self._silence_on is not None and self._silence_on in chunk:
+                            self.silent, self._silence_on = True, None
+                        if self._reset_armed_by is not None and self._reset_armed_by in chunk:
+                            self._reset_armed_by = None
+                        elif (self._reset_on is not None and self._reset_armed_by is None
+                              and self._reset_on in chunk):  # fmt: skip
+                            reset, self._reset_on = True, None
+                            self.silent = True  # the server's answer must not get through
+                    silent = self.silent and not reset
+                if silent:
+                    continue  # read and dropped: the peer stays connected, and hears nothing
                 if self.delay:
                     time.sleep(self.delay)
-                sink.sendall(chunk)
+                if not reset or self._reset_forwards:
+                    sink.sendall(chunk)
+                if reset:
+                    time.sleep(0.3)  # the server has it (and commits); its answer is lost
+                    for sock in (source, sink):
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                        struct.pack("ii", 1, 0))  # fmt: skip
+                        sock.close()
+                    with self._lock:
+                        self.silent = False  # new connections (a reconnect) get through
+                    return
         except OSError:
             pass
         finally:
-            for sock in (source, sink):
+            with self._lock:
+                held = self.silent  # a black hole passes no FIN either, until the link heals
+                if held:
+                    self._held_closes.append((source, sink))
+            for sock in () if held else (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)

@@ -283,7 +283,7 @@ def test_signal_during_a_slow_revision(project, db_url, signum, command, capsys)
     latency = time.monotonic() - sent
     assert run.returncode != 0
     if command[0] == "app.cli":
-        assert run.returncode == 128 + signum
+        assert run.returncode == 128 + signum, output
     line = last_line(output)
     assert f"interrupted by {signal.Signals(signum).name} during revision r2" in line
     assert latency < 2.0, f"exited {latency:.2f}s after the signal"

@@ -17,7 +17,7 @@ from app.db import urls
 from app.db.endpoints import get_endpoints
 from app.db.engines import pool_options
 from app.db.pool_stats import MEASURED_ASYNC, instrument
-from app.db.targets import APP_NAME
+from app.db.targets import APP_NAME, LIVENESS
 from app.settings import get_settings
 
 
@@ -29,7 +29,7 @@ def get_async_app_engine() -> AsyncEngine:
         "connect_timeout": settings.db_connect_timeout,
         "application_name": APP_NAME,
         "prepare_threshold": None,
-    }
+    } | LIVENESS
     # The sync engine's socket check needs a blocking driver's file descriptor; here the
     # pool pings instead.
     options = pool_options(settings, MEASURED_ASYNC) | {"pool_pre_ping": not settings.db_serverless}

@@ -6,6 +6,8 @@ verify) starts without importing it.
 
 from __future__ import annotations
 
+import secrets
+
 from app.db import urls
 from app.db.endpoints import get_endpoints
 from app.db.timeouts import startup_options
@@ -13,11 +15,26 @@ from app.settings import get_settings
 
 APP_NAME = "app"
 MIGRATION_APP_NAME = "neon-migrate"
+# This process's migration sessions are started with it (see timeouts.SESSION_SETTING).
+SESSION_TOKEN = secrets.token_hex(8)
+# The client's side of a silent link: keepalive probes after 10 s idle, every 5 s, 3 of
+# them; and unacknowledged data gives up after 25 s. libpq takes these for every
+# connection; through PgBouncer they bound the link to the pooler.
+LIVENESS = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 25_000,
+}
 
 
 def app_connect_args() -> dict:
     """No startup options: PgBouncer rejects them."""
-    return {"connect_timeout": get_settings().db_connect_timeout, "application_name": APP_NAME}
+    settings = get_settings()
+    return {"connect_timeout": settings.db_connect_timeout, "application_name": APP_NAME} | (
+        LIVENESS
+    )
 
 
 def migration_connect_args() -> dict:
@@ -26,8 +43,8 @@ def migration_connect_args() -> dict:
     return {
         "connect_timeout": settings.db_connect_timeout,
         "application_name": MIGRATION_APP_NAME,
-        "options": startup_options(get_endpoints().direct, settings),
-    }
+        "options": startup_options(get_endpoints().direct, settings, SESSION_TOKEN),
+    } | LIVENESS
 
 
 def app_target() -> tuple[urls.Target, dict]:

@@ -23,14 +23,29 @@ def statement_timeout(settings: Settings) -> str:
     return pg_ms(settings.migration_statement_timeout)
 
 
-def startup_options(url: str, settings: Settings) -> str:
-    """libpq `options` for the migration engine: the URL's own, plus the timeouts.
+# The server's side of a vanished client: probe an idle socket after 10 s, every 5 s, 3
+# times; and, while a statement runs, look every 2 s whether the client is still there
+# (PostgreSQL 14+), so a killed migrator's locks go within seconds, not at statement end.
+SERVER_LIVENESS = (
+    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 "
+    "-c client_connection_check_interval=2000"
+)
+# The custom setting a migration session is started with, read back with the lock: a
+# pooler that drops startup options (ignore_startup_parameters = options) is caught.
+SESSION_SETTING = "neon_migrate.session"
 
-    In the startup packet they cost no round trip on a direct server. Every PgBouncer
-    rejects the `options` parameter, so a pooled URL given for migrations fails at
-    connect, whatever its host name (connect.explain says so).
+
+def startup_options(url: str, settings: Settings, token: str) -> str:
+    """libpq `options` for the migration engine: the URL's own, plus the timeouts, the
+    server's liveness checks, and this process's session token.
+
+    In the startup packet they cost no round trip on a direct server. PgBouncer rejects
+    the `options` parameter unless told to ignore it, so a pooled URL given for
+    migrations fails at connect (connect.explain says so) or at the token read-back.
     """
     ours = f"-c lock_timeout={lock_timeout(settings)}"
     ours += f" -c statement_timeout={statement_timeout(settings)}"
+    ours += f" -c idle_in_transaction_session_timeout={pg_ms(settings.migration_idle_timeout)}"
+    ours += f" {SERVER_LIVENESS} -c {SESSION_SETTING}={token}"
     given = urls.query_value(url, "options")
     return f"{given} {ours}" if given else ours

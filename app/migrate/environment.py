@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -22,16 +22,19 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from app.db import urls
+from app.db import urls, waiting
 from app.db.connect import connect, driver_message
-from app.db.endpoints import get_endpoints
+from app.db.endpoints import allow_starting_the_twin, get_endpoints
 from app.db.engines import get_migration_engine
+from app.db.targets import SESSION_TOKEN
 from app.db.timeouts import lock_timeout, statement_timeout
-from app.errors import ConfigError, HarnessError, MigrationError
+from app.db.waiting import lost_connection
+from app.errors import ConfigError, HarnessError, MigrationError, UnreachableError
 from app.migrate import revision_session
 from app.migrate.lock import migration_lock
 from app.migrate.progress import APPLIED, UNCOMMITTED
 from app.migrate.revision_session import RevisionSession, keep_stamp
+from app.migrate.script_errors import script_problem
 from app.migrate.signals import RunInterrupted, received, stop_on_signals
 from app.settings import get_settings
 
@@ -123,6 +126,9 @@ def migration_connection(config) -> Iterator[Connection]:
     given: Connection | Engine | None = config.attributes.get("connection")
     if given is not None:
         refuse_pooled(given)
+    if config.cmd_opts is not None:  # the alembic command: a process of ours
+        waiting.install(settings.db_connect_timeout)
+        allow_starting_the_twin()
     if isinstance(given, Connection):
         conn = given
     else:
@@ -134,10 +140,10 @@ def migration_connection(config) -> Iterator[Connection]:
             migrations=True,
         )
     try:
-        cancel = conn.connection.dbapi_connection.cancel
-        with stop_on_signals(cancel):
+        with stop_on_signals(canceller(conn)):
             if takes_lock(config):
-                with migration_lock(conn, settings) as scope:
+                token = SESSION_TOKEN if given is None else None  # our engine's sessions
+                with migration_lock(conn, settings, token) as scope:
                     session = RevisionSession(conn, settings, scope)
                     config.attributes[revision_session.ATTRIBUTE] = session
                     try:
@@ -150,16 +156,36 @@ def migration_connection(config) -> Iterator[Connection]:
             else:  # our engine's timeouts came in the startup packet
                 yield conn
     except BaseException:  # a signal too: every run that ends says where the database is
-        if conn is not given:
-            config.attributes[REVISION_NOW] = database_revision(conn)
+        if conn is not given:  # after a signal, only if that needs no new connection
+            config.attributes[REVISION_NOW] = database_revision(conn, received() is None)
         raise
     finally:
         if conn is not given:
             conn.close()
 
 
-def database_revision(conn: Connection) -> str:
-    """alembic_version as it is committed, read after a failure (the lock is released)."""
+def canceller(conn: Connection) -> Callable[[], None]:
+    """Cancel `conn`'s running statement from another thread, through a new session.
+
+    psycopg2's own cancel() holds the GIL while it connects: on a link that has gone
+    silent it froze the whole process, the signal handler included. A new session that
+    runs pg_cancel_backend waits the way every connect does (bounded, GIL released).
+    """
+    pid = conn.connection.dbapi_connection.info.backend_pid
+    engine = conn.engine
+
+    def cancel() -> None:
+        with engine.connect() as other:
+            other.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": pid})
+
+    return cancel
+
+
+def database_revision(conn: Connection, reconnect: bool = True) -> str:
+    """alembic_version as it is committed, read after a failure (the lock is released);
+    on a new connection if the link broke and `reconnect` allows."""
+    if conn.invalidated and not reconnect:
+        return "unknown: the connection was lost (run `make verify` to see it)"
     try:
         if conn.in_transaction():
             conn.rollback()
@@ -218,7 +244,7 @@ def _running_revision(err: BaseException | None) -> tuple[str | None, bool]:
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         if getattr(err, "label", None):
-            return err.label, getattr(err, "committed_midway", False)
+            return err.label, getattr(err, "commits_midway", False)
         err = err.__cause__ or err.__context__
     return None, False
 
@@ -238,11 +264,35 @@ def _classify(err: BaseException, attributes: dict) -> HarnessError | None:
     if isinstance(err, HarnessError):
         return err
     if not isinstance(err, DBAPIError):
-        return None
-    failed_at_commit = attributes.get(UNCOMMITTED)
-    if failed_at_commit:  # e.g. a deferred foreign key, checked only at COMMIT
+        return script_problem(err)  # None: a bug, whose traceback shows
+    at_commit = attributes.get(UNCOMMITTED)
+    if at_commit and lost_connection(err):  # the COMMIT was sent: did it happen?
+        return _ambiguous_commit(*at_commit, driver_message(err), attributes.get(REVISION_NOW))
+    if at_commit:  # e.g. a deferred foreign key, checked only at COMMIT
         return MigrationError(
-            f"{failed_at_commit} failed at commit: {driver_message(err)}",
+            f"{at_commit[1]} failed at commit: {driver_message(err)}",
             "fix the revision and run again",
         )
+    if lost_connection(err):
+        return UnreachableError(
+            f"the connection to the database was lost: {driver_message(err)}",
+            "check the network and the database (`make verify`), then run again",
+        )
     return MigrationError(f"database error: {driver_message(err)}")
+
+
+def _ambiguous_commit(revision: str, label: str, why: str, now: str | None) -> HarnessError:
+    """The link broke at a revision's COMMIT; the stamp, read back on a new connection,
+    tells whether it was committed."""
+    head = f"the connection was lost at the COMMIT of {label} ({why})"
+    if now is None or now.startswith("unknown"):
+        return UnreachableError(
+            f"{head}; whether it was committed is unknown: the database could not be reached",
+            "run `make verify` when it answers: at this revision it was committed, before it "
+            "it was not; then migrate again",
+        )
+    committed = revision in now.split(", ")
+    return UnreachableError(
+        f"{head}; it was {'committed' if committed else 'NOT committed'} (read back)",
+        "check the network, then run again to apply what is left",
+    )

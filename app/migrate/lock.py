@@ -21,8 +21,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from app.db.timeouts import lock_timeout, statement_timeout
-from app.errors import LockBusyError
+from app.db.timeouts import SESSION_SETTING, lock_timeout, statement_timeout
+from app.errors import ConfigError, LockBusyError
 from app.settings import Settings
 
 log = logging.getLogger("app.migrate")
@@ -58,6 +58,17 @@ def describe_holder(conn: Connection) -> str:
     return lock_holder(conn) or "another session (it has just released it)"
 
 
+class NotOneSession(ConfigError):
+    def __init__(self) -> None:
+        super().__init__(
+            "the migrations' endpoint did not apply the session's startup options (its "
+            "lock and statement timeouts): it is a connection pooler that drops them, such "
+            "as PgBouncer with ignore_startup_parameters = options; nothing was run",
+            "point DATABASE_URL_DIRECT at the database itself (on Neon: the host without "
+            "-pooler); migrations need one real server session",
+        )
+
+
 class _Lock:
     """The statements for one scope: 'session' (our connection) or 'transaction' (caller's)."""
 
@@ -76,21 +87,35 @@ class _Lock:
             {"lock": lock, "stmt": statement},
         )
 
-    def set_timeouts_and_try(self) -> bool:
-        """One round trip: remember the session's timeouts, set ours, try the lock."""
-        lock, statement, _, _, got = self.conn.execute(
+    def set_timeouts_and_try(self, token: str | None) -> bool:
+        """One round trip: remember the session's timeouts, set ours, try the lock; all of
+        it only if the session carries `token` from its startup packet (when given).
+
+        A pooler that drops startup options (PgBouncer's ignore_startup_parameters =
+        options) hands us a server session without the token: nothing is set or locked
+        there, since the next statement may run on another server session and could
+        never unlock it, and our timeouts would stay behind for other clients.
+        """
+        ok = (
+            f"(CAST(:token AS text) IS NULL OR current_setting('{SESSION_SETTING}', true) = :token)"
+        )
+        lock, statement, carried, _, _, got = self.conn.execute(
             text(
                 "SELECT current_setting('lock_timeout'), current_setting('statement_timeout'), "
-                f"set_config('lock_timeout', :lock, {self.local}), "
-                f"set_config('statement_timeout', :stmt, {self.local}), "
-                f"pg_try_advisory{self.xact}_lock(:key)"
+                f"{ok}, "
+                f"CASE WHEN {ok} THEN set_config('lock_timeout', :lock, {self.local}) END, "
+                f"CASE WHEN {ok} THEN set_config('statement_timeout', :stmt, {self.local}) END, "
+                f"CASE WHEN {ok} THEN pg_try_advisory{self.xact}_lock(:key) END"
             ),
             {
+                "token": token,
                 "lock": lock_timeout(self.settings),
                 "stmt": statement_timeout(self.settings),
                 "key": LOCK_KEY,
             },
         ).one()
+        if not carried:
+            raise NotOneSession()
         self.original = (lock, statement)
         return got
 
@@ -164,7 +189,7 @@ class _Lock:
 
 
 @contextmanager
-def migration_lock(conn: Connection, settings: Settings) -> Iterator[str]:
+def migration_lock(conn: Connection, settings: Settings, token: str | None = None) -> Iterator[str]:
     """Hold the lock, with the migration timeouts set, for the body of the block; yields
     the scope of both: "session" (our connection) or "transaction" (a caller's).
 
@@ -176,7 +201,7 @@ def migration_lock(conn: Connection, settings: Settings) -> Iterator[str]:
     scope = "transaction" if conn.in_transaction() else "session"
     lock = _Lock(conn, settings, scope)
     try:
-        if not lock.set_timeouts_and_try():
+        if not lock.set_timeouts_and_try(token):
             lock.wait()
     except BaseException:
         if scope == "session":

@@ -17,14 +17,16 @@ from alembic import context
 from alembic.script import Script, ScriptDirectory
 
 from app.db.connect import driver_message
+from app.db.waiting import lost_connection
 from app.errors import HarnessError, MigrationError
 from app.migrate import offline, revision_session
 
 log = logging.getLogger("app.migrate")
 
 APPLIED = "applied_revisions"  # config.attributes key: [(direction, revision, ms), ...]
-# The revision whose transaction is not committed yet: a deferred constraint can still
-# fail it at COMMIT, after its function returned, and the error must name it.
+# (revision, label) of the revision whose transaction is not committed yet: a deferred
+# constraint can still fail it at COMMIT, or the link can break there, after its
+# function returned, and the error must name it.
 UNCOMMITTED = "uncommitted_revision"
 
 
@@ -43,7 +45,17 @@ class RevisionFailed(MigrationError):
         # It had ended Alembic's transaction (autocommit_block, commit()) before failing:
         # that part of its work is committed, and running it again may not be safe.
         self.commits_midway = commits_midway
-        if commits_midway:
+        if lost_connection(original):  # the network failed, not the revision
+            self.exit_code = 3
+            cause = (
+                f"{label} lost its connection during {direction}: {driver_message(original)}"
+                + ("; it had committed part of its work first" if commits_midway else "")
+            )
+            fix = (
+                "check the network and the database (`make verify`), then run again; what "
+                "it had not committed was rolled back by the server"
+            )
+        elif commits_midway:
             cause = (
                 f"{label} failed during {direction} after committing part of its work "
                 f"(autocommit_block or commit()): {driver_message(original)}"
@@ -88,7 +100,7 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
         except KeyboardInterrupt as exc:  # a signal: say which revision it stopped, and how
             exc.label = label  # type: ignore[attr-defined]
             midway = session.finish(ok=False) if session is not None else False
-            exc.committed_midway = midway  # type: ignore[attr-defined]
+            exc.commits_midway = midway  # type: ignore[attr-defined]
             raise
         except Exception as exc:
             midway = session.finish(ok=False) if session is not None else False
@@ -99,7 +111,7 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
         verb = "applied " if direction == "upgrade" else "reverted"
         log.info("%s %s  %s  (%.0f ms)", verb, script.revision, script.doc, ms)
         attributes.setdefault(APPLIED, []).append((direction, script.revision, ms))
-        attributes[UNCOMMITTED] = label
+        attributes[UNCOMMITTED] = (script.revision, label)
 
     run.harness_wrapped = True  # type: ignore[attr-defined]
     return run

@@ -14,12 +14,15 @@ Two things a revision can do to the session outlive it unless the harness steps 
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
+from app.db import waiting
 from app.db.timeouts import lock_timeout, statement_timeout
 from app.settings import Settings
 
@@ -40,7 +43,25 @@ class RevisionSession:
         self._changed_now = False  # by the running revision
         self._opened = None  # the transaction the running revision started in
         self.committed = False  # the running revision ended that transaction itself
+        # How long a statement may go unanswered before the link counts as dead: the
+        # harness's own (quick) statements wait at most a lock_timeout; a revision's, its
+        # statement_timeout, which the server enforces; each plus DB_CONNECT_TIMEOUT.
+        grace = settings.db_connect_timeout
+        self._harness_limit = settings.migration_lock_timeout + grace
+        self._revision_limit = (
+            settings.migration_statement_timeout + grace
+            if settings.migration_statement_timeout
+            else None
+        )
+        self._limit(self._harness_limit)
         event.listen(conn, "before_cursor_execute", self._watch)
+
+    def _limit(self, seconds: float | None) -> None:
+        """The wait limit of our DBAPI connection; nothing once it is gone (a signal or a
+        lost link closed it)."""
+        if not (self.conn.closed or self.conn.invalidated):
+            with contextlib.suppress(SQLAlchemyError):
+                waiting.limit(self.conn.connection.dbapi_connection, seconds)
 
     def close(self) -> None:
         event.remove(self.conn, "before_cursor_execute", self._watch)
@@ -62,12 +83,14 @@ class RevisionSession:
         self._changed_now = False
         self._opened = self.conn.get_transaction()
         self.committed = False
+        self._limit(self._revision_limit)
 
     def finish(self, ok: bool) -> bool:
         """After a revision's function: whether it committed part of its work itself.
 
         A revision that failed keeps the pending restore: its retry starts as it did."""
         self.committed = self.conn.get_transaction() is not self._opened
+        self._limit(self._harness_limit)
         if ok:
             self.timeouts_changed = self._changed_now
         else:

@@ -4,9 +4,8 @@ By default SIGTERM kills the process at once, and the server does not notice unt
 running statement ends (a pg_sleep, a long index build), holding the revision's locks and
 the migration lock all that time. Instead:
 
-- the signal wakes a watcher thread (through `signal.set_wakeup_fd`, which works while the
-  main thread is blocked inside the driver), and the watcher cancels the running
-  statement on the server;
+- the signal wakes a watcher thread (through `signal.set_wakeup_fd`), and the watcher
+  cancels the running statement on the server (through a session of its own);
 - the Python handler raises Interrupted in the main thread, so the run stops even when no
   statement was running: the revision's transaction rolls back, the lock is released;
 - a second signal gets the default action: it kills at once.

@@ -1,0 +1,111 @@
+"""Every wait on the network, bounded, and interruptible by Ctrl-C / SIGTERM.
+
+libpq blocks inside C while it waits for the server, with Python's signal handlers held
+off until it returns. On a link that stops passing packets (no FIN, no RST) it returns
+only when TCP gives up, if ever: `make migrate` hung, SIGTERM did nothing, and the
+server session sat idle in transaction holding its locks. With a psycopg2 wait callback
+the driver hands every wait back to Python, which waits here, in `select`, where:
+
+- each wait has a deadline: connecting gets DB_CONNECT_TIMEOUT; a statement gets the
+  limit its connection was given (`limit()`), by default DB_CONNECT_TIMEOUT too, and
+  for a migration's revisions MIGRATION_STATEMENT_TIMEOUT plus a grace (the server
+  cancels the statement by then, so silence past it means the link is gone);
+- a signal's handler runs at once: the running statement is cancelled (by the signal
+  watcher) and, if the server does not confirm within CANCEL_GRACE seconds (the link
+  may be dead), the wait gives up and the run ends.
+
+TCP keepalives and tcp_user_timeout (connect arguments) bound the same failure at the
+socket on a real network; this bounds it whatever the network does, a stalled proxy too.
+Only processes of ours install it (`install()`): the CLI and the `alembic` command.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+import weakref
+
+import psycopg2
+import psycopg2.extensions as ext
+
+CANCEL_GRACE = 3.0  # seconds the server gets to confirm a cancel after a signal
+SLICE = 0.25  # the longest a signal's handler waits to run
+
+_limits: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_default = {"seconds": 10.0}  # DB_CONNECT_TIMEOUT once install() has run
+
+
+class LinkSilent(psycopg2.OperationalError):
+    """Nothing came from the server within the wait's deadline: the link is presumed dead."""
+
+
+def install(connect_timeout: float) -> None:
+    """Route every psycopg2 wait of this process through `wait` (idempotent)."""
+    _default["seconds"] = float(connect_timeout)
+    ext.set_wait_callback(wait)
+
+
+def installed() -> bool:
+    return ext.get_wait_callback() is wait
+
+
+def limit(dbapi_connection, seconds: float | None) -> None:
+    """How long this connection's statements may go unanswered; None: no limit."""
+    _limits[dbapi_connection] = seconds
+
+
+def wait(conn) -> None:
+    """psycopg2's wait callback: poll the connection until its operation completes."""
+    seconds = _limits.get(conn, _default["seconds"])
+    deadline = None if seconds is None else time.monotonic() + seconds
+    interrupted: BaseException | None = None
+    while True:
+        try:
+            state = conn.poll()
+            if state == ext.POLL_OK:
+                if interrupted is not None:  # the statement finished before the cancel
+                    raise interrupted
+                return
+            fd = conn.fileno()
+            readers, writers = ([fd], []) if state == ext.POLL_READ else ([], [fd])
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise LinkSilent(_silence(seconds, interrupted))
+            # Short slices: a signal delivered to another thread interrupts nothing here,
+            # and its Python handler runs only once this thread is back in Python.
+            timeout = SLICE if deadline is None else min(SLICE, deadline - now)
+            select.select(readers, writers, [], timeout)
+        except KeyboardInterrupt as exc:  # our signal handler: give the cancel a moment
+            if interrupted is not None:
+                raise
+            interrupted = exc
+            deadline = min(deadline or float("inf"), time.monotonic() + CANCEL_GRACE)
+
+
+def _silence(seconds: float | None, interrupted: BaseException | None) -> str:
+    if interrupted is not None:
+        return f"the server did not confirm the cancel within {CANCEL_GRACE:g}s"
+    return f"no answer from the server for {seconds:g}s: the network to it has gone silent"
+
+
+# What libpq says when a link breaks under a statement (a reset, a server gone away).
+_LOST = (
+    "server closed the connection unexpectedly",
+    "ssl syscall error",
+    "ssl connection has been closed unexpectedly",
+    "could not receive data from server",
+    "could not send data to server",
+    "connection reset by peer",
+    "terminating connection due to administrator command",
+    "connection already closed",
+)
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """Whether an error means the link went away, not that the SQL failed."""
+    if getattr(exc, "connection_invalidated", False):  # SQLAlchemy saw a disconnect
+        return True
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, LinkSilent):
+        return True
+    return isinstance(orig, psycopg2.Error) and any(m in str(orig).lower() for m in _LOST)
