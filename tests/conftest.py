@@ -137,6 +137,8 @@ def harness_env(db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     for name in list(os.environ):
         if name.startswith(SETTING_PREFIXES) and name != "LOCAL_PG_BIN_DIR":
             monkeypatch.delenv(name)
+    for name in ("CI", "APP_ENV"):  # tests run as local development unless they say so
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("LOCAL_DB_DIR", str(tmp_path / "unused-local"))
     monkeypatch.setenv("ALEMBIC_CONFIG", str(ROOT / "alembic.ini"))

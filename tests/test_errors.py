@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
@@ -226,3 +227,70 @@ def test_transient_tls_hang_up_is_retried_then_unreachable(harness_env, tls_then
         f"error: cannot connect to 127.0.0.1:{tls_then_hang_up}"
     )
     assert_no_password(result.stdout)
+
+
+NEON_PLAINTEXT = (
+    "postgresql://app:pw@ep-cool-darkness-a1b2c3d4-pooler.us-east-2.aws.neon.tech/app"
+    "?sslmode=disable"
+)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["cli", "migrate"], ["cli", "verify"], ["cli", "check"], ["alembic", "downgrade", "-1"],
+     ["alembic", "upgrade", "head"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_sslmode_disable_on_a_neon_host_is_refused_before_any_statement(harness_env, args):
+    """migrate applied a revision in plaintext, and downgrade ran without a word."""
+    runner = cli if args[0] == "cli" else alembic
+    result = runner(*args[1:], env=dict(harness_env, DATABASE_URL=NEON_PLAINTEXT))
+    assert result.returncode != 0
+    output = result.stdout
+    assert "has sslmode=disable for a Neon host" in output, output
+    assert "Fix: use sslmode=require (or verify-full)" in output
+    assert "could not translate host name" not in output  # refused before any connect
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["cli", "migrate"], ["cli", "verify"], ["alembic", "upgrade", "head"],
+     ["alembic", "current"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_a_revision_file_with_a_syntax_error_is_one_line(project, args):
+    (project["root"] / "migrations" / "versions" / "broken.py").write_text("def upgrade(:\n")
+    runner = cli if args[0] == "cli" else alembic
+    result = runner(*args[1:], env=project["env"])
+    assert result.returncode != 0
+    line = error_line(result.stdout)
+    assert "broken.py, line 1: invalid syntax: a revision file does not compile" in line
+    assert "Fix: fix that revision file" in line
+
+
+def test_a_graph_alembic_cannot_read_is_one_line(project):
+    """A down_revision naming no revision broke deep inside Alembic with a KeyError."""
+    path = add_revision(project, "orphan", "no_such_parent", "SELECT 1")
+    path.write_text(path.read_text().replace('"no_such_parent"', '"None"'))
+    result = alembic("upgrade", "head", env=project["env"])
+    assert result.returncode != 0
+    line = error_line(result.stdout)
+    assert line.startswith("FAILED: the revision scripts cannot be loaded"), line
+
+
+def test_an_env_file_that_is_not_utf8_is_one_line(harness_env):
+    Path(".env").write_bytes(b"DATABASE_URL=postgresql://u:p\xe9@h/db\n")  # Latin-1
+    result = cli("verify", env=harness_env)
+    assert result.returncode == 2
+    line = error_line(result.stdout)
+    assert line.startswith("error: .env is not UTF-8 text (byte 0xe9"), line
+
+
+def test_an_empty_versions_folder_says_to_write_the_first_revision(project):
+    for path in (project["root"] / "migrations" / "versions").glob("*.py"):
+        path.unlink()
+    result = cli("migrate", env=project["env"])
+    assert result.returncode == 1
+    assert "migrate: no revisions to apply" in result.stdout
+    assert "no revisions yet: write the first with `make revision" in result.stdout
+    assert "merge" not in result.stdout

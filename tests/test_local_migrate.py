@@ -36,3 +36,40 @@ def test_migrate_without_any_url_uses_the_embedded_server(harness_env, tmp_path)
     if pgbouncer_path():
         assert re.search(r"migrate: PgBouncer \(transaction mode, TLS on\) started", first.stdout)
         assert "db-down: PgBouncer stopped" in down.stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "why"),
+    [({"CI": "true"}, "this is CI (the CI variable is set)"),
+     ({"APP_ENV": "production"}, "APP_ENV is 'production'")],
+    ids=["CI", "production"],
+)  # fmt: skip
+@pytest.mark.parametrize("command", [["migrate"], ["check"], ["verify"]], ids=" ".join)
+def test_a_missing_url_outside_local_development_is_an_error(harness_env, tmp_path, setting,
+                                                             why, command):  # fmt: skip
+    """A missing CI secret must fail the job, not migrate a local database and pass."""
+    env = dict(harness_env, LOCAL_DB_DIR=str(tmp_path / "local"), DATABASE_URL="", **setting)
+    result = cli(*command, env=env)
+    assert result.returncode == 2, result.stdout
+    assert f"DATABASE_URL is not set, and {why}" in result.stdout
+    assert "Fix: set DATABASE_URL" in result.stdout
+    assert not (tmp_path / "local").exists(), "nothing may be started"
+
+
+def test_the_app_never_starts_a_server(harness_env, tmp_path):
+    """Outside the CLI (the web app, API callers) a missing URL is an error, even in local
+    development: only `make db-up` and the CLI's commands start the twin."""
+    import subprocess
+    import sys
+
+    env = dict(harness_env, LOCAL_DB_DIR=str(tmp_path / "local"))
+    env.pop("DATABASE_URL")
+    code = (
+        "from app.db.engines import get_app_engine\n"
+        "from app.errors import ConfigError\n"
+        "try:\n    get_app_engine()\nexcept ConfigError as err:\n    print(err)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert "DATABASE_URL is not set and no local twin is running" in result.stdout, result
+    assert not (tmp_path / "local").exists()

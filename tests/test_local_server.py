@@ -12,6 +12,8 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psycopg2
@@ -234,5 +236,39 @@ def test_twin_survives_a_stale_pooler_pid_and_parallel_starts(pgbouncer, tmp_pat
         assert twin.pooler is not None and twin.pooler.started
         assert stranger.poll() is None
         stranger.kill()
+    finally:
+        stop_twin(tmp_path)
+
+
+def test_twin_pooler_recovers_within_seconds_of_a_server_restart(pgbouncer, tmp_path):
+    """As Neon's pooler: server_login_retry 1 s. PgBouncer's default (15 s) kept the app
+    failing for 15 s after a 0.2 s restart of PostgreSQL."""
+    from app.db.local import LocalServer
+    from app.db.twin import start_twin, stop_twin
+
+    twin = start_twin(tmp_path)
+    try:
+        with psycopg2.connect(twin.pooled_url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        conn.close()
+        server = LocalServer(tmp_path / "pg")
+        server.stop()
+        done: list[float] = []
+
+        def query() -> None:  # waits inside PgBouncer while it retries the server
+            with psycopg2.connect(twin.pooled_url, connect_timeout=5) as conn:
+                conn.cursor().execute("SELECT 1")
+            conn.close()
+            done.append(time.monotonic())
+
+        waiter = threading.Thread(target=query, daemon=True)
+        waiter.start()
+        time.sleep(0.5)  # the pooler has tried to log in to the stopped server, and failed
+        server.start()
+        started = time.monotonic()
+        waiter.join(timeout=30)
+        assert done, "the query never went through"
+        recovered = done[0] - started
+        assert recovered < 5, f"recovered after {recovered:.1f}s"
     finally:
         stop_twin(tmp_path)

@@ -221,8 +221,8 @@ def test_a_waiter_whose_session_is_terminated_ends_in_one_line(project, db_url):
     assert run.returncode != 0
     assert "Traceback" not in output, output
     last = output.strip().splitlines()[-1]  # the driver's words differ with and without TLS
-    assert last.startswith("FAILED: database error:"), last
-    assert last.endswith("the database is now at no revision (empty)."), last
+    assert last.startswith("FAILED: the connection to the database was lost:"), last
+    assert "the database is now at no revision (empty). Fix: check the network" in last, last
 
 
 def test_a_callers_connection_gets_its_timeouts_back_when_the_lock_stays_busy(harness_env, db_url):
@@ -312,3 +312,29 @@ def test_an_interrupt_after_a_midway_commit_says_what_stayed(project, db_url):
            "committed part of its work" in last, last  # fmt: skip
     assert f"the database is now at {HEAD}" in last
     assert rows(db_url, "SELECT to_regclass('g1t')") == [("g1t",)]
+
+
+def test_app_timeouts_set_by_a_revision_survive_the_pooler(project, twin_env, pooled_url):
+    """SET on connect leaks through a transaction pooler; a role default does not, and it
+    reaches every new server session PgBouncer opens for the app."""
+    env = dict(project["env"], DATABASE_URL=twin_env["DATABASE_URL"],
+               DATABASE_URL_DIRECT=twin_env["DATABASE_URL_DIRECT"])  # fmt: skip
+    add_revision(project, "timeouts", HEAD, source=(
+        "    from app.migrate.app_timeouts import set_app_timeouts\n"
+        "    set_app_timeouts(statement_timeout='30s',\n"
+        "                     idle_in_transaction_session_timeout='1min')"))  # fmt: skip
+    result = cli("migrate", env=env)
+    assert result.returncode == 0, result.stdout
+    assert "app timeouts: statement 30s, idle in transaction 1min" in verify_line(
+        result.stdout, "pooled"
+    )
+    with psycopg.connect(pooled_url) as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "30s"
+        assert conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()[0] == "1min"
+    with psycopg.connect(twin_env["DATABASE_URL_DIRECT"]) as conn:  # the role's own sessions
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "30s"
+    offline_env = dict(env)
+    offline_env.pop("DATABASE_URL")
+    offline_env.pop("DATABASE_URL_DIRECT")
+    sql = alembic("upgrade", "head", "--sql", env=offline_env).stdout
+    assert "ALTER ROLE %I IN DATABASE %I SET statement_timeout = %L" in sql

@@ -6,11 +6,13 @@ local twin (PostgreSQL + PgBouncer) is started or reused so `make migrate` works
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from app.db import urls
+from app.errors import ConfigError
 from app.settings import get_settings
 
 if TYPE_CHECKING:
@@ -45,6 +47,43 @@ class Endpoints:
         ]
 
 
+# Set by the command-line entry points (the CLI, the alembic command): only they may start
+# the local twin. The app, API callers and tests reuse a running one, or get an error.
+_may_start = {"twin": False}
+
+
+def allow_starting_the_twin() -> None:
+    _may_start["twin"] = True
+
+
+def local_development(settings) -> str | None:
+    """None when the local twin may stand in for Neon, else why not (for the message)."""
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+        return "this is CI (the CI variable is set)"
+    if settings.app_env.strip().lower() not in ("development", "dev", "local"):
+        return f"APP_ENV is {settings.app_env!r}"
+    return None
+
+
+WEAK_SSLMODES = ("disable", "allow", "prefer")
+
+
+def refuse_plaintext_to_neon(pair: urls.EndpointPair) -> None:
+    """Neon accepts only TLS, and a password must never cross a network in the clear:
+    a Neon URL that lets libpq skip TLS is refused before any statement, in every
+    command (migrate, downgrade, verify, the check, the app)."""
+    if not pair.neon:
+        return
+    for name, url in (("DATABASE_URL", pair.pooled), ("DATABASE_URL_DIRECT", pair.direct)):
+        mode = urls.query_value(url, "sslmode")
+        if mode in WEAK_SSLMODES:
+            raise ConfigError(
+                f"{name} has sslmode={mode} for a Neon host ({urls.host_of(url)}): the "
+                "connection could go unencrypted",
+                f"use sslmode=require (or verify-full) in {name}",
+            )
+
+
 @lru_cache(maxsize=1)
 def get_endpoints() -> Endpoints:
     settings = get_settings()
@@ -53,6 +92,7 @@ def get_endpoints() -> Endpoints:
         settings.database_url_direct.get_secret_value() if settings.database_url_direct else None,
     )
     if pair is not None:
+        refuse_plaintext_to_neon(pair)
         return Endpoints(
             pair=pair,
             local=None,
@@ -61,9 +101,25 @@ def get_endpoints() -> Endpoints:
             if settings.database_url_direct
             else "DATABASE_URL",
         )
-    from app.db.twin import start_twin  # the local servers' code, only when they are used
+    not_local = local_development(settings)
+    if not_local:
+        raise ConfigError(
+            f"DATABASE_URL is not set, and {not_local}: the local twin is for local "
+            "development only",
+            "set DATABASE_URL (Neon's pooled connection string; in CI, check that the "
+            "secret is set for this job)",
+        )
+    from app.db.twin import running_twin, start_twin  # the local servers' code, when used
 
-    twin = start_twin(settings.local_db_dir, settings.local_pg_bin_dir)
+    if _may_start["twin"]:
+        twin = start_twin(settings.local_db_dir, settings.local_pg_bin_dir)
+    else:
+        twin = running_twin(settings.local_db_dir, settings.local_pg_bin_dir)
+    if twin is None:
+        raise ConfigError(
+            "DATABASE_URL is not set and no local twin is running",
+            "set DATABASE_URL, or start the local twin with `make db-up`",
+        )
     pair = urls.EndpointPair(
         pooled=twin.pooled_url, direct=twin.direct_url, neon=False, derived=None
     )

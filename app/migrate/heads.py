@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import ast
 import configparser
+import threading
 from pathlib import Path
+
+_PARSING = threading.Lock()
 
 
 def _literals(path: Path) -> dict | None:
     """Module-level `revision` and `down_revision` values, if they are plain literals."""
     try:
-        tree = ast.parse(path.read_text())
+        with _PARSING:  # CPython 3.11 can fail ast.parse run in two threads at once
+            tree = ast.parse(path.read_text())
     except (OSError, SyntaxError, ValueError):
         return None
     found = {}

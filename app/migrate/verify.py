@@ -35,12 +35,21 @@ def _endpoint(
     if not invalid:
         figures["invalid_indexes"] = []
     detail = endpoint_text(figures, health.local)
+    if name == "pooled":  # what the app's sessions get, through the pooler
+        detail += f" · app timeouts: {timeout_words(*health.timeouts)}"
     if invalid:  # the same database behind both doors: said once, on direct
         detail += (
             " (a concurrent index build failed, or is running now: if no migration runs, "
             "DROP INDEX CONCURRENTLY each, then migrate again)"
         )
     return Item(name, at_head and ssl_ok and not invalid, detail)
+
+
+def timeout_words(statement: str, idle: str) -> str:
+    if statement == "0" and idle == "0":
+        return ("none (a runaway query holds its pooled connection until it ends; set them "
+                "with a revision: README, App timeouts)")  # fmt: skip
+    return f"statement {statement}, idle in transaction {idle}"
 
 
 def verify(
@@ -50,14 +59,14 @@ def verify(
 ) -> list[Item]:
     """The scripts' heads, and both endpoints at them; `known` (every revision id) tells
     a database ahead of this code from one behind it; `direct` reuses a fresh check."""
-    scripts = Item(
-        "scripts",
-        len(heads) == 1,
-        f"one head {heads[0]}"
-        if len(heads) == 1
-        else f"{len(heads)} heads ({', '.join(heads) or 'none'}); merge them with "
-        "`alembic merge heads -m merge`",
-    )
+    if len(heads) == 1:
+        scripts = Item("scripts", True, f"one head {heads[0]}")
+    elif not heads:
+        scripts = Item("scripts", False, "no revisions yet: write the first with "
+                       '`make revision m="create tables"`')  # fmt: skip
+    else:
+        scripts = Item("scripts", False, f"{len(heads)} heads ({', '.join(heads)}); merge "
+                       "them with `alembic merge heads -m merge`")  # fmt: skip
     return [
         scripts,
         _endpoint("direct", heads, known, direct),
