@@ -310,7 +310,7 @@ def test_an_interrupt_after_a_midway_commit_says_what_stayed(project, db_url):
     assert run.returncode == 128 + signal.SIGTERM
     assert "interrupted by SIGTERM during revision g1 (g1 test revision), after it had " \
            "committed part of its work" in last, last  # fmt: skip
-    assert f"the database is now at {HEAD}" in last
+    assert f"the database is now at {HEAD}" in last, last
     assert rows(db_url, "SELECT to_regclass('g1t')") == [("g1t",)]
 
 
@@ -338,3 +338,73 @@ def test_app_timeouts_set_by_a_revision_survive_the_pooler(project, twin_env, po
     offline_env.pop("DATABASE_URL_DIRECT")
     sql = alembic("upgrade", "head", "--sql", env=offline_env).stdout
     assert "ALTER ROLE %I IN DATABASE %I SET statement_timeout = %L" in sql
+
+
+def test_a_revision_with_its_own_longer_statement_timeout_is_not_cut_short(project):
+    """The client stops timing a revision that sets its own statement_timeout."""
+    add_revision(project, "long", HEAD, "SET statement_timeout = 0", "SELECT pg_sleep(5)")
+    env = dict(project["env"], MIGRATION_STATEMENT_TIMEOUT="2", DB_CONNECT_TIMEOUT="1")
+    result = cli("migrate", env=env)
+    assert result.returncode == 0, result.stdout
+
+
+def test_a_slow_commit_is_not_taken_for_a_dead_link(project, db_url):
+    """A deferred constraint trigger runs at COMMIT; the revision's limit covers it."""
+    add_revision(project, "slow", HEAD, source=(
+        "    op.execute('CREATE TABLE t (id int)')\n"
+        "    op.execute(\"CREATE FUNCTION nap() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN PERFORM pg_sleep(4); RETURN NULL; END $$\")\n"
+        "    op.execute('CREATE CONSTRAINT TRIGGER late AFTER INSERT ON t DEFERRABLE "
+        "INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION nap()')\n"
+        "    op.execute('INSERT INTO t VALUES (1)')"))  # fmt: skip
+    env = dict(project["env"], MIGRATION_STATEMENT_TIMEOUT="6", MIGRATION_LOCK_TIMEOUT="1",
+               DB_CONNECT_TIMEOUT="1")  # fmt: skip
+    result = cli("migrate", env=env)
+    assert result.returncode == 0, result.stdout
+    assert stamp(db_url) == ["slow"]
+
+
+def test_copy_in_a_revision_runs_inside_blocking(project, db_url):
+    """psycopg2 refuses COPY under a wait callback; app.db.waiting.blocking() allows it,
+    and without it the message says so."""
+    copy = (
+        "    import io\n"
+        "    op.execute('CREATE TABLE c (id int)')\n"
+        "    cursor = op.get_bind().connection.dbapi_connection.cursor()\n"
+        "    cursor.copy_expert('COPY c FROM STDIN', io.StringIO('1\\n2\\n'))\n"
+    )
+    add_revision(project, "c1", HEAD, source=copy)
+    bare = cli("migrate", env=project["env"])
+    assert bare.returncode == 1
+    assert "wrap the COPY (or large object) code in `with app.db.waiting.blocking():`" in (
+        bare.stdout
+    )
+    path = project["root"] / "migrations" / "versions" / "c1.py"
+    blocked = "    from app.db.waiting import blocking\n    with blocking():\n        cursor"
+    path.write_text(path.read_text().replace("    cursor.copy_expert(", blocked + ".copy_expert("))
+    result = cli("migrate", env=project["env"])
+    assert result.returncode == 0, result.stdout
+    assert rows(db_url, "SELECT count(*) FROM c") == [(2,)]
+
+
+def test_python_work_longer_than_the_idle_timeout_is_named_as_such(project):
+    add_revision(project, "idle", HEAD, source=(
+        "    import time\n"
+        "    op.execute('CREATE TABLE i (id int)')\n"
+        "    time.sleep(4)\n"
+        "    op.execute('INSERT INTO i VALUES (1)')"))  # fmt: skip
+    result = cli("migrate", env=dict(project["env"], MIGRATION_IDLE_TIMEOUT="2"))
+    assert result.returncode == 1, result.stdout
+    last = result.stdout.strip().splitlines()[-1]
+    assert "sat idle in its session longer than MIGRATION_IDLE_TIMEOUT" in last, last
+    assert "Fix: raise MIGRATION_IDLE_TIMEOUT" in last
+
+
+def test_calling_alembic_in_process_leaves_the_processs_waits_alone(harness_env):
+    """An app running alembic.config.main() at start-up keeps blocking psycopg2 waits."""
+    import psycopg2.extensions
+    from alembic.config import main
+
+    assert psycopg2.extensions.get_wait_callback() is None
+    main(argv=["-c", str(ROOT / "alembic.ini"), "upgrade", "head"])
+    assert psycopg2.extensions.get_wait_callback() is None

@@ -138,7 +138,9 @@ def test_sigterm_ends_a_run_stuck_on_a_silent_link(through, proxy, project, db_u
     assert run.returncode == 128 + signal.SIGTERM, output
     assert took < 8, f"exited {took:.1f}s after SIGTERM; the cancel grace is 3s"
     print(f"SIGTERM on a silent link: exited in {took:.1f}s")
-    assert "interrupted by SIGTERM during revision r2" in output.strip().splitlines()[-1]
+    last = output.strip().splitlines()[-1]
+    assert "interrupted by SIGTERM during revision r2" in last, last
+    assert "the server did not confirm the cancel" in last, last  # nothing claimed undone
     assert until(db_url, EXCLUSIVE_ON_ACCOUNT, 0, 15) < 15  # the server's idle timeout
 
 
@@ -217,3 +219,44 @@ def test_a_connection_lost_before_the_commit_arrived_is_reported_as_not_committe
     assert "it was NOT committed (read back)" in line, line
     assert one(db_url, "SELECT version_num FROM alembic_version") == HEAD
     assert one(db_url, "SELECT to_regclass('r2t')") is None
+
+
+def test_a_silent_link_inside_autocommit_block_is_one_line_and_the_lock_goes(
+    through, proxy, project, db_url
+):
+    """Outside a transaction the session holds only the migration lock; the server's
+    idle_session_timeout ends it (idle_in_transaction_session_timeout would not)."""
+    add_revision(project, "r2", HEAD, source=(
+        "    with op.get_context().autocommit_block():\n"
+        "        op.execute(\"SELECT 'stall-here'\")"))  # fmt: skip
+    proxy.go_silent(on=b"stall-here")
+    result, _ = timed(["app.cli", "migrate"], through)
+    line = last_line(result)
+    assert result.returncode == 3, line
+    assert "lost its connection" in line
+    assert until(db_url, ADVISORY, 0, 15) < 15  # MIGRATION_IDLE_TIMEOUT is 3 s here
+
+
+def test_a_health_query_that_stalls_is_unreachable_not_a_rights_problem(through, proxy):
+    proxy.go_silent(on=b"server_version")
+    result, took = timed(["app.cli", "verify"], through)
+    assert result.returncode == 3, result.stdout
+    assert "stopped answering" in result.stdout and "role's rights" not in result.stdout
+    assert took < 20
+
+
+def test_a_downgrade_lost_at_its_commit_is_reported_the_right_way_round(
+    through, proxy, project, db_url
+):
+    add_revision(project, "r2", HEAD, "CREATE TABLE r2t (id int)").write_text(
+        (project["root"] / "migrations" / "versions" / "r2.py").read_text().replace(
+            "    raise NotImplementedError('irreversible: a test revision')",
+            "    op.execute('DROP TABLE r2t')"))  # fmt: skip
+    assert timed(["app.cli", "migrate"], through)[0].returncode == 0
+    proxy.reset_after(b"COMMIT", once_seen=b"DROP TABLE r2t")
+    result, _ = timed(["alembic", "downgrade", "-1"], through)
+    last_line(result)  # no traceback
+    line = result.stdout.strip().splitlines()[-1]  # alembic's FAILED: line is on stdout
+    assert "the connection was lost at the COMMIT of revision r2" in line, line
+    assert "it was committed (read back)" in line, line
+    assert one(db_url, "SELECT version_num FROM alembic_version") == HEAD

@@ -16,7 +16,7 @@ def test_startup_options_keep_the_urls_own():
     )
     ours = (
         "-c lock_timeout=3000ms -c statement_timeout=60000ms "
-        "-c idle_in_transaction_session_timeout=30000ms "
+        "-c idle_in_transaction_session_timeout=30000ms -c idle_session_timeout=30000ms "
         "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3 "
         "-c client_connection_check_interval=2000 -c neon_migrate.session=t0k3n"
     )

@@ -384,11 +384,13 @@ def test_a_probe_waiting_on_a_lock_is_cancelled_on_the_server(at_head, db_url):
                 status, reason, elapsed = probe()
                 assert status == 503 and reason.startswith(STUCK_QUERY), reason
                 assert elapsed < TIMEOUT + MARGIN
-                # Cancelled, not cut: over well before the cut would come.
-                assert wait_until(lambda: not probe_threads(), 0.5), probe_threads()
+                # Cancelled, not cut: over before the cut would come (3 s after the deadline).
+                assert wait_until(lambda: not probe_threads(), 2), probe_threads()
                 assert sessions(db_url, waiting) == 0
         assert max(watch.sessions) <= baseline + 2  # the blocker, and one probe at a time
-    assert (probe()[0], sessions(db_url, "application_name = 'app'")) == (200, 0)
+    assert probe()[0] == 200
+    # the server lists a closed session for a moment longer: wait, on a busy machine
+    assert wait_until(lambda: sessions(db_url, "application_name = 'app'") == 0, 5)
 
 
 def test_probes_arriving_together_share_one_connection(at_head, db_url, pg_server, monkeypatch):

@@ -7,6 +7,8 @@ local twin (PostgreSQL + PgBouncer) is started or reused so `make migrate` works
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -54,6 +56,17 @@ _may_start = {"twin": False}
 
 def allow_starting_the_twin() -> None:
     _may_start["twin"] = True
+
+
+@contextmanager
+def twin_may_start() -> Iterator[None]:
+    """allow_starting_the_twin for the length of the block (the alembic command's run)."""
+    before = _may_start["twin"]
+    _may_start["twin"] = True
+    try:
+        yield
+    finally:
+        _may_start["twin"] = before
 
 
 def local_development(settings) -> str | None:

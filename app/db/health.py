@@ -20,7 +20,8 @@ from app.db import urls
 from app.db.connect import connect_raw, driver_message
 from app.db.endpoints import get_endpoints
 from app.db.targets import app_target, migration_target
-from app.errors import HarnessError
+from app.db.waiting import lost_connection
+from app.errors import HarnessError, UnreachableError
 from app.settings import get_settings
 
 Endpoint = Literal["pooled", "direct"]
@@ -91,6 +92,11 @@ def check_connection(
         version, server_ssl, invalid, timeouts, revisions = _read(conn)
         ssl_in_use = bool(conn.info.ssl_in_use)
     except psycopg2.Error as exc:  # connected, but the query failed: rights, an odd table
+        if lost_connection(exc):  # ... or the link went away under it
+            raise UnreachableError(
+                f"the {endpoint} endpoint stopped answering: {driver_message(exc)}",
+                f"check the network and the database ({variable})",
+            ) from None
         raise HarnessError(
             f"{endpoint} endpoint answered but the health query failed: {driver_message(exc)}",
             f"check the role's rights and the alembic_version table ({variable})",

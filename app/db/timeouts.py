@@ -45,7 +45,8 @@ def startup_options(url: str, settings: Settings, token: str) -> str:
     """
     ours = f"-c lock_timeout={lock_timeout(settings)}"
     ours += f" -c statement_timeout={statement_timeout(settings)}"
-    ours += f" -c idle_in_transaction_session_timeout={pg_ms(settings.migration_idle_timeout)}"
+    idle = pg_ms(settings.migration_idle_timeout)  # in a transaction, and outside one (14+)
+    ours += f" -c idle_in_transaction_session_timeout={idle} -c idle_session_timeout={idle}"
     ours += f" {SERVER_LIVENESS} -c {SESSION_SETTING}={token}"
     given = urls.query_value(url, "options")
     return f"{given} {ours}" if given else ours

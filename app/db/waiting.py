@@ -24,6 +24,8 @@ from __future__ import annotations
 import select
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg2
 import psycopg2.extensions as ext
@@ -49,9 +51,46 @@ def installed() -> bool:
     return ext.get_wait_callback() is wait
 
 
-def limit(dbapi_connection, seconds: float | None) -> None:
+@contextmanager
+def bounded(connect_timeout: float) -> Iterator[None]:
+    """`install` for the length of the block, then whatever was there before: a process
+    that calls alembic.config.main() (an app at start-up) keeps its own waits."""
+    previous, default = ext.get_wait_callback(), _default["seconds"]
+    install(connect_timeout)
+    try:
+        yield
+    finally:
+        ext.set_wait_callback(previous)
+        _default["seconds"] = default
+
+
+@contextmanager
+def blocking() -> Iterator[None]:
+    """Plain blocking waits for the block: psycopg2 refuses COPY and large objects while
+    a wait callback is set. For a revision:
+
+        with blocking():
+            op.get_bind().connection.dbapi_connection.cursor().copy_expert(sql, file)
+
+    Inside it only TCP keepalives bound a silent link, and signals wait for the driver.
+    """
+    previous = ext.get_wait_callback()
+    ext.set_wait_callback(None)
+    try:
+        yield
+    finally:
+        ext.set_wait_callback(previous)
+
+
+DEFAULT = object()  # limit(conn, DEFAULT): back to the process's default
+
+
+def limit(dbapi_connection, seconds) -> None:
     """How long this connection's statements may go unanswered; None: no limit."""
-    _limits[dbapi_connection] = seconds
+    if seconds is DEFAULT:
+        _limits.pop(dbapi_connection, None)
+    else:
+        _limits[dbapi_connection] = seconds
 
 
 def wait(conn) -> None:
@@ -63,7 +102,8 @@ def wait(conn) -> None:
         try:
             state = conn.poll()
             if state == ext.POLL_OK:
-                if interrupted is not None:  # the statement finished before the cancel
+                if interrupted is not None:  # cancelled (or done): the server answered
+                    interrupted.link_alive = True  # type: ignore[attr-defined]
                     raise interrupted
                 return
             fd = conn.fileno()
@@ -101,11 +141,39 @@ _LOST = (
 )
 
 
+# What the server says when it ends a migration session for idling (not the network).
+IDLE_ENDED = ("idle-in-transaction timeout", "idle-session timeout")
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        yield from ([exc.orig] if getattr(exc, "orig", None) is not None else [])
+        exc = exc.__cause__ or exc.__context__
+
+
 def lost_connection(exc: BaseException) -> bool:
-    """Whether an error means the link went away, not that the SQL failed."""
-    if getattr(exc, "connection_invalidated", False):  # SQLAlchemy saw a disconnect
-        return True
-    orig = getattr(exc, "orig", None) or exc
-    if isinstance(orig, LinkSilent):
-        return True
-    return isinstance(orig, psycopg2.Error) and any(m in str(orig).lower() for m in _LOST)
+    """Whether an error (or one it was raised from) means the link went away, not that
+    the SQL failed, nor that the server ended an idle session on purpose."""
+    for seen in _chain(exc):
+        text = str(seen).lower()
+        if any(marker in text for marker in IDLE_ENDED):
+            return False
+        if getattr(seen, "connection_invalidated", False) or isinstance(seen, LinkSilent):
+            return True
+        if isinstance(seen, psycopg2.Error) and any(m in text for m in _LOST):
+            return True
+    return False
+
+
+def answered_after_signal(exc: BaseException) -> bool:
+    """Whether the server answered after a signal: the link works, a new session is
+    worth the round trip (psycopg2 closed the interrupted one)."""
+    return any(getattr(seen, "link_alive", False) for seen in _chain(exc))
+
+
+def unconfirmed_cancel(exc: BaseException) -> bool:
+    """Whether the server never confirmed the cancel a signal asked for."""
+    return any(isinstance(seen, LinkSilent) and "cancel" in str(seen) for seen in _chain(exc))

@@ -7,6 +7,7 @@ that reach the user as one line.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -24,11 +25,11 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from app.db import urls, waiting
 from app.db.connect import connect, driver_message
-from app.db.endpoints import allow_starting_the_twin, get_endpoints
+from app.db.endpoints import get_endpoints, twin_may_start
 from app.db.engines import get_migration_engine
 from app.db.targets import SESSION_TOKEN
 from app.db.timeouts import lock_timeout, statement_timeout
-from app.db.waiting import lost_connection
+from app.db.waiting import answered_after_signal, lost_connection, unconfirmed_cancel
 from app.errors import ConfigError, HarnessError, MigrationError, UnreachableError
 from app.migrate import revision_session
 from app.migrate.lock import migration_lock
@@ -126,9 +127,14 @@ def migration_connection(config) -> Iterator[Connection]:
     given: Connection | Engine | None = config.attributes.get("connection")
     if given is not None:
         refuse_pooled(given)
-    if config.cmd_opts is not None:  # the alembic command: a process of ours
-        waiting.install(settings.db_connect_timeout)
-        allow_starting_the_twin()
+    with contextlib.ExitStack() as bounds:
+        if config.cmd_opts is not None and not waiting.installed():  # the alembic command
+            bounds.enter_context(waiting.bounded(settings.db_connect_timeout))
+            bounds.enter_context(twin_may_start())
+        yield from _migration_connection(config, settings, given)
+
+
+def _migration_connection(config, settings, given) -> Iterator[Connection]:
     if isinstance(given, Connection):
         conn = given
     else:
@@ -155,9 +161,10 @@ def migration_connection(config) -> Iterator[Connection]:
                         log.info("the database is now at %s (read back)", now)
             else:  # our engine's timeouts came in the startup packet
                 yield conn
-    except BaseException:  # a signal too: every run that ends says where the database is
-        if conn is not given:  # after a signal, only if that needs no new connection
-            config.attributes[REVISION_NOW] = database_revision(conn, received() is None)
+    except BaseException as exc:  # a signal too: every run that ends says where the db is
+        if conn is not given:  # after a signal, reconnect only if the server still answers
+            reconnect = received() is None or answered_after_signal(exc)
+            config.attributes[REVISION_NOW] = database_revision(conn, reconnect)
         raise
     finally:
         if conn is not given:
@@ -184,18 +191,20 @@ def canceller(conn: Connection) -> Callable[[], None]:
 def database_revision(conn: Connection, reconnect: bool = True) -> str:
     """alembic_version as it is committed, read after a failure (the lock is released);
     on a new connection if the link broke and `reconnect` allows."""
-    if conn.invalidated and not reconnect:
-        return "unknown: the connection was lost (run `make verify` to see it)"
-    try:
-        if conn.in_transaction():
+    for _attempt in range(2 if reconnect else 1):
+        if conn.invalidated and not reconnect:
+            break
+        try:
+            if conn.in_transaction():
+                conn.rollback()
+            exists = conn.execute(text("SELECT to_regclass('alembic_version')")).scalar()
+            query = text("SELECT version_num FROM alembic_version ORDER BY 1")
+            rows = conn.execute(query).scalars().all() if exists else []
             conn.rollback()
-        exists = conn.execute(text("SELECT to_regclass('alembic_version')")).scalar()
-        query = text("SELECT version_num FROM alembic_version ORDER BY 1")
-        rows = conn.execute(query).scalars().all() if exists else []
-        conn.rollback()
-    except SQLAlchemyError:  # never let the read-back hide the failure it reports on
-        return "unknown: the connection was lost (run `make verify` to see it)"
-    return ", ".join(rows) or "no revision (empty)"
+        except SQLAlchemyError:  # never let the read-back hide the failure it reports on
+            continue  # a broken link is invalidated now: the next try reconnects
+        return ", ".join(rows) or "no revision (empty)"
+    return "unknown: the connection was lost (run `make verify` to see it)"
 
 
 def emit_timeouts_in_each_transaction(ctx: MigrationContext) -> None:
@@ -260,7 +269,7 @@ def _as_harness_error(err: BaseException, attributes: dict) -> HarnessError | No
 def _classify(err: BaseException, attributes: dict) -> HarnessError | None:
     signum = received() or (signal.SIGINT if isinstance(err, KeyboardInterrupt) else None)
     if signum:
-        return RunInterrupted(signum, *_running_revision(err))
+        return RunInterrupted(signum, *_running_revision(err), unconfirmed_cancel(err))
     if isinstance(err, HarnessError):
         return err
     if not isinstance(err, DBAPIError):
@@ -281,9 +290,11 @@ def _classify(err: BaseException, attributes: dict) -> HarnessError | None:
     return MigrationError(f"database error: {driver_message(err)}")
 
 
-def _ambiguous_commit(revision: str, label: str, why: str, now: str | None) -> HarnessError:
+def _ambiguous_commit(
+    revision: str, label: str, direction: str, why: str, now: str | None
+) -> HarnessError:
     """The link broke at a revision's COMMIT; the stamp, read back on a new connection,
-    tells whether it was committed."""
+    tells whether it was committed (an upgrade's stamp names it, a downgrade's no more)."""
     head = f"the connection was lost at the COMMIT of {label} ({why})"
     if now is None or now.startswith("unknown"):
         return UnreachableError(
@@ -291,7 +302,8 @@ def _ambiguous_commit(revision: str, label: str, why: str, now: str | None) -> H
             "run `make verify` when it answers: at this revision it was committed, before it "
             "it was not; then migrate again",
         )
-    committed = revision in now.split(", ")
+    stamped = revision in now.split(", ")
+    committed = stamped if direction == "upgrade" else not stamped
     return UnreachableError(
         f"{head}; it was {'committed' if committed else 'NOT committed'} (read back)",
         "check the network, then run again to apply what is left",

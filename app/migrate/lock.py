@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.db.timeouts import SESSION_SETTING, lock_timeout, statement_timeout
 from app.errors import ConfigError, LockBusyError
@@ -215,9 +215,10 @@ def migration_lock(conn: Connection, settings: Settings, token: str | None = Non
         yield scope
     finally:
         try:
-            if conn.in_transaction():
-                conn.rollback()  # whatever a failed run left open
-            lock.release()
-            conn.commit()
-        except DBAPIError:
+            if not conn.invalidated:  # a lost link: the lock ends with the server session
+                if conn.in_transaction():
+                    conn.rollback()  # whatever a failed run left open
+                lock.release()
+                conn.commit()
+        except SQLAlchemyError:
             log.debug("could not release the migration lock; it ends with the session")

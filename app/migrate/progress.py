@@ -17,14 +17,14 @@ from alembic import context
 from alembic.script import Script, ScriptDirectory
 
 from app.db.connect import driver_message
-from app.db.waiting import lost_connection
+from app.db.waiting import IDLE_ENDED, lost_connection
 from app.errors import HarnessError, MigrationError
 from app.migrate import offline, revision_session
 
 log = logging.getLogger("app.migrate")
 
 APPLIED = "applied_revisions"  # config.attributes key: [(direction, revision, ms), ...]
-# (revision, label) of the revision whose transaction is not committed yet: a deferred
+# (revision, label, direction) of the revision whose transaction is not committed yet: a deferred
 # constraint can still fail it at COMMIT, or the link can break there, after its
 # function returned, and the error must name it.
 UNCOMMITTED = "uncommitted_revision"
@@ -45,7 +45,20 @@ class RevisionFailed(MigrationError):
         # It had ended Alembic's transaction (autocommit_block, commit()) before failing:
         # that part of its work is committed, and running it again may not be safe.
         self.commits_midway = commits_midway
-        if lost_connection(original):  # the network failed, not the revision
+        if any(m in str(original).lower() for m in IDLE_ENDED):  # the server, on purpose
+            cause = (
+                f"{label} sat idle in its session longer than MIGRATION_IDLE_TIMEOUT (Python "
+                "work between its statements?), and the server ended it: "
+                + driver_message(original)
+            )
+            fix = "raise MIGRATION_IDLE_TIMEOUT for this run, or move that work out of it"
+        elif "asynchronous callback" in str(original):  # COPY, large objects
+            cause = f"{label} failed during {direction}: {driver_message(original)}"
+            fix = (
+                "wrap the COPY (or large object) code in `with app.db.waiting.blocking():`; "
+                "the harness's bounded waits do not allow it"
+            )
+        elif lost_connection(original):  # the network failed, not the revision
             self.exit_code = 3
             cause = (
                 f"{label} lost its connection during {direction}: {driver_message(original)}"
@@ -53,7 +66,7 @@ class RevisionFailed(MigrationError):
             )
             fix = (
                 "check the network and the database (`make verify`), then run again; what "
-                "it had not committed was rolled back by the server"
+                "it had not committed is rolled back by the server when it notices"
             )
         elif commits_midway:
             cause = (
@@ -111,7 +124,7 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
         verb = "applied " if direction == "upgrade" else "reverted"
         log.info("%s %s  %s  (%.0f ms)", verb, script.revision, script.doc, ms)
         attributes.setdefault(APPLIED, []).append((direction, script.revision, ms))
-        attributes[UNCOMMITTED] = (script.revision, label)
+        attributes[UNCOMMITTED] = (script.revision, label, direction)
 
     run.harness_wrapped = True  # type: ignore[attr-defined]
     return run

@@ -43,17 +43,16 @@ class RevisionSession:
         self._changed_now = False  # by the running revision
         self._opened = None  # the transaction the running revision started in
         self.committed = False  # the running revision ended that transaction itself
-        # How long a statement may go unanswered before the link counts as dead: the
-        # harness's own (quick) statements wait at most a lock_timeout; a revision's, its
-        # statement_timeout, which the server enforces; each plus DB_CONNECT_TIMEOUT.
+        # How long a statement may go unanswered before the link counts as dead, from the
+        # first revision to the last COMMIT (a deferred constraint can make that slow):
+        # the statement_timeout the server enforces, plus DB_CONNECT_TIMEOUT.
         grace = settings.db_connect_timeout
-        self._harness_limit = settings.migration_lock_timeout + grace
         self._revision_limit = (
             settings.migration_statement_timeout + grace
             if settings.migration_statement_timeout
             else None
         )
-        self._limit(self._harness_limit)
+        self._limit(self._revision_limit)
         event.listen(conn, "before_cursor_execute", self._watch)
 
     def _limit(self, seconds: float | None) -> None:
@@ -64,11 +63,16 @@ class RevisionSession:
                 waiting.limit(self.conn.connection.dbapi_connection, seconds)
 
     def close(self) -> None:
+        """After the run: the harness's own short limit again (release, read-back)."""
         event.remove(self.conn, "before_cursor_execute", self._watch)
+        self._limit(waiting.DEFAULT)
 
     def _watch(self, _conn, _cursor, statement, *_args) -> None:
         if _TIMEOUT_CHANGE.search(statement):
             self._changed_now = True
+            # Its own statement_timeout (SET statement_timeout = '30min', or 0) is the
+            # revision's to choose: the client stops timing it, TCP still bounds the link.
+            self._limit(None)
 
     def start(self) -> None:
         """Before a revision: the harness's timeouts, and note which transaction it is in."""
@@ -80,17 +84,18 @@ class RevisionSession:
                 ),
                 {"lock": lock_timeout(self.settings), "stmt": statement_timeout(self.settings)},
             )
+            self._limit(self._revision_limit)  # the restore itself looked like a change
         self._changed_now = False
         self._opened = self.conn.get_transaction()
         self.committed = False
-        self._limit(self._revision_limit)
 
     def finish(self, ok: bool) -> bool:
         """After a revision's function: whether it committed part of its work itself.
 
         A revision that failed keeps the pending restore: its retry starts as it did."""
         self.committed = self.conn.get_transaction() is not self._opened
-        self._limit(self._harness_limit)
+        if self._changed_now:  # its own timeout no longer applies once it is restored
+            self._limit(self._revision_limit)
         if ok:
             self.timeouts_changed = self._changed_now
         else:

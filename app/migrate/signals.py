@@ -31,7 +31,13 @@ class Interrupted(KeyboardInterrupt):
 
 
 class RunInterrupted(MigrationError):
-    def __init__(self, signum: int, running: str | None, committed_midway: bool = False) -> None:
+    def __init__(
+        self,
+        signum: int,
+        running: str | None,
+        committed_midway: bool = False,
+        unconfirmed: bool = False,
+    ) -> None:
         self.exit_code = 128 + signum
         name = signal.Signals(signum).name
         fix = "run the migration again when ready"
@@ -41,6 +47,11 @@ class RunInterrupted(MigrationError):
                      "the migration lock released")  # fmt: skip
             fix = ("make the revision safe to run again (IF NOT EXISTS, IF EXISTS) and drop "
                    "any INVALID index it left (`make verify` lists them), then " + fix)  # fmt: skip
+        elif running and unconfirmed:  # the link is gone: the server does it when it notices
+            cause = (f"interrupted by {name} during {running}; the server did not confirm "
+                     "the cancel: it rolls the revision back and releases the migration lock "
+                     "when it notices the session is gone (within MIGRATION_IDLE_TIMEOUT, or "
+                     "MIGRATION_STATEMENT_TIMEOUT while a statement runs)")  # fmt: skip
         elif running:
             cause = (f"interrupted by {name} during {running}; it was rolled back and the "
                      "migration lock released")  # fmt: skip
