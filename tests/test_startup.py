@@ -78,3 +78,10 @@ def test_quick_heads_step_aside_for_sourceless_revisions(project):
     ini = project["root"] / "alembic.ini"
     ini.write_text(ini.read_text().replace("[alembic]", "[alembic]\nsourceless = true"))
     assert quick_heads(ini) is None
+
+
+def test_read_only_commands_do_not_load_the_models(harness_env):
+    """The models shape DDL (their naming convention); `alembic current` sends none."""
+    assert alembic("upgrade", "head", env=harness_env).returncode == 0
+    loaded = imported(["-m", "alembic", "current"], harness_env)
+    assert "app.models" not in loaded and "sqlmodel" not in loaded

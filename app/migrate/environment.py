@@ -76,7 +76,8 @@ def _skip_empty_autogenerate(ctx: MigrationContext, revision: Any, directives: l
 def configure_options(config) -> dict[str, Any]:
     """Options shared by online and offline `context.configure()`."""
     return {
-        "target_metadata": target_metadata(config),
+        # Commands that only read (current, history) send no DDL: no models to load.
+        "target_metadata": None if reads_only(config) else target_metadata(config),
         "transaction_per_migration": True,
         "compare_type": True,
         "compare_server_default": True,
@@ -104,6 +105,12 @@ def refuse_pooled(given: Connection | Engine) -> None:
 
 # Not `revision`: autogenerate must not compare against a half-migrated schema.
 READ_ONLY_COMMANDS = {"current", "check", "heads", "history", "show", "branches"}
+
+
+def reads_only(config) -> bool:
+    """`alembic current`, `history` and the like: no DDL, no comparison with the models."""
+    options = config.cmd_opts
+    return options is not None and options.cmd[0].__name__ in READ_ONLY_COMMANDS - {"check"}
 
 
 def takes_lock(config) -> bool:
