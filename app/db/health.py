@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import psycopg2
-import psycopg2._psycopg
 import psycopg2.errors
 
 from app.db import urls

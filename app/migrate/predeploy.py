@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from app.db import urls
 from app.db.connect import connect, driver_message
-from app.db.endpoints import get_endpoints
+from app.db.endpoints import WEAK_SSLMODES, get_endpoints
 from app.db.engines import get_migration_engine
 from app.db.figures import endpoint_figures, endpoint_text
 from app.db.health import check_connection
@@ -34,7 +34,6 @@ from app.migrate.plan import PlannedRevision, plan
 from app.migrate.rehearsal import drift, rehearse
 from app.settings import get_settings
 
-WEAK_SSLMODES = {"disable", "allow", "prefer"}
 NO_MODELS = "no models to compare: set target_metadata = module:attribute in alembic.ini"
 BIG_TABLE_ROWS = 100_000
 
