@@ -22,10 +22,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create .venv and install the project (done on demand by every target)
 
 migrate: $(STAMP) ## upgrade to head (direct endpoint), then verify both endpoints
-	@$(PY) -m app.cli migrate
+	@$(PY) -m neon_migrate.cli migrate
 
 verify: $(STAMP) ## check both endpoints: reachable, SSL, at head
-	@$(PY) -m app.cli verify
+	@$(PY) -m neon_migrate.cli verify
 
 check: $(STAMP) ## pre-deploy check: is this safe to ship? (changes nothing; args="--json")
 	@$(PY) scripts/predeploy_check.py $(args)
@@ -47,10 +47,10 @@ history: $(STAMP) ## the revision history
 	@$(BIN)/alembic history --indicate-current
 
 db-up: $(STAMP) ## start (or reuse) the local twin: PostgreSQL and PgBouncer
-	@$(PY) -m app.cli db-up
+	@$(PY) -m neon_migrate.cli db-up
 
 db-down: $(STAMP) ## stop the local twin
-	@$(PY) -m app.cli db-down
+	@$(PY) -m neon_migrate.cli db-down
 
 test: $(STAMP) ## run the test suite (starts its own PostgreSQL)
 	$(PY) -m pytest
@@ -63,6 +63,6 @@ lint: $(STAMP) ## ruff: lint and format check
 	$(BIN)/ruff format --check .
 
 clean: ## stop the local server; remove .venv, .local (local database) and caches
-	@if [ -x $(PY) ]; then $(PY) -m app.cli db-down || true; fi
+	@if [ -x $(PY) ]; then $(PY) -m neon_migrate.cli db-down || true; fi
 	rm -rf $(VENV) .local .pytest_cache .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,1 +1,1 @@
-"""Neon migration harness: shared connection module and safe Alembic migrations."""
+"""The example application: a FastAPI + SQLModel service that uses neon_migrate."""

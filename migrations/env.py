@@ -4,23 +4,23 @@ Every `alembic` command goes through here, so a plain `alembic upgrade head` get
 same safety as `make migrate`: direct endpoint only, retried connect, advisory lock,
 lock/statement timeouts, one transaction per migration, a revision that hits a busy
 table retried, Ctrl-C / SIGTERM cancelling the running statement. The logic is in
-app.migrate.
+neon_migrate.migrate.
 """
 
 from logging.config import fileConfig
 
 from alembic import context
 
-from app.migrate import offline
-from app.migrate.contention import run_with_lock_retries
-from app.migrate.environment import (
+from neon_migrate.migrate import offline
+from neon_migrate.migrate.contention import run_with_lock_retries
+from neon_migrate.migrate.environment import (
     configure_options,
     emit_timeouts_in_each_transaction,
     migration_connection,
     one_line_errors,
 )
-from app.migrate.progress import report_each_revision
-from app.settings import get_settings
+from neon_migrate.migrate.progress import report_each_revision
+from neon_migrate.settings import get_settings
 
 config = context.config
 if config.config_file_name and config.attributes.get("configure_logger", True):

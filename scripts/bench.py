@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT / "tests"))  # the fault proxy the tests use
 from load import percentile, run_load  # noqa: E402
 from proxy import FaultProxy  # noqa: E402
 
-from app.db.local import LocalServer  # noqa: E402
-from app.db.pooler import LocalPooler, pgbouncer_path  # noqa: E402
+from neon_migrate.twin.local import LocalServer  # noqa: E402
+from neon_migrate.twin.pooler import LocalPooler, pgbouncer_path  # noqa: E402
 
 PY = sys.executable
 READING = """\
@@ -184,12 +184,12 @@ class Bench:
         self.fresh_database(database)
         url = self.url(database, sslmode)
         env = self.env(DATABASE_URL=url, ALEMBIC_CONFIG=str(ROOT / "alembic.ini"))
-        subprocess.run([PY, "-m", "app.cli", "migrate"], env=env, cwd=self.work, check=True,
-                       capture_output=True)  # fmt: skip
+        command = [PY, "-m", "neon_migrate.cli", "migrate"]
+        subprocess.run(command, env=env, cwd=self.work, check=True, capture_output=True)
         raw_ini = self.raw_project(f"raw-p1-{sslmode}", ROOT / "migrations" / "versions", url)
         self.compare(
             f"P1 migrate at head + verify (sslmode={sslmode})",
-            ([PY, "-m", "app.cli", "migrate"], env, self.work),
+            ([PY, "-m", "neon_migrate.cli", "migrate"], env, self.work),
             ([PY, "-m", "alembic", "-c", str(raw_ini), "upgrade", "head"], self.env(), self.work),
             self.args.runs,
         )
@@ -245,8 +245,8 @@ class Bench:
         os.environ.update(DATABASE_URL=self.url(database, "disable"), DB_POOL_SIZE="2")
         from sqlalchemy import text
 
-        from app.db.engines import get_app_engine, reset_engines
-        from app.db.session import session_scope
+        from neon_migrate.connection.engines import get_app_engine, reset_engines
+        from neon_migrate.connection.session import session_scope
 
         reset_engines()
         engine = get_app_engine()
@@ -275,12 +275,16 @@ class Bench:
         from sqlalchemy.pool import QueuePool
         from sqlmodel import Session
 
-        from app.db import urls
-        from app.db.engines import _replace_if_closed, get_app_engine, reset_engines
-        from app.db.targets import app_connect_args
+        from neon_migrate.connection import urls
+        from neon_migrate.connection.engines import (
+            _replace_if_closed,
+            get_app_engine,
+            reset_engines,
+        )
+        from neon_migrate.connection.targets import app_connect_args
 
         # 32 threads on 8 connections is near exhaustion by design: not news here.
-        logging.getLogger("app.db.pool").setLevel(logging.ERROR)
+        logging.getLogger("neon_migrate.pool").setLevel(logging.ERROR)
         database, secret = "load", quote(self.info.password, safe="")
         self.fresh_database(database)
         if pgbouncer_path():
@@ -376,9 +380,11 @@ class Bench:
 
     def p5(self) -> None:
         env = self.env()
-        for name, args in (("P5 python -m app.cli --help", [PY, "-m", "app.cli", "--help"]),):
+        for name, args in (
+            ("P5 python -m neon_migrate.cli --help", [PY, "-m", "neon_migrate.cli", "--help"]),
+        ):
             walls = [self.measure(args, env, self.work)[0] for _ in range(self.args.runs)]
-            imports = _import_ms(["-m", "app.cli", "--help"], env)
+            imports = _import_ms(["-m", "neon_migrate.cli", "--help"], env)
             self.rows.append((name, statistics.median(walls), 0, 0, None, None, None, None))
             self.rows.append((f"{name}: import time (ms)", imports / 1000, 0, 0, None, None,
                               None, None))  # fmt: skip
@@ -405,7 +411,7 @@ class Bench:
 
 
 def _autocommit_select(text) -> None:
-    from app.db.session import autocommit_connection
+    from neon_migrate.connection.session import autocommit_connection
 
     with autocommit_connection() as conn:
         conn.execute(text("SELECT 1")).scalar()

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.web.dashboard import dashboard, render  # noqa: E402
+from neon_migrate.web.dashboard import dashboard, render  # noqa: E402
 
 DEFAULT = ROOT / "dashboards" / "database.json"
 

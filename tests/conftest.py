@@ -20,9 +20,9 @@ from helpers import ROOT
 from pytest_postgresql import factories
 from sqlalchemy.engine import make_url
 
-from app.db.engines import reset_engines
-from app.db.local import LocalServer
-from app.db.pooler import LocalPooler, pgbouncer_path
+from neon_migrate.connection.engines import reset_engines
+from neon_migrate.twin.local import LocalServer
+from neon_migrate.twin.pooler import LocalPooler, pgbouncer_path
 
 FAST_TEST_SERVER = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 SETTING_PREFIXES = ("DATABASE_URL", "DB_", "MIGRATION_", "LOCAL_")

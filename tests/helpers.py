@@ -10,9 +10,10 @@ from pathlib import Path
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "neon_migrate.cli"]  # the harness's command line, as a new process
 
 # A waiter polls pg_try_advisory_lock outside any transaction (it never blocks inside one:
-# see app/migrate/lock.py), so it shows as a migration session whose last query is a poll.
+# see neon_migrate/migrate/lock.py), so it shows as a migration session whose last query is a poll.
 WAITING_FOR_OUR_LOCK = """
     SELECT count(*) FROM pg_stat_activity
     WHERE application_name = 'neon-migrate' AND query LIKE 'SELECT pg_try_advisory_lock(%'
@@ -38,7 +39,7 @@ def alembic(*args: str, env: dict[str, str], cwd: Path | None = None):
 
 
 def cli(*args: str, env: dict[str, str], cwd: Path | None = None):
-    return run([sys.executable, "-m", "app.cli", *args], env, cwd)
+    return run([*CLI, *args], env, cwd)
 
 
 def schema(url: str) -> dict[str, list]:

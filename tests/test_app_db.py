@@ -11,16 +11,16 @@ from sqlalchemy import event, text
 from sqlalchemy.pool import NullPool, QueuePool
 from sqlmodel import select
 
-from app.db.engines import (
+from app.models import Account
+from neon_migrate.connection.engines import (
     _replace_if_closed,
     closed_by_server,
     get_app_engine,
     get_migration_engine,
     reset_engines,
 )
-from app.db.health import check_connection
-from app.db.session import get_session, session_scope
-from app.models import Account
+from neon_migrate.connection.health import check_connection
+from neon_migrate.connection.session import get_session, session_scope
 
 HEAD = "f096d6eff8ee"
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import ROOT, alembic, cli, schema
+from helpers import CLI, ROOT, alembic, cli, schema
 
-from app.db.local import bundled_bin_dir
-from app.migrate.heads import quick_heads
+from neon_migrate.migrate.heads import quick_heads
+from neon_migrate.twin.local import bundled_bin_dir
 
 sys.path.insert(0, str(ROOT / "tests" / "corpus"))
 from features import FEATURE_REVISIONS, HEAD, REVISION_COUNT
@@ -52,7 +52,7 @@ def drop_database(pg_server, name: str) -> None:
 
 
 def check(env: dict) -> tuple[int, dict]:
-    result = subprocess.run([sys.executable, "-m", "app.cli", "check", "--json"], env=env,
+    result = subprocess.run([*CLI, "check", "--json"], env=env,
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert "Traceback" not in result.stderr, result.stderr
     return result.returncode, json.loads(result.stdout)

@@ -6,7 +6,7 @@ import re
 
 from helpers import ROOT
 
-from app.settings import Settings, env_name
+from neon_migrate.settings import Settings, env_name
 
 
 def documented(path: str) -> set[str]:

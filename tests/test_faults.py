@@ -14,13 +14,13 @@ import time
 
 import psycopg
 import pytest
-from helpers import WAITING_FOR_OUR_LOCK, add_revision, alembic, cli
+from helpers import CLI, WAITING_FOR_OUR_LOCK, add_revision, alembic, cli
 from proxy import FaultProxy
 from sqlalchemy import text
 
-from app.db.engines import reset_engines
-from app.db.session import session_scope
-from app.migrate.lock import LOCK_KEY
+from neon_migrate.connection.engines import reset_engines
+from neon_migrate.connection.session import session_scope
+from neon_migrate.migrate.lock import LOCK_KEY
 
 HEAD = "f096d6eff8ee"
 
@@ -271,7 +271,9 @@ def wait_for_sleeper(url: str, timeout: float = 30) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-@pytest.mark.parametrize("command", [["alembic", "upgrade", "head"], ["app.cli", "migrate"]])
+@pytest.mark.parametrize(
+    "command", [["alembic", "upgrade", "head"], ["neon_migrate.cli", "migrate"]]
+)
 def test_signal_during_a_slow_revision(project, db_url, signum, command, capsys):
     add_revision(project, "r2", HEAD, "CREATE TABLE half_done (id int)", "SELECT pg_sleep(60)")
     run = subprocess.Popen([sys.executable, "-m", *command], env=project["env"],
@@ -282,7 +284,7 @@ def test_signal_during_a_slow_revision(project, db_url, signum, command, capsys)
     output = run.communicate(timeout=30)[0]
     latency = time.monotonic() - sent
     assert run.returncode != 0
-    if command[0] == "app.cli":
+    if command[0] == "neon_migrate.cli":
         assert run.returncode == 128 + signum, output
     line = last_line(output)
     assert f"interrupted by {signal.Signals(signum).name} during revision r2" in line
@@ -302,7 +304,7 @@ def test_dropped_app_connections_are_replaced_without_an_error(twin_env, db_url,
         if door == "direct":
             monkeypatch.setenv("DATABASE_URL", db_url)
             reset_engines()
-        from app.db.engines import get_app_engine
+        from neon_migrate.connection.engines import get_app_engine
 
         engine = get_app_engine()
         held = [engine.connect() for _ in range(4)]
@@ -352,7 +354,7 @@ def test_signal_while_waiting_for_the_lock(project, db_url):
     with psycopg.connect(db_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         run = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "migrate"],
+            [*CLI, "migrate"],
             env=dict(project["env"], MIGRATION_LOCK_WAIT="60"),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -7,7 +7,7 @@ import re
 import pytest
 from helpers import cli
 
-from app.db.pooler import pgbouncer_path
+from neon_migrate.twin.pooler import pgbouncer_path
 
 HEAD = "f096d6eff8ee"
 
@@ -65,8 +65,8 @@ def test_the_app_never_starts_a_server(harness_env, tmp_path):
     env = dict(harness_env, LOCAL_DB_DIR=str(tmp_path / "local"))
     env.pop("DATABASE_URL")
     code = (
-        "from app.db.engines import get_app_engine\n"
-        "from app.errors import ConfigError\n"
+        "from neon_migrate.connection.engines import get_app_engine\n"
+        "from neon_migrate.errors import ConfigError\n"
         "try:\n    get_app_engine()\nexcept ConfigError as err:\n    print(err)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,

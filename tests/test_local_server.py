@@ -1,4 +1,4 @@
-"""The embedded local PostgreSQL (app/db/local.py) against real servers.
+"""The embedded local PostgreSQL (neon_migrate/twin/local.py) against real servers.
 
 One server serves the whole module; tests that stop it leave it to the `srv` fixture to
 start it again (a reuse costs milliseconds, a restart a fraction of a second).
@@ -19,9 +19,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from app.db.local import LocalServer, LocalServerInfo
-from app.db.tls import Certificates
-from app.errors import HarnessError
+from neon_migrate.errors import HarnessError
+from neon_migrate.twin.local import LocalServer, LocalServerInfo
+from neon_migrate.twin.tls import Certificates
 
 FAST = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 REPO = Path(__file__).resolve().parents[1]
@@ -182,7 +182,7 @@ def test_url_percent_encodes_the_password():
 CHILD = """
 import json, sys
 from pathlib import Path
-from app.db.local import LocalServer
+from neon_migrate.twin.local import LocalServer
 info = LocalServer(Path(sys.argv[1]), server_options=json.loads(sys.argv[2])).start()
 print(json.dumps([info.started, info.port]))
 """
@@ -204,7 +204,7 @@ def test_concurrent_first_starts_make_one_server(tmp_path):
 
 
 def test_twin_without_pgbouncer_uses_the_direct_server_for_both_doors_and_says_so():
-    from app.db.twin import LocalTwin
+    from neon_migrate.twin.lifecycle import LocalTwin
 
     certs = Certificates(Path("ca"), Path("crt"), Path("key"))
     fields = ("127.0.0.1", 5432, "postgres", "pw", "app", Path("d"), Path("l"), "18.1")
@@ -219,10 +219,11 @@ def test_twin_without_pgbouncer_uses_the_direct_server_for_both_doors_and_says_s
 def test_twin_survives_a_stale_pooler_pid_and_parallel_starts(pgbouncer, tmp_path):
     """A pid file naming a live stranger must not block the pooler, nor may a stranger be
     stopped; four processes starting the twin at once end with one pooler."""
-    from app.db.pooler import LocalPooler
-    from app.db.twin import start_twin, stop_twin
+    from neon_migrate.twin.lifecycle import start_twin, stop_twin
+    from neon_migrate.twin.pooler import LocalPooler
 
-    code = ("import sys; from pathlib import Path; from app.db.twin import start_twin; "
+    code = ("import sys; from pathlib import Path; "
+            "from neon_migrate.twin.lifecycle import start_twin; "
             "print(start_twin(Path(sys.argv[1])).pooler.port)")  # fmt: skip
     runs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True) for _ in range(4)]  # fmt: skip
@@ -243,8 +244,8 @@ def test_twin_survives_a_stale_pooler_pid_and_parallel_starts(pgbouncer, tmp_pat
 def test_twin_pooler_recovers_within_seconds_of_a_server_restart(pgbouncer, tmp_path):
     """As Neon's pooler: server_login_retry 1 s. PgBouncer's default (15 s) kept the app
     failing for 15 s after a 0.2 s restart of PostgreSQL."""
-    from app.db.local import LocalServer
-    from app.db.twin import start_twin, stop_twin
+    from neon_migrate.twin.lifecycle import start_twin, stop_twin
+    from neon_migrate.twin.local import LocalServer
 
     twin = start_twin(tmp_path)
     try:

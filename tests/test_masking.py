@@ -14,9 +14,9 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from psycopg2.extensions import parse_dsn
 
-from app.db import urls
-from app.db.connect import scrub
-from app.errors import ConfigError
+from neon_migrate.connection import urls
+from neon_migrate.connection.connect import scrub
+from neon_migrate.errors import ConfigError
 
 # Passwords with any characters: the URL's own delimiters, a bad percent-escape, quotes,
 # spaces, backslashes, non-ASCII; also empty and one character long.

@@ -14,7 +14,7 @@ from helpers import ROOT, WAITING_FOR_OUR_LOCK, alembic, cli, schema
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from app.migrate.lock import LOCK_KEY
+from neon_migrate.migrate.lock import LOCK_KEY
 
 HEAD = "f096d6eff8ee"
 
@@ -71,8 +71,8 @@ def test_session_timeouts_are_applied(harness_env, db_url, monkeypatch):
     """lock_timeout/statement_timeout as configured, on the connection Alembic is given."""
     monkeypatch.setenv("MIGRATION_LOCK_TIMEOUT", "2.5")
     monkeypatch.setenv("MIGRATION_STATEMENT_TIMEOUT", "90")
-    from app.db.engines import reset_engines
-    from app.migrate.environment import migration_connection
+    from neon_migrate.connection.engines import reset_engines
+    from neon_migrate.migrate.environment import migration_connection
 
     reset_engines()
     with migration_connection(Config()) as conn:

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 from alembic import command
 from alembic.config import Config
-from helpers import ROOT, alembic, cli, run
+from helpers import CLI, ROOT, alembic, cli, run
 
-from app.db.engines import reset_engines
-from app.migrate.lock import LOCK_KEY
+from neon_migrate.connection.engines import reset_engines
+from neon_migrate.migrate.lock import LOCK_KEY
 
 PASSWORD = "s3cr3t-P@ss%word"
 FORMS = {PASSWORD, quote(PASSWORD, safe=""), quote(PASSWORD), "s3cr3t"}
@@ -110,7 +110,7 @@ def interrupted_run(env: dict) -> subprocess.CompletedProcess:
     """SIGTERM while waiting for the migration lock (so behind head: at head, no lock)."""
     assert alembic("downgrade", "base", env=env).returncode == 0
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "migrate"], env=dict(env, MIGRATION_LOCK_WAIT="30"),
+        [*CLI, "migrate"], env=dict(env, MIGRATION_LOCK_WAIT="30"),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     with psycopg.connect(env["DATABASE_URL"], autocommit=True) as holder:
@@ -211,7 +211,7 @@ def test_the_health_route_never_shows_a_badly_escaped_password(
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
 
-    from app.web.health import health_router
+    from neon_migrate.web.health import health_router
 
     url = db_base(pg_server, postgresql, secret_role) + f"?password={BAD_ESCAPE}"
     monkeypatch.setenv("DATABASE_URL", url)

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 from helpers import alembic, schema
 
-from app.db.local import bundled_bin_dir
+from neon_migrate.twin.local import bundled_bin_dir
 
 HEAD = "f096d6eff8ee"
 

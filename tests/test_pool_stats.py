@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy.exc
 from sqlalchemy import text
 
-from app.db.engines import get_app_engine, get_migration_engine, reset_engines
-from app.db.pool_stats import all_stats
+from neon_migrate.connection.engines import get_app_engine, get_migration_engine, reset_engines
+from neon_migrate.observe.pool_stats import all_stats
 
-POOL_LOG = "app.db.pool"
+POOL_LOG = "neon_migrate.pool"
 
 
 def stats(name: str = "app"):
@@ -192,7 +192,7 @@ def test_leak_warnings_off_record_no_stack_and_run_no_watcher(twin_env, pool_of)
 
 
 def test_async_engine_is_counted_as_app_async(twin_env):
-    from app.db.async_engine import get_async_app_engine
+    from neon_migrate.connection.async_engine import get_async_app_engine
 
     async def query() -> None:
         engine = get_async_app_engine()
@@ -208,7 +208,7 @@ def test_async_engine_is_counted_as_app_async(twin_env):
 def test_async_ping_that_finds_a_dead_connection_is_a_recovery_not_an_error(
     harness_env, db_url, pool_of
 ):
-    from app.db.async_engine import get_async_app_engine
+    from neon_migrate.connection.async_engine import get_async_app_engine
 
     pool_of(1, 0)
 
@@ -227,7 +227,7 @@ def test_async_ping_that_finds_a_dead_connection_is_a_recovery_not_an_error(
 
 
 def test_async_leak_names_the_coroutine_that_took_it(twin_env, pool_of, caplog):
-    from app.db.async_engine import get_async_app_engine
+    from neon_migrate.connection.async_engine import get_async_app_engine
 
     pool_of(2, 0, DB_POOL_LEAK_SECONDS="0.2")
     caplog.set_level(logging.WARNING, POOL_LOG)

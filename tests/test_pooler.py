@@ -14,9 +14,9 @@ from load import REQUESTS, THREADS, percentile, run_load
 from proxy import FaultProxy
 from sqlalchemy import text
 
-from app.db.engines import get_app_engine, reset_engines
-from app.db.session import autocommit_connection, session_scope
-from app.migrate.lock import LOCK_KEY
+from neon_migrate.connection.engines import get_app_engine, reset_engines
+from neon_migrate.connection.session import autocommit_connection, session_scope
+from neon_migrate.migrate.lock import LOCK_KEY
 
 HEAD = "f096d6eff8ee"
 
@@ -122,7 +122,7 @@ def test_why_session_state_is_banned_it_leaks_to_other_clients(pooled_url):
 
 @pytest.mark.slow
 def test_async_engine_under_load_through_the_pooler(twin_env, small_pool):
-    from app.db.async_engine import get_async_app_engine, get_async_session
+    from neon_migrate.connection.async_engine import get_async_app_engine, get_async_session
 
     async def main() -> tuple[list[float], list[BaseException], float, int]:
         latencies: list[float] = []

@@ -12,9 +12,9 @@ import pytest
 from helpers import ROOT, add_revision, alembic
 from proxy import FaultProxy
 
-from app.db.local import bundled_bin_dir
-from app.migrate.lint import own_rules
-from app.migrate.plan import PlannedRevision
+from neon_migrate.check.lint import own_rules
+from neon_migrate.check.plan import PlannedRevision
+from neon_migrate.twin.local import bundled_bin_dir
 
 HEAD = "f096d6eff8ee"
 SCRIPT = str(ROOT / "scripts" / "predeploy_check.py")

@@ -12,9 +12,9 @@ from urllib.parse import quote
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.db import urls
-from app.errors import ConfigError
-from app.settings import Settings, env_name, load_settings
+from neon_migrate.connection import urls
+from neon_migrate.errors import ConfigError
+from neon_migrate.settings import Settings, env_name, load_settings
 
 SCHEMES = st.sampled_from(
     ["postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg", "mysql", "", "PG"]

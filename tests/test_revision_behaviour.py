@@ -17,14 +17,14 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from helpers import ROOT, WAITING_FOR_OUR_LOCK, add_revision, alembic, cli, verify_line
+from helpers import CLI, ROOT, WAITING_FOR_OUR_LOCK, add_revision, alembic, cli, verify_line
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from app.db.engines import reset_engines
-from app.db.local import bundled_bin_dir
-from app.db.twin import keep_out_of_git
-from app.migrate.lock import LOCK_KEY
+from neon_migrate.connection.engines import reset_engines
+from neon_migrate.migrate.lock import LOCK_KEY
+from neon_migrate.twin.lifecycle import keep_out_of_git
+from neon_migrate.twin.local import bundled_bin_dir
 
 HEAD = "f096d6eff8ee"
 
@@ -161,7 +161,7 @@ def test_real_run_and_rehearsal_send_the_same_ddl(project):
     real = cli("migrate", env=project["env"])
     assert real.returncode == 1 and refusal in real.stdout, real.stdout
     check = subprocess.run(
-        [sys.executable, "-m", "app.cli", "check", "--json"],
+        [*CLI, "check", "--json"],
         env=project["env"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert check.returncode == 1, check.stdout
     assert refusal in check.stdout
@@ -251,7 +251,7 @@ def test_the_check_does_not_rehearse_while_a_migration_runs(project, db_url):
     with psycopg.connect(db_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         started = time.monotonic()
-        result = subprocess.run([sys.executable, "-m", "app.cli", "check", "--json"],
+        result = subprocess.run([*CLI, "check", "--json"],
                                 env=project["env"], capture_output=True, text=True,
                                 timeout=120)  # fmt: skip
         took = time.monotonic() - started
@@ -285,7 +285,7 @@ def test_a_revision_that_fails_offline_for_another_reason_is_a_bug_not_online_on
         "FAILED: revision typo (typo test revision) fails when rendered as SQL: AttributeError"
     )
     assert "only run online" not in offline.stderr
-    result = subprocess.run([sys.executable, "-m", "app.cli", "check", "--json"],
+    result = subprocess.run([*CLI, "check", "--json"],
                             env=project["env"], capture_output=True, text=True,
                             timeout=120)  # fmt: skip
     plan = next(c for c in json.loads(result.stdout)["checks"] if c["id"] == "plan")
@@ -297,7 +297,7 @@ def test_an_interrupt_after_a_midway_commit_says_what_stayed(project, db_url):
         "    op.execute('CREATE TABLE g1t (id int)')\n"
         "    op.get_bind().commit()\n"
         "    op.execute('SELECT pg_sleep(20)')"))  # fmt: skip
-    run = subprocess.Popen([sys.executable, "-m", "app.cli", "migrate"], env=project["env"],
+    run = subprocess.Popen([*CLI, "migrate"], env=project["env"],
                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     deadline = time.monotonic() + 30
     sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(20)%'"
@@ -320,7 +320,7 @@ def test_app_timeouts_set_by_a_revision_survive_the_pooler(project, twin_env, po
     env = dict(project["env"], DATABASE_URL=twin_env["DATABASE_URL"],
                DATABASE_URL_DIRECT=twin_env["DATABASE_URL_DIRECT"])  # fmt: skip
     add_revision(project, "timeouts", HEAD, source=(
-        "    from app.migrate.app_timeouts import set_app_timeouts\n"
+        "    from neon_migrate.migrate.app_timeouts import set_app_timeouts\n"
         "    set_app_timeouts(statement_timeout='30s',\n"
         "                     idle_in_transaction_session_timeout='1min')"))  # fmt: skip
     result = cli("migrate", env=env)
@@ -365,8 +365,8 @@ def test_a_slow_commit_is_not_taken_for_a_dead_link(project, db_url):
 
 
 def test_copy_in_a_revision_runs_inside_blocking(project, db_url):
-    """psycopg2 refuses COPY under a wait callback; app.db.waiting.blocking() allows it,
-    and without it the message says so."""
+    """psycopg2 refuses COPY under a wait callback; neon_migrate.connection.waiting.blocking()
+    allows it, and without it the message says so."""
     copy = (
         "    import io\n"
         "    op.execute('CREATE TABLE c (id int)')\n"
@@ -376,11 +376,15 @@ def test_copy_in_a_revision_runs_inside_blocking(project, db_url):
     add_revision(project, "c1", HEAD, source=copy)
     bare = cli("migrate", env=project["env"])
     assert bare.returncode == 1
-    assert "wrap the COPY (or large object) code in `with app.db.waiting.blocking():`" in (
-        bare.stdout
+    assert (
+        "wrap the COPY (or large object) code in `with neon_migrate.connection.waiting.blocking():`"
+        in (bare.stdout)
     )
     path = project["root"] / "migrations" / "versions" / "c1.py"
-    blocked = "    from app.db.waiting import blocking\n    with blocking():\n        cursor"
+    blocked = (
+        "    from neon_migrate.connection.waiting import blocking\n"
+        "    with blocking():\n        cursor"
+    )
     path.write_text(path.read_text().replace("    cursor.copy_expert(", blocked + ".copy_expert("))
     result = cli("migrate", env=project["env"])
     assert result.returncode == 0, result.stdout

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.errors import ConfigError
-from app.settings import load_settings
+from neon_migrate.errors import ConfigError
+from neon_migrate.settings import load_settings
 
 
 @pytest.fixture(autouse=True)

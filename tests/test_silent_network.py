@@ -15,13 +15,13 @@ import time
 
 import psycopg
 import pytest
-from helpers import add_revision
+from helpers import CLI, add_revision
 from proxy import FaultProxy
 
-from app.db.local import LocalServerInfo
-from app.db.pooler import LocalPooler
-from app.db.tls import ensure_certificates
-from app.migrate.lock import LOCK_KEY
+from neon_migrate.migrate.lock import LOCK_KEY
+from neon_migrate.twin.local import LocalServerInfo
+from neon_migrate.twin.pooler import LocalPooler
+from neon_migrate.twin.tls import ensure_certificates
 
 HEAD = "f096d6eff8ee"
 # Small limits so that every bound is seconds, with generous margins in the asserts.
@@ -82,9 +82,16 @@ def last_line(result) -> str:
     return output.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize("command", [["app.cli", "migrate"], ["app.cli", "verify"],
-                                     ["app.cli", "check"], ["alembic", "upgrade", "head"]],
-                         ids=" ".join)  # fmt: skip
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["neon_migrate.cli", "migrate"],
+        ["neon_migrate.cli", "verify"],
+        ["neon_migrate.cli", "check"],
+        ["alembic", "upgrade", "head"],
+    ],
+    ids=" ".join,
+)
 def test_a_stall_at_connect_ends_within_the_connect_timeout(through, proxy, command, capsys):
     proxy.go_silent()
     result, took = timed(command, through)
@@ -103,7 +110,7 @@ def test_a_stall_mid_revision_ends_in_bounded_time_and_the_server_lets_go(
                  "SELECT 'stall-here'")  # fmt: skip
     proxy.go_silent(on=b"stall-here")
     # the client gives up first (3 s + 2 s), the server's idle timeout follows (8 s)
-    result, took = timed(["app.cli", "migrate"], dict(through, MIGRATION_IDLE_TIMEOUT="8"))
+    result, took = timed(["neon_migrate.cli", "migrate"], dict(through, MIGRATION_IDLE_TIMEOUT="8"))
     line = last_line(result)
     assert result.returncode == 3, line
     assert took < 20, f"took {took:.1f}s; statement limit 3s + 2s grace, reconnect 2s"
@@ -124,7 +131,7 @@ def test_sigterm_ends_a_run_stuck_on_a_silent_link(through, proxy, project, db_u
                  "SELECT 'stall-here'")  # fmt: skip
     env = dict(through, MIGRATION_STATEMENT_TIMEOUT="600")  # only the signal can end it
     proxy.go_silent(on=b"stall-here")
-    run = subprocess.Popen([sys.executable, "-m", "app.cli", "migrate"], env=env, text=True,
+    run = subprocess.Popen([*CLI, "migrate"], env=env, text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     deadline = time.monotonic() + 30
     while not proxy.silent:
@@ -149,7 +156,7 @@ def test_kill_9_mid_statement_releases_the_locks_within_seconds(project, db_url)
     statement still runs, instead of holding the locks until the statement ends."""
     add_revision(project, "r2", HEAD, "ALTER TABLE account ADD COLUMN doomed int",
                  "SELECT pg_sleep(60)")  # fmt: skip
-    run = subprocess.Popen([sys.executable, "-m", "app.cli", "migrate"], env=project["env"],
+    run = subprocess.Popen([*CLI, "migrate"], env=project["env"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)'"
     until(db_url, sleeping, 1, 30)
@@ -179,7 +186,7 @@ def test_a_pooler_that_drops_startup_options_is_refused_before_anything_runs(
     try:
         disguised = pg_server.url(postgresql.info.dbname, port=port) + "?sslmode=require"
         env = dict(project["env"], DATABASE_URL_DIRECT=disguised)
-        result, _ = timed(["app.cli", "migrate"], env)
+        result, _ = timed(["neon_migrate.cli", "migrate"], env)
         line = last_line(result)
         assert result.returncode == 2, line
         assert "did not apply the session's startup options" in line
@@ -198,7 +205,7 @@ def test_a_connection_lost_right_after_commit_is_reported_as_committed(
 ):
     add_revision(project, "r2", HEAD, "CREATE TABLE r2t (id int)")
     proxy.reset_after(b"COMMIT", once_seen=b"CREATE TABLE r2t")
-    result, _ = timed(["app.cli", "migrate"], through)
+    result, _ = timed(["neon_migrate.cli", "migrate"], through)
     line = last_line(result)
     assert result.returncode == 3, line
     assert "the connection was lost at the COMMIT of revision r2 (r2 test revision)" in line
@@ -212,7 +219,7 @@ def test_a_connection_lost_before_the_commit_arrived_is_reported_as_not_committe
 ):
     add_revision(project, "r2", HEAD, "CREATE TABLE r2t (id int)")
     proxy.reset_after(b"COMMIT", once_seen=b"CREATE TABLE r2t", forward=False)
-    result, _ = timed(["app.cli", "migrate"], through)
+    result, _ = timed(["neon_migrate.cli", "migrate"], through)
     line = last_line(result)
     assert result.returncode == 3, line
     assert "the connection was lost at the COMMIT of revision r2 (r2 test revision)" in line
@@ -230,7 +237,7 @@ def test_a_silent_link_inside_autocommit_block_is_one_line_and_the_lock_goes(
         "    with op.get_context().autocommit_block():\n"
         "        op.execute(\"SELECT 'stall-here'\")"))  # fmt: skip
     proxy.go_silent(on=b"stall-here")
-    result, _ = timed(["app.cli", "migrate"], through)
+    result, _ = timed(["neon_migrate.cli", "migrate"], through)
     line = last_line(result)
     assert result.returncode == 3, line
     assert "lost its connection" in line
@@ -239,7 +246,7 @@ def test_a_silent_link_inside_autocommit_block_is_one_line_and_the_lock_goes(
 
 def test_a_health_query_that_stalls_is_unreachable_not_a_rights_problem(through, proxy):
     proxy.go_silent(on=b"server_version")
-    result, took = timed(["app.cli", "verify"], through)
+    result, took = timed(["neon_migrate.cli", "verify"], through)
     assert result.returncode == 3, result.stdout
     assert "stopped answering" in result.stdout and "role's rights" not in result.stdout
     assert took < 20
@@ -252,7 +259,7 @@ def test_a_downgrade_lost_at_its_commit_is_reported_the_right_way_round(
         (project["root"] / "migrations" / "versions" / "r2.py").read_text().replace(
             "    raise NotImplementedError('irreversible: a test revision')",
             "    op.execute('DROP TABLE r2t')"))  # fmt: skip
-    assert timed(["app.cli", "migrate"], through)[0].returncode == 0
+    assert timed(["neon_migrate.cli", "migrate"], through)[0].returncode == 0
     proxy.reset_after(b"COMMIT", once_seen=b"DROP TABLE r2t")
     result, _ = timed(["alembic", "downgrade", "-1"], through)
     last_line(result)  # no traceback

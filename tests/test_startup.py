@@ -10,7 +10,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from helpers import ROOT, add_revision, alembic
 
-from app.migrate.heads import quick_heads
+from neon_migrate.migrate.heads import quick_heads
 
 HEAVY = ("sqlalchemy", "alembic", "sqlmodel", "cryptography", "app.models")
 
@@ -30,12 +30,12 @@ def imported(args: list[str], env: dict) -> set[str]:
 
 
 def test_help_imports_nothing_heavy(harness_env):
-    assert imported(["-m", "app.cli", "--help"], harness_env) == set()
+    assert imported(["-m", "neon_migrate.cli", "--help"], harness_env) == set()
 
 
 def test_migrate_at_head_needs_neither_sqlalchemy_nor_alembic(harness_env):
     assert alembic("upgrade", "head", env=harness_env).returncode == 0
-    assert imported(["-m", "app.cli", "migrate"], harness_env) == set()
+    assert imported(["-m", "neon_migrate.cli", "migrate"], harness_env) == set()
 
 
 def alembic_heads(config_file) -> tuple[str, ...]:

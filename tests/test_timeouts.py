@@ -1,7 +1,7 @@
 """Durations as PostgreSQL reads them: a positive limit must never become 'no limit'."""
 
-from app.db.timeouts import pg_ms, startup_options
-from app.settings import Settings
+from neon_migrate.connection.timeouts import pg_ms, startup_options
+from neon_migrate.settings import Settings
 
 
 def test_positive_values_never_round_to_zero():

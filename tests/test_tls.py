@@ -11,9 +11,9 @@ from urllib.parse import quote
 import pytest
 from helpers import cli, verify_line
 
-from app.db.engines import reset_engines
-from app.db.health import check_connection
-from app.db.tls import make_ca
+from neon_migrate.connection.engines import reset_engines
+from neon_migrate.connection.health import check_connection
+from neon_migrate.twin.tls import make_ca
 
 
 @pytest.fixture(params=["pooled", "direct"])

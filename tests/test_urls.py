@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.db import urls
-from app.errors import ConfigError
+from neon_migrate.connection import urls
+from neon_migrate.errors import ConfigError
 
 POOLED_HOST = "ep-cool-darkness-a1b2c3d4-pooler.us-east-2.aws.neon.tech"
 DIRECT_HOST = "ep-cool-darkness-a1b2c3d4.us-east-2.aws.neon.tech"

@@ -24,11 +24,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from proxy import FaultProxy
 from sqlalchemy import text
 
-from app.db.engines import get_app_engine, reset_engines
-from app.db.probe import CANCEL_GRACE
-from app.web.dashboard import render
-from app.web.health import health_router
-from app.web.metrics import METRICS, metrics_router, sample_names
+from neon_migrate.connection.engines import get_app_engine, reset_engines
+from neon_migrate.connection.probe import CANCEL_GRACE
+from neon_migrate.web.dashboard import render
+from neon_migrate.web.health import health_router
+from neon_migrate.web.metrics import METRICS, metrics_router, sample_names
 
 HEAD = "f096d6eff8ee"
 
@@ -483,7 +483,7 @@ def test_dashboard_queries_name_exactly_the_exported_metrics(twin_env):
 
 
 def test_registering_twice_adds_the_collector_once():
-    from app.web.metrics import register
+    from neon_migrate.web.metrics import register
 
     registry = CollectorRegistry()
     register(registry)

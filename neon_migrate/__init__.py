@@ -1,0 +1,1 @@
+"""Neon migration harness: shared connection module and safe Alembic migrations."""

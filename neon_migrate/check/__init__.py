@@ -1,0 +1,1 @@
+"""The pre-deploy check: plan, lint, rehearsal, drift, and its report."""

@@ -1,0 +1,321 @@
+"""Everything migrations/env.py needs, so that env.py itself reads in a minute.
+
+The safety of a plain `alembic upgrade head` lives here: the direct endpoint only,
+retried connect, advisory lock, timeouts, one transaction per migration, and errors
+that reach the user as one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from alembic.runtime.migration import MigrationContext
+from alembic.util import CommandError
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from neon_migrate.connection import urls, waiting
+from neon_migrate.connection.connect import connect, driver_message
+from neon_migrate.connection.endpoints import get_endpoints, twin_may_start
+from neon_migrate.connection.engines import get_migration_engine
+from neon_migrate.connection.targets import SESSION_TOKEN
+from neon_migrate.connection.timeouts import lock_timeout, statement_timeout
+from neon_migrate.connection.waiting import (
+    answered_after_signal,
+    lost_connection,
+    unconfirmed_cancel,
+)
+from neon_migrate.errors import ConfigError, HarnessError, MigrationError, UnreachableError
+from neon_migrate.migrate import revision_session
+from neon_migrate.migrate.lock import migration_lock
+from neon_migrate.migrate.progress import APPLIED, UNCOMMITTED
+from neon_migrate.migrate.revision_session import RevisionSession, keep_stamp
+from neon_migrate.migrate.script_errors import script_problem
+from neon_migrate.migrate.signals import RunInterrupted, received, stop_on_signals
+from neon_migrate.settings import get_settings
+
+log = logging.getLogger("neon_migrate.migrate")
+
+REVISION_NOW = "database_revision_read_back"  # config.attributes key
+
+
+def target_metadata(config):
+    """The models' MetaData, named in alembic.ini by `target_metadata = module:attribute`.
+
+    Loaded for every command, as stock Alembic's env.py does: its naming convention names
+    the constraints and indexes that `op` creates, so a run without it (and a rehearsal or
+    offline render with it) would send different DDL for the same revision.
+    """
+    spec = config.get_main_option("target_metadata")
+    if not spec:
+        return None
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name.strip())
+        return getattr(module, attribute.strip() or "metadata")
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"target_metadata = {spec} in {config.config_file_name} cannot be loaded: "
+            f"{type(exc).__name__}: {exc}",
+            "name the models' MetaData as module:attribute (e.g. app.models:metadata)",
+        ) from None
+
+
+def _skip_empty_autogenerate(ctx: MigrationContext, revision: Any, directives: list) -> None:
+    cmd_opts = getattr(ctx.config, "cmd_opts", None)
+    if getattr(cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
+        directives[:] = []
+        log.info("no changes between the models and the database: no revision written")
+
+
+def configure_options(config) -> dict[str, Any]:
+    """Options shared by online and offline `context.configure()`."""
+    return {
+        # Commands that only read (current, history) send no DDL: no models to load.
+        "target_metadata": None if reads_only(config) else target_metadata(config),
+        "transaction_per_migration": True,
+        "compare_type": True,
+        "compare_server_default": True,
+        "process_revision_directives": _skip_empty_autogenerate,
+        "on_version_apply": [keep_stamp],
+    }
+
+
+def refuse_pooled(given: Connection | Engine) -> None:
+    """A caller's engine or connection for migrations must not be Neon's pooled endpoint.
+
+    Our own migration engine needs no such check: resolve() refuses a pooled direct URL,
+    and any PgBouncer rejects the startup options that engine sends.
+    """
+    engine = given.engine if isinstance(given, Connection) else given
+    url = engine.url.render_as_string(hide_password=True)
+    if urls.is_pooled(url):
+        raise ConfigError(
+            f"migrations cannot run through Neon's pooled endpoint {urls.host_of(url)} "
+            "(PgBouncer in transaction mode breaks the session advisory lock and SET)",
+            "hand env.py an engine or connection on the direct endpoint (the same host "
+            "without -pooler)",
+        )
+
+
+# Not `revision`: autogenerate must not compare against a half-migrated schema.
+READ_ONLY_COMMANDS = {"current", "check", "heads", "history", "show", "branches"}
+
+
+def reads_only(config) -> bool:
+    """`alembic current`, `history` and the like: no DDL, no comparison with the models."""
+    options = config.cmd_opts
+    return options is not None and options.cmd[0].__name__ in READ_ONLY_COMMANDS - {"check"}
+
+
+def takes_lock(config) -> bool:
+    """Commands that only read (`alembic current`, `check`, `history`) must not queue
+    behind a running migration. API callers are not known to read only: they lock."""
+    options = config.cmd_opts
+    return options is None or options.cmd[0].__name__ not in READ_ONLY_COMMANDS
+
+
+@contextmanager
+def migration_connection(config) -> Iterator[Connection]:
+    """The connection to migrate on, holding the migration lock, timeouts set.
+
+    `config.attributes["connection"]` (pytest-alembic, or an application running its
+    migrations itself) may hold a Connection, used as is and left open, or an Engine,
+    connected to like ours.
+    """
+    settings = get_settings()
+    for stale in (REVISION_NOW, APPLIED, revision_session.ATTRIBUTE):  # a reused Config
+        config.attributes.pop(stale, None)
+    given: Connection | Engine | None = config.attributes.get("connection")
+    if given is not None:
+        refuse_pooled(given)
+    with contextlib.ExitStack() as bounds:
+        if config.cmd_opts is not None and not waiting.installed():  # the alembic command
+            bounds.enter_context(waiting.bounded(settings.db_connect_timeout))
+            bounds.enter_context(twin_may_start())
+        yield from _migration_connection(config, settings, given)
+
+
+def _migration_connection(config, settings, given) -> Iterator[Connection]:
+    if isinstance(given, Connection):
+        conn = given
+    else:
+        variable = "the given engine" if given else get_endpoints().direct_variable
+        conn = connect(
+            given or get_migration_engine(),
+            retry_seconds=settings.db_connect_retry_seconds,
+            variable=variable,
+            migrations=True,
+        )
+    try:
+        with stop_on_signals(canceller(conn)):
+            if takes_lock(config):
+                token = SESSION_TOKEN if given is None else None  # our engine's sessions
+                with migration_lock(conn, settings, token) as scope:
+                    session = RevisionSession(conn, settings, scope)
+                    config.attributes[revision_session.ATTRIBUTE] = session
+                    try:
+                        yield conn
+                    finally:
+                        session.close()
+                    if conn is not given and config.attributes.get(APPLIED):
+                        now = config.attributes[REVISION_NOW] = database_revision(conn)
+                        log.info("the database is now at %s (read back)", now)
+            else:  # our engine's timeouts came in the startup packet
+                yield conn
+    except BaseException as exc:  # a signal too: every run that ends says where the db is
+        if conn is not given:  # after a signal, reconnect only if the server still answers
+            reconnect = received() is None or answered_after_signal(exc)
+            config.attributes[REVISION_NOW] = database_revision(conn, reconnect)
+        raise
+    finally:
+        if conn is not given:
+            conn.close()
+
+
+def canceller(conn: Connection) -> Callable[[], None]:
+    """Cancel `conn`'s running statement from another thread, through a new session.
+
+    psycopg2's own cancel() holds the GIL while it connects: on a link that has gone
+    silent it froze the whole process, the signal handler included. A new session that
+    runs pg_cancel_backend waits the way every connect does (bounded, GIL released).
+    """
+    pid = conn.connection.dbapi_connection.info.backend_pid
+    engine = conn.engine
+
+    def cancel() -> None:
+        with engine.connect() as other:
+            other.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": pid})
+
+    return cancel
+
+
+def database_revision(conn: Connection, reconnect: bool = True) -> str:
+    """alembic_version as it is committed, read after a failure (the lock is released);
+    on a new connection if the link broke and `reconnect` allows."""
+    for _attempt in range(2 if reconnect else 1):
+        if conn.invalidated and not reconnect:
+            break
+        try:
+            if conn.in_transaction():
+                conn.rollback()
+            exists = conn.execute(text("SELECT to_regclass('alembic_version')")).scalar()
+            query = text("SELECT version_num FROM alembic_version ORDER BY 1")
+            rows = conn.execute(query).scalars().all() if exists else []
+            conn.rollback()
+        except SQLAlchemyError:  # never let the read-back hide the failure it reports on
+            continue  # a broken link is invalidated now: the next try reconnects
+        return ", ".join(rows) or "no revision (empty)"
+    return "unknown: the connection was lost (run `make verify` to see it)"
+
+
+def emit_timeouts_in_each_transaction(ctx: MigrationContext) -> None:
+    """Offline SQL: put SET LOCAL timeouts right after every BEGIN the script emits."""
+    settings = get_settings()
+    impl = ctx.impl
+    emit_begin = impl.emit_begin
+
+    def emit_begin_with_timeouts() -> None:
+        emit_begin()
+        impl.static_output(f"SET LOCAL lock_timeout = '{lock_timeout(settings)}';")
+        impl.static_output(f"SET LOCAL statement_timeout = '{statement_timeout(settings)}';")
+
+    impl.emit_begin = emit_begin_with_timeouts
+
+
+@contextmanager
+def one_line_errors(config) -> Iterator[None]:
+    """Turn our errors, stray driver errors and signals into Alembic's one-line `FAILED:`.
+
+    Alembic prints `FAILED:` on stdout; for `alembic upgrade --sql > file` stdout is the
+    SQL, so there the line goes to stderr and the exit code alone tells the shell.
+    """
+    attributes = config.attributes
+    try:
+        yield
+    except BrokenPipeError:
+        # The reader of the SQL (`make sql | head`) went away: stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
+    except (Exception, KeyboardInterrupt) as err:
+        error = _as_harness_error(err, attributes)
+        if error is None:
+            raise  # a bug: let its traceback show
+        if config.cmd_opts is not None and getattr(config.cmd_opts, "sql", False):
+            print(f"FAILED: {error}", file=sys.stderr, flush=True)
+            raise SystemExit(error.exit_code) from None
+        raise CommandError(str(error)) from error
+
+
+def _running_revision(err: BaseException | None) -> tuple[str | None, bool]:
+    """The revision a signal stopped, and whether it had committed part of its work: on
+    the error, or on one it interrupted the handling of (the handler's exception can land
+    while the cancelled statement's is being handled)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if getattr(err, "label", None):
+            return err.label, getattr(err, "commits_midway", False)
+        err = err.__cause__ or err.__context__
+    return None, False
+
+
+def _as_harness_error(err: BaseException, attributes: dict) -> HarnessError | None:
+    error = _classify(err, attributes)
+    now = attributes.get(REVISION_NOW)
+    if error is not None and now and not isinstance(error, ConfigError):
+        error = error.amended(f"the database is now at {now}")
+    return error
+
+
+def _classify(err: BaseException, attributes: dict) -> HarnessError | None:
+    signum = received() or (signal.SIGINT if isinstance(err, KeyboardInterrupt) else None)
+    if signum:
+        return RunInterrupted(signum, *_running_revision(err), unconfirmed_cancel(err))
+    if isinstance(err, HarnessError):
+        return err
+    if not isinstance(err, DBAPIError):
+        return script_problem(err)  # None: a bug, whose traceback shows
+    at_commit = attributes.get(UNCOMMITTED)
+    if at_commit and lost_connection(err):  # the COMMIT was sent: did it happen?
+        return _ambiguous_commit(*at_commit, driver_message(err), attributes.get(REVISION_NOW))
+    if at_commit:  # e.g. a deferred foreign key, checked only at COMMIT
+        return MigrationError(
+            f"{at_commit[1]} failed at commit: {driver_message(err)}",
+            "fix the revision and run again",
+        )
+    if lost_connection(err):
+        return UnreachableError(
+            f"the connection to the database was lost: {driver_message(err)}",
+            "check the network and the database (`make verify`), then run again",
+        )
+    return MigrationError(f"database error: {driver_message(err)}")
+
+
+def _ambiguous_commit(
+    revision: str, label: str, direction: str, why: str, now: str | None
+) -> HarnessError:
+    """The link broke at a revision's COMMIT; the stamp, read back on a new connection,
+    tells whether it was committed (an upgrade's stamp names it, a downgrade's no more)."""
+    head = f"the connection was lost at the COMMIT of {label} ({why})"
+    if now is None or now.startswith("unknown"):
+        return UnreachableError(
+            f"{head}; whether it was committed is unknown: the database could not be reached",
+            "run `make verify` when it answers: at this revision it was committed, before it "
+            "it was not; then migrate again",
+        )
+    stamped = revision in now.split(", ")
+    committed = stamped if direction == "upgrade" else not stamped
+    return UnreachableError(
+        f"{head}; it was {'committed' if committed else 'NOT committed'} (read back)",
+        "check the network, then run again to apply what is left",
+    )

@@ -1,0 +1,224 @@
+"""The advisory lock that serializes migration runs, and the migration session's timeouts.
+
+Alembic takes no lock: two deploys upgrading at once collide on the same DDL. On our own
+connection the lock is session-level, because a transaction-level one is released by
+`autocommit_block`; that is also why migrations need the direct endpoint, since PgBouncer
+in transaction mode gives no session to keep it in. When the caller hands over a
+connection already inside a transaction, everything runs in that transaction, so the lock
+and the timeouts are transaction-scoped and end with it. The timeouts are set in the same
+statement as the first lock attempt: on Neon every round trip crosses a network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from neon_migrate.connection.timeouts import SESSION_SETTING, lock_timeout, statement_timeout
+from neon_migrate.errors import ConfigError, LockBusyError
+from neon_migrate.settings import Settings
+
+log = logging.getLogger("neon_migrate.migrate")
+
+# 'neonmigr' as a 64-bit integer. Advisory locks are per database, so one key suffices.
+LOCK_KEY = int.from_bytes(b"neonmigr", "big")
+# The longest pause between two tries for a held lock: the delay a waiter adds after the
+# holder lets go, against one round trip per try.
+POLL_MAX_SECONDS = 1.0
+
+_HOLDER = text(
+    """
+    SELECT a.pid, a.application_name, coalesce(a.client_addr::text, 'local'),
+           extract(epoch FROM now() - a.backend_start)::int
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+      AND l.classid::bigint = :hi AND l.objid::bigint = :lo
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    """
+)
+
+
+def lock_holder(conn: Connection) -> str | None:
+    """Who holds the migration lock now, in words; None when nobody does."""
+    row = conn.execute(_HOLDER, {"hi": LOCK_KEY >> 32, "lo": LOCK_KEY & 0xFFFFFFFF}).first()
+    if row is None:
+        return None
+    pid, app, client, age = row
+    return f"pid {pid} (application '{app or '?'}', from {client}, connected {age}s ago)"
+
+
+def describe_holder(conn: Connection) -> str:
+    return lock_holder(conn) or "another session (it has just released it)"
+
+
+class NotOneSession(ConfigError):
+    def __init__(self) -> None:
+        super().__init__(
+            "the migrations' endpoint did not apply the session's startup options (its "
+            "lock and statement timeouts): it is a connection pooler that drops them, such "
+            "as PgBouncer with ignore_startup_parameters = options; nothing was run",
+            "point DATABASE_URL_DIRECT at the database itself (on Neon: the host without "
+            "-pooler); migrations need one real server session",
+        )
+
+
+class _Lock:
+    """The statements for one scope: 'session' (our connection) or 'transaction' (caller's)."""
+
+    def __init__(self, conn: Connection, settings: Settings, scope: str) -> None:
+        self.conn, self.settings = conn, settings
+        self.local = "true" if scope == "transaction" else "false"
+        self.xact = "_xact" if scope == "transaction" else ""
+        self.original: tuple[str, str] | None = None  # the session's own timeouts, once read
+
+    def set_timeouts(self, lock: str, statement: str) -> None:
+        self.conn.execute(
+            text(
+                f"SELECT set_config('lock_timeout', :lock, {self.local}), "
+                f"set_config('statement_timeout', :stmt, {self.local})"
+            ),
+            {"lock": lock, "stmt": statement},
+        )
+
+    def set_timeouts_and_try(self, token: str | None) -> bool:
+        """One round trip: remember the session's timeouts, set ours, try the lock; all of
+        it only if the session carries `token` from its startup packet (when given).
+
+        A pooler that drops startup options (PgBouncer's ignore_startup_parameters =
+        options) hands us a server session without the token: nothing is set or locked
+        there, since the next statement may run on another server session and could
+        never unlock it, and our timeouts would stay behind for other clients.
+        """
+        ok = (
+            f"(CAST(:token AS text) IS NULL OR current_setting('{SESSION_SETTING}', true) = :token)"
+        )
+        lock, statement, carried, _, _, got = self.conn.execute(
+            text(
+                "SELECT current_setting('lock_timeout'), current_setting('statement_timeout'), "
+                f"{ok}, "
+                f"CASE WHEN {ok} THEN set_config('lock_timeout', :lock, {self.local}) END, "
+                f"CASE WHEN {ok} THEN set_config('statement_timeout', :stmt, {self.local}) END, "
+                f"CASE WHEN {ok} THEN pg_try_advisory{self.xact}_lock(:key) END"
+            ),
+            {
+                "token": token,
+                "lock": lock_timeout(self.settings),
+                "stmt": statement_timeout(self.settings),
+                "key": LOCK_KEY,
+            },
+        ).one()
+        if not carried:
+            raise NotOneSession()
+        self.original = (lock, statement)
+        return got
+
+    def wait(self) -> None:
+        """Wait until the holder lets go, at most MIGRATION_LOCK_WAIT; say who we wait for.
+
+        The wait is a poll of pg_try_advisory_lock, never a blocking pg_advisory_lock: a
+        waiter blocked inside a statement holds a snapshot that the holder's CREATE INDEX
+        CONCURRENTLY must wait out while we wait for the holder, a deadlock PostgreSQL
+        breaks by killing one of the two, possibly the holder half-way through a revision.
+        On our own session each try runs in autocommit; in a caller's transaction (READ
+        COMMITTED) no snapshot is held between two tries either.
+        """
+        holder = describe_holder(self.conn)
+        wait = self.settings.migration_lock_wait
+        busy = LockBusyError(
+            f"the migration lock is held by {holder} for longer than MIGRATION_LOCK_WAIT={wait:g}s",
+            "let that run finish, or stop it with SELECT pg_terminate_backend(<pid>)",
+        )
+        if wait <= 0:
+            raise busy
+        log.info("waiting up to %gs for the migration lock held by %s", wait, holder)
+        started = time.monotonic()
+        if self.xact:
+            self._poll(started + wait, busy)
+        else:
+            self.conn.commit()  # keeps the timeouts set with the first try
+            level = self.conn.get_isolation_level()
+            self.conn.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                self._poll(started + wait, busy)
+            finally:  # never let a failed restore hide why the poll ended
+                with contextlib.suppress(SQLAlchemyError):
+                    if self.conn.in_transaction():
+                        self.conn.rollback()
+                    self.conn.execution_options(isolation_level=level)
+        log.info("got the migration lock after waiting %.1fs", time.monotonic() - started)
+
+    def _poll(self, deadline: float, busy: LockBusyError) -> None:
+        delay = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise busy
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, POLL_MAX_SECONDS)
+            tried = self.conn.execute(
+                text(f"SELECT pg_try_advisory{self.xact}_lock(:key)"), {"key": LOCK_KEY}
+            )
+            got = tried.scalar()
+            if not self.xact:
+                self.conn.commit()  # autocommit: ends SQLAlchemy's transaction, sends nothing
+            if got:
+                return
+
+    def restore(self) -> None:
+        """Our session after a failed start: the caller's own timeouts back (the first try
+        set ours, and waiting committed them)."""
+        with contextlib.suppress(SQLAlchemyError):
+            if self.conn.in_transaction():
+                self.conn.rollback()
+            if self.original is not None:
+                self.set_timeouts(*self.original)
+                self.conn.commit()
+
+    def release(self) -> None:
+        """Session scope only: unlock, and give the session its own timeouts back."""
+        self.conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
+        if self.original is not None:
+            self.set_timeouts(*self.original)
+
+
+@contextmanager
+def migration_lock(conn: Connection, settings: Settings, token: str | None = None) -> Iterator[str]:
+    """Hold the lock, with the migration timeouts set, for the body of the block; yields
+    the scope of both: "session" (our connection) or "transaction" (a caller's).
+
+    On our own connection, the transaction our statements autobegan is committed before
+    Alembic sees the connection: Alembic would otherwise take it for the caller's
+    transaction, skip its own BEGIN/COMMIT, and every DDL statement would be rolled back
+    when the connection closes (the silent-rollback trap).
+    """
+    scope = "transaction" if conn.in_transaction() else "session"
+    lock = _Lock(conn, settings, scope)
+    try:
+        if not lock.set_timeouts_and_try(token):
+            lock.wait()
+    except BaseException:
+        if scope == "session":
+            lock.restore()
+        raise
+    if scope == "transaction":
+        yield scope  # lock and timeouts end with the caller's transaction
+        return
+    conn.commit()
+    try:
+        yield scope
+    finally:
+        try:
+            if not conn.invalidated:  # a lost link: the lock ends with the server session
+                if conn.in_transaction():
+                    conn.rollback()  # whatever a failed run left open
+                lock.release()
+                conn.commit()
+        except SQLAlchemyError:
+            log.debug("could not release the migration lock; it ends with the session")

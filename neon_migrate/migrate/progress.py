@@ -1,0 +1,139 @@
+"""One line per revision as it is applied or reverted, and the failing revision named.
+
+Alembic has no hook that runs before a revision, so each revision module's upgrade and
+downgrade are wrapped: the wrapper times the call, reports it, and turns an exception
+into a MigrationError that names the revision. The wrapped call still runs inside
+Alembic's per-migration transaction, so a failure rolls that revision back whole.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+
+from alembic import context
+from alembic.script import Script, ScriptDirectory
+
+from neon_migrate.connection.connect import driver_message
+from neon_migrate.connection.waiting import IDLE_ENDED, lost_connection
+from neon_migrate.errors import HarnessError, MigrationError
+from neon_migrate.migrate import offline, revision_session
+
+log = logging.getLogger("neon_migrate.migrate")
+
+APPLIED = "applied_revisions"  # config.attributes key: [(direction, revision, ms), ...]
+# (revision, label, direction) of the revision whose transaction is not committed yet: a deferred
+# constraint can still fail it at COMMIT, or the link can break there, after its
+# function returned, and the error must name it.
+UNCOMMITTED = "uncommitted_revision"
+
+
+class RevisionFailed(MigrationError):
+    """A revision raised. Keeps the original for the retry logic."""
+
+    def __init__(
+        self,
+        revision: str,
+        label: str,
+        direction: str,
+        original: BaseException,
+        commits_midway: bool,
+    ) -> None:
+        self.revision, self.label, self.original = revision, label, original
+        # It had ended Alembic's transaction (autocommit_block, commit()) before failing:
+        # that part of its work is committed, and running it again may not be safe.
+        self.commits_midway = commits_midway
+        if any(m in str(original).lower() for m in IDLE_ENDED):  # the server, on purpose
+            cause = (
+                f"{label} sat idle in its session longer than MIGRATION_IDLE_TIMEOUT (Python "
+                "work between its statements?), and the server ended it: "
+                + driver_message(original)
+            )
+            fix = "raise MIGRATION_IDLE_TIMEOUT for this run, or move that work out of it"
+        elif "asynchronous callback" in str(original):  # COPY, large objects
+            cause = f"{label} failed during {direction}: {driver_message(original)}"
+            fix = (
+                "wrap the COPY (or large object) code in "
+                "`with neon_migrate.connection.waiting.blocking():`; "
+                "the harness's bounded waits do not allow it"
+            )
+        elif lost_connection(original):  # the network failed, not the revision
+            self.exit_code = 3
+            cause = (
+                f"{label} lost its connection during {direction}: {driver_message(original)}"
+                + ("; it had committed part of its work first" if commits_midway else "")
+            )
+            fix = (
+                "check the network and the database (`make verify`), then run again; what "
+                "it had not committed is rolled back by the server when it notices"
+            )
+        elif commits_midway:
+            cause = (
+                f"{label} failed during {direction} after committing part of its work "
+                f"(autocommit_block or commit()): {driver_message(original)}"
+            )
+            fix = (
+                "make the revision safe to run again (IF NOT EXISTS, IF EXISTS), drop any "
+                "INVALID index it left (`make verify` lists them), then migrate again"
+            )
+        elif direction == "offline rendering":  # not one that only runs online: a bug
+            cause = f"{label} fails when rendered as SQL: {type(original).__name__}: " + (
+                driver_message(original)
+            )
+            fix = "fix the revision: this error would stop an online run too"
+        else:
+            cause = f"{label} failed during {direction}: {driver_message(original)}"
+            fix = "fix the revision and run again; it was rolled back whole"
+        super().__init__(cause, fix)
+
+
+def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(fn)
+    def run(*args, **kwargs) -> None:
+        attributes = context.config.attributes
+        label = f"revision {script.revision} ({' '.join((script.doc or '').split())})"
+        if context.is_offline_mode():
+            try:
+                offline.render(context.get_context().impl, attributes, script,
+                               functools.partial(fn, *args, **kwargs))  # fmt: skip
+            except Exception as exc:
+                raise RevisionFailed(script.revision, label, "offline rendering", exc,
+                                     commits_midway=False) from exc  # fmt: skip
+            return
+        attributes.pop(UNCOMMITTED, None)  # the previous revision's COMMIT went through
+        session = attributes.get(revision_session.ATTRIBUTE)
+        if session is not None:
+            session.start()
+        started = time.perf_counter()
+        try:
+            fn(*args, **kwargs)
+        except HarnessError:
+            raise
+        except KeyboardInterrupt as exc:  # a signal: say which revision it stopped, and how
+            exc.label = label  # type: ignore[attr-defined]
+            midway = session.finish(ok=False) if session is not None else False
+            exc.commits_midway = midway  # type: ignore[attr-defined]
+            raise
+        except Exception as exc:
+            midway = session.finish(ok=False) if session is not None else False
+            raise RevisionFailed(script.revision, label, direction, exc, midway) from exc
+        if session is not None:
+            session.finish(ok=True)
+        ms = (time.perf_counter() - started) * 1000
+        verb = "applied " if direction == "upgrade" else "reverted"
+        log.info("%s %s  %s  (%.0f ms)", verb, script.revision, script.doc, ms)
+        attributes.setdefault(APPLIED, []).append((direction, script.revision, ms))
+        attributes[UNCOMMITTED] = (script.revision, label, direction)
+
+    run.harness_wrapped = True  # type: ignore[attr-defined]
+    return run
+
+
+def report_each_revision(script_directory: ScriptDirectory) -> None:
+    for script in script_directory.walk_revisions():
+        for direction in ("upgrade", "downgrade"):
+            fn = getattr(script.module, direction, None)
+            if fn is not None and not getattr(fn, "harness_wrapped", False):
+                setattr(script.module, direction, _timed(script, direction, fn))

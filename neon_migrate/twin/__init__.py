@@ -1,0 +1,4 @@
+"""The local twin of a Neon project: PostgreSQL with TLS, and PgBouncer.
+
+Development only: installed with the `[local]` extra.
+"""
