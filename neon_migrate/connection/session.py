@@ -1,8 +1,9 @@
 """Request-scoped sessions on the app engine: commit on success, roll back on error.
 
-`get_session` is a generator so FastAPI can use it as a dependency
-(`Depends(get_session)`); `session_scope` is the same thing as a `with` block for
-scripts and workers. A transaction costs a BEGIN and a COMMIT, each a round trip to Neon;
+`get_session` is a generator so FastAPI can use it as a dependency: through
+`neon_migrate.web.session.SessionDep`, which commits before the response is sent (see
+`get_session`). `session_scope` is the same thing as a `with` block for scripts and
+workers. A transaction costs a BEGIN and a COMMIT, each a round trip to Neon;
 `autocommit_connection` is for work that is one statement anyway: one round trip each.
 """
 
@@ -18,6 +19,16 @@ from neon_migrate.connection.engines import get_app_engine
 
 
 def get_session() -> Iterator[Session]:
+    """A session on the app engine, committed when the caller is done, rolled back if it
+    raised.
+
+    In FastAPI use `neon_migrate.web.session.SessionDep`, which is
+    `Annotated[Session, Depends(get_session, scope="function")]`. Not a plain
+    `Depends(get_session)`: since FastAPI 0.118 the code after `yield` (here, the COMMIT)
+    then runs after the response has been sent, so a COMMIT that fails (a deferred
+    constraint, a serialization failure, a dropped connection) still answers 200 and the
+    write is lost. `neon_migrate.web.session.warn_unscoped_sessions(app)` names such routes.
+    """
     with Session(get_app_engine()) as session:
         try:
             yield session

@@ -176,7 +176,9 @@ def metrics_router(path: str = "/metrics", registry=None):
     registry = register(registry)
     router = APIRouter(tags=["metrics"])
 
-    @router.get(path)
+    # response_model=None: the annotation names a class imported in this function, which
+    # FastAPI cannot resolve later, and /openapi.json (so /docs) would fail on it.
+    @router.get(path, response_model=None)
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
