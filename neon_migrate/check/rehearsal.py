@@ -87,12 +87,13 @@ def describe_diff(diff: list) -> list[str]:
 def drift(conn: Connection, config_file: str) -> list[str] | None:
     """How the database differs from the models (`alembic check` semantics); None when no
     models are configured (no target_metadata in alembic.ini), so nothing was compared."""
+    from neon_migrate.migrate.autogenerate import autogenerate_options
+
     metadata = target_metadata(Config(config_file))
     if metadata is None:
         return None
-    context = MigrationContext.configure(
-        conn, opts={"compare_type": True, "compare_server_default": True}
-    )
+    options = {"compare_type": True, "compare_server_default": True, **autogenerate_options()}
+    context = MigrationContext.configure(conn, opts=options)  # as `alembic check` compares
     return describe_diff(compare_metadata(context, metadata))
 
 

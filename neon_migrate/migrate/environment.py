@@ -23,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from neon_migrate import project
 from neon_migrate.connection import urls, waiting
 from neon_migrate.connection.connect import connect, driver_message
 from neon_migrate.connection.endpoints import get_endpoints, twin_may_start
@@ -49,24 +50,28 @@ REVISION_NOW = "database_revision_read_back"  # config.attributes key
 
 
 def target_metadata(config):
-    """The models' MetaData, named in alembic.ini by `target_metadata = module:attribute`.
+    """The models' MetaData, named by `target_metadata = module:attribute` in alembic.ini's
+    [alembic] section or in [tool.neon-migrate] of pyproject.toml (`app.models:metadata`,
+    `app.models:SQLModel.metadata`).
 
     Loaded for every command, as stock Alembic's env.py does: its naming convention names
     the constraints and indexes that `op` creates, so a run without it (and a rehearsal or
     offline render with it) would send different DDL for the same revision.
     """
-    spec = config.get_main_option("target_metadata")
+    spec = project.option(config, "target_metadata")
     if not spec:
         return None
     module_name, _, attribute = spec.partition(":")
     try:
-        module = importlib.import_module(module_name.strip())
-        return getattr(module, attribute.strip() or "metadata")
+        found = importlib.import_module(module_name.strip())
+        for name in (attribute.strip() or "metadata").split("."):
+            found = getattr(found, name)
+        return found
     except (ImportError, AttributeError) as exc:
         raise ConfigError(
-            f"target_metadata = {spec} in {config.config_file_name} cannot be loaded: "
+            f"target_metadata = {spec} in {project.where(config)} cannot be loaded: "
             f"{type(exc).__name__}: {exc}",
-            "name the models' MetaData as module:attribute (e.g. app.models:metadata)",
+            "name the models' MetaData as module:attribute (e.g. app.models:SQLModel.metadata)",
         ) from None
 
 
@@ -79,6 +84,8 @@ def _skip_empty_autogenerate(ctx: MigrationContext, revision: Any, directives: l
 
 def configure_options(config) -> dict[str, Any]:
     """Options shared by online and offline `context.configure()`."""
+    from neon_migrate.migrate.autogenerate import autogenerate_options
+
     return {
         # Commands that only read (current, history) send no DDL: no models to load.
         "target_metadata": None if reads_only(config) else target_metadata(config),
@@ -87,6 +94,7 @@ def configure_options(config) -> dict[str, Any]:
         "compare_server_default": True,
         "process_revision_directives": _skip_empty_autogenerate,
         "on_version_apply": [keep_stamp],
+        **autogenerate_options(),  # SQLModel's types rendered as sa.*, our own table ignored
     }
 
 
