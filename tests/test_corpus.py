@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import CLI, ROOT, alembic, cli, schema
+from helpers import CLI, ROOT, alembic, cli, rows, schema
 
 from neon_migrate.migrate.heads import quick_heads
 from neon_migrate.twin.local import bundled_bin_dir
@@ -32,11 +32,6 @@ def corpus(tmp_path: Path, harness_env: dict) -> dict:
     shutil.copytree(ROOT / "tests" / "corpus", root, symlinks=False,
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     return {"root": root, "env": dict(harness_env, ALEMBIC_CONFIG=str(root / "alembic.ini"))}
-
-
-def rows(url: str, query: str) -> list[tuple]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(query).fetchall()
 
 
 def fresh_database(pg_server, name: str) -> str:
@@ -115,7 +110,8 @@ def test_check_passes_with_everything_pending_and_at_head(corpus):
     code, report = check(corpus["env"])
     assert code == 0, json.dumps(report["checks"], indent=1)
     assert {c["id"]: c["status"] for c in report["checks"]} == dict.fromkeys(
-        ["config", "direct", "pooled", "revision", "plan", "lint", "rehearsal", "drift"],
+        ["config", "direct", "pooled", "revision", "validate", "plan", "lint", "rehearsal",
+         "drift"],
         "pass") | {"scripts": "warn"}  # fmt: skip
 
 

@@ -31,13 +31,14 @@ def test_upgrade_then_downgrade_round_trip(harness_env, db_url):
     assert up.returncode == 0, up.stdout
     assert f"applied  {HEAD}  create account and project" in up.stdout
     assert version_rows(db_url) == [HEAD]
-    assert {r[0] for r in schema(db_url)["columns"]} == {"account", "project", "alembic_version"}
+    bookkeeping = {"alembic_version", "neon_migrate_history"}
+    assert {r[0] for r in schema(db_url)["columns"]} == {"account", "project", *bookkeeping}
 
     down = alembic("downgrade", "-1", env=harness_env)
     assert down.returncode == 0, down.stdout
     assert f"reverted {HEAD}" in down.stdout
     assert version_rows(db_url) == []
-    assert {r[0] for r in schema(db_url)["columns"]} == {"alembic_version"}
+    assert {r[0] for r in schema(db_url)["columns"]} == bookkeeping
 
 
 def test_ddl_persists_after_the_connection_closes(harness_env, db_url):

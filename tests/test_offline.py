@@ -60,6 +60,7 @@ def test_offline_sql_applied_by_psql_equals_online_schema(
             "account",
             "project",
             "alembic_version",
+            "neon_migrate_history",
         }
     finally:
         with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:

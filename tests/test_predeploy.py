@@ -58,7 +58,18 @@ def test_safe_to_ship_at_head(at_head):
     assert code == 0, report
     assert report["ok"] is True
     assert statuses(report) == dict.fromkeys(
-        ["config", "direct", "pooled", "scripts", "revision", "plan", "lint", "rehearsal", "drift"],
+        [
+            "config",
+            "direct",
+            "pooled",
+            "scripts",
+            "revision",
+            "validate",
+            "plan",
+            "lint",
+            "rehearsal",
+            "drift",
+        ],
         "pass",
     )
     assert message(report, "plan") == f"nothing to apply: at head {HEAD}"

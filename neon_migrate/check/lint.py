@@ -45,7 +45,8 @@ DANGEROUS = {
 WAIVER = re.compile(r"#\s*predeploy:\s*allow\s+([\w,\s-]+?)\s+--\s*(\S.{9,})$", re.MULTILINE)
 _DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|TRUNCATE|COMMENT ON|GRANT|REVOKE)\b", re.IGNORECASE)
 _DML = re.compile(r"^\s*(INSERT|UPDATE|DELETE|COPY|MERGE)\b", re.IGNORECASE)
-_VERSION_TABLE = re.compile(r"\balembic_version\b", re.IGNORECASE)
+# The bookkeeping every revision writes: Alembic's stamp and the harness's history row.
+_VERSION_TABLE = re.compile(r"\b(?:alembic_version|neon_migrate_history)\b", re.IGNORECASE)
 _EXCLUSIVE = re.compile(
     r"^\s*(?:ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?|DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?"
     r"|TRUNCATE\s+(?:TABLE\s+)?)(\"?[\w.$]+\"?)",

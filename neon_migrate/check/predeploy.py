@@ -30,6 +30,7 @@ from neon_migrate.connection.health import check_connection
 from neon_migrate.errors import ConfigError, HarnessError, UnreachableError
 from neon_migrate.migrate.heads import quick_graph, revision_files
 from neon_migrate.migrate.lock import lock_holder
+from neon_migrate.migrate.status import read_status
 from neon_migrate.observe.figures import endpoint_figures, endpoint_text
 from neon_migrate.observe.pool_stats import all_stats
 from neon_migrate.settings import get_settings
@@ -212,15 +213,18 @@ def check_scripts(ctx: Context) -> str:
 
 
 def _import_problem(path: Path) -> str | None:
-    """Why a revision file cannot be loaded, or None."""
+    """Why a revision file cannot be loaded, or would fail on a name once it runs; None if
+    neither. Importing runs only the top level, so names inside upgrade() are read."""
     import importlib.util
+
+    from neon_migrate.migrate.undefined_names import problem
 
     spec = importlib.util.spec_from_file_location(f"_predeploy_{path.stem}", path)
     try:
         spec.loader.exec_module(importlib.util.module_from_spec(spec))  # type: ignore[union-attr]
     except Exception as exc:
         return f"{path.name} does not import: {type(exc).__name__}: {' '.join(str(exc).split())}"
-    return None
+    return problem(path)
 
 
 def _downgrade_does_nothing(script) -> bool:
@@ -288,6 +292,27 @@ def _unknown(script: ScriptDirectory, revision: str) -> bool:
         return script.get_revision(revision) is None
     except Exception:
         return True
+
+
+def check_validate(ctx: Context) -> str:
+    """Applied revisions still match their files (their checksums in the history), and
+    every revision the database is at has a file."""
+    status = read_status(ctx.script, ctx.direct())
+    if status.problems:
+        raise Outcome(
+            "fail",
+            "; ".join(status.problems),
+            edited=[e.revision for e in status.revisions if e.checksum == "edited"],
+            missing=[e.revision for e in status.revisions if e.state == "missing"],
+        )
+    applied = status.count(state="applied")
+    if not applied:
+        return "no revision applied yet: nothing to compare"
+    unrecorded = status.count(checksum="no record")
+    return (
+        f"{applied} applied revision(s) match their files ({applied - unrecorded} recorded, "
+        f"{unrecorded} applied before the history)"
+    )
 
 
 def check_plan(ctx: Context) -> str:
@@ -432,6 +457,7 @@ CHECKS: list[tuple[str, Callable[[Context], str], tuple[str, ...]]] = [
     ("pooled", check_pooled, ("config",)),
     ("scripts", check_scripts, ()),
     ("revision", check_revision, ("direct", "scripts")),
+    ("validate", check_validate, ("direct", "scripts")),
     ("plan", check_plan, ("revision",)),
     ("lint", check_lint, ("plan",)),
     ("rehearsal", check_rehearsal, ("plan",)),

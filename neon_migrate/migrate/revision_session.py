@@ -9,7 +9,8 @@ Two things a revision can do to the session outlive it unless the harness steps 
 - It can end Alembic's transaction (`op.get_bind().commit()`, `autocommit_block()`).
   Alembic then writes the stamp into a transaction nobody commits: the revision's work
   is in the database and the stamp is lost. A revision seen to commit has its stamp
-  committed right after Alembic writes it (the `on_version_apply` hook).
+  (and its history row, see history.py) committed right after Alembic writes it (the
+  `on_version_apply` hook).
 """
 
 from __future__ import annotations
@@ -103,8 +104,12 @@ class RevisionSession:
         return self.committed
 
 
-def keep_stamp(ctx: MigrationContext, **_kwargs) -> None:
-    """on_version_apply: the stamp of a revision that committed itself is committed now."""
+def keep_stamp(ctx: MigrationContext, **kwargs) -> None:
+    """on_version_apply: the revision's history row, written next to its stamp; then the
+    stamp and that row of a revision that committed itself are committed, together."""
+    from neon_migrate.migrate.history import record_revision  # it imports progress: us
+
+    record_revision(ctx, **kwargs)  # before the commit below: one commit for both
     session = ctx.config.attributes.get(ATTRIBUTE) if ctx.config is not None else None
     if session is not None and session.committed and ctx.connection.in_transaction():
         ctx.connection.commit()
