@@ -1,15 +1,19 @@
 # Everyday commands. `make migrate` and `make test` are the whole set-up on a fresh clone:
-# the virtualenv is created and the project installed on first use.
+# the virtualenv is created and the project installed on first use. The database targets
+# (migrate, status, check, sql, revision, ...) are the ones `neon-migrate init` gives every
+# project: aliases of `neon-migrate <command>`, here run from this repository's .venv.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
-r      ?= -1
+
+NEON_MIGRATE      := $(PY) -m neon_migrate.cli
+NEON_MIGRATE_DEPS := $(STAMP)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv migrate verify check sql revision downgrade current history db-up db-down test bench lint clean
+.PHONY: help venv test bench lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,36 +25,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install the project (done on demand by every target)
 
-migrate: $(STAMP) ## upgrade to head (direct endpoint), then verify both endpoints
-	@$(PY) -m neon_migrate.cli migrate
-
-verify: $(STAMP) ## check both endpoints: reachable, SSL, at head
-	@$(PY) -m neon_migrate.cli verify
-
-check: $(STAMP) ## pre-deploy check: is this safe to ship? (changes nothing; args="--json")
-	@$(PY) scripts/predeploy_check.py $(args)
-
-sql: $(STAMP) ## print the upgrade SQL (offline: no database needed)
-	@$(BIN)/alembic upgrade head --sql
-
-revision: $(STAMP) ## autogenerate a revision from the models: make revision m="add x"
-	@test -n "$(m)" || { echo 'error: give a message: make revision m="add invoices"' >&2; exit 2; }
-	@$(BIN)/alembic revision --autogenerate -m "$(m)"
-
-downgrade: $(STAMP) ## revert one revision (or: make downgrade r=<rev>)
-	@$(BIN)/alembic downgrade $(r)
-
-current: $(STAMP) ## the revision the database is at
-	@$(BIN)/alembic current
-
-history: $(STAMP) ## the revision history
-	@$(BIN)/alembic history --indicate-current
-
-db-up: $(STAMP) ## start (or reuse) the local twin: PostgreSQL and PgBouncer
-	@$(PY) -m neon_migrate.cli db-up
-
-db-down: $(STAMP) ## stop the local twin
-	@$(PY) -m neon_migrate.cli db-down
+include neon_migrate/templates/neon-migrate.mk
 
 test: $(STAMP) ## run the test suite (starts its own PostgreSQL)
 	$(PY) -m pytest

@@ -152,13 +152,12 @@ def harness_env(db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 
 @pytest.fixture
 def project(tmp_path: Path, harness_env: dict) -> dict:
-    """A copy of alembic.ini and migrations/ that a test may add revisions to, and the
+    """A copy of alembic.ini, migrations/ and app/ that a test may add revisions to, and the
     environment that points commands at it."""
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(ROOT / "alembic.ini", root / "alembic.ini")
-    shutil.copytree(
-        ROOT / "migrations", root / "migrations", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    for folder in ("migrations", "app"):  # the app's models are what revisions compare to
+        shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     env = dict(harness_env, ALEMBIC_CONFIG=str(root / "alembic.ini"))
     return {"root": root, "env": env}

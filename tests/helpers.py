@@ -74,3 +74,9 @@ def add_revision(project: dict, rev: str, down: str, *sql: str, source: str = ""
         "def downgrade():\n    raise NotImplementedError('irreversible: a test revision')\n"
     )
     return path
+
+
+def rows(url: str, query: str) -> list[tuple]:
+    """The rows of one query, on a connection of its own."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(query).fetchall()

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
-from helpers import ROOT, alembic, run
+from helpers import ROOT, alembic, rows, run
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session
 
@@ -39,11 +39,6 @@ def example(twin_env) -> FastAPI:
     from app.main import app
 
     return app
-
-
-def rows(url: str, sql: str) -> list[tuple]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(sql).fetchall()
 
 
 def test_create_and_read_through_the_crud_routes(migrated, example, db_url):

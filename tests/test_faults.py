@@ -14,7 +14,7 @@ import time
 
 import psycopg
 import pytest
-from helpers import CLI, WAITING_FOR_OUR_LOCK, add_revision, alembic, cli
+from helpers import CLI, WAITING_FOR_OUR_LOCK, add_revision, alembic, cli, rows
 from proxy import FaultProxy
 from sqlalchemy import text
 
@@ -28,11 +28,6 @@ HEAD = "f096d6eff8ee"
 def record_run(rev: str) -> str:
     """SQL a revision runs to record that it ran (and which backend ran it)."""
     return f"INSERT INTO migration_runs VALUES ('{rev}', pg_backend_pid())"
-
-
-def rows(url: str, sql: str) -> list[tuple]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(sql).fetchall()
 
 
 def last_line(output: str) -> str:

@@ -17,7 +17,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from helpers import CLI, ROOT, WAITING_FOR_OUR_LOCK, add_revision, alembic, cli, verify_line
+from helpers import CLI, ROOT, WAITING_FOR_OUR_LOCK, add_revision, alembic, cli, rows, verify_line
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
@@ -27,11 +27,6 @@ from neon_migrate.twin.lifecycle import keep_out_of_git
 from neon_migrate.twin.local import bundled_bin_dir
 
 HEAD = "f096d6eff8ee"
-
-
-def rows(url: str, query: str) -> list[tuple]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(query).fetchall()
 
 
 def stamp(url: str) -> list[str]:

@@ -106,6 +106,8 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
         session = attributes.get(revision_session.ATTRIBUTE)
         if session is not None:
             session.start()
+        starting = "applying " if direction == "upgrade" else "reverting"
+        log.info("%s %s  %s ...", starting, script.revision, script.doc)  # a slow one shows
         started = time.perf_counter()
         try:
             fn(*args, **kwargs)

@@ -19,12 +19,18 @@ from neon_migrate.migrate.environment import (
     migration_connection,
     one_line_errors,
 )
+from neon_migrate.migrate.log import show_progress
 from neon_migrate.migrate.progress import report_each_revision
 from neon_migrate.settings import get_settings
 
 config = context.config
-if config.config_file_name and config.attributes.get("configure_logger", True):
+if (
+    config.config_file_name
+    and config.file_config.has_section("loggers")
+    and config.attributes.get("configure_logger", True)
+):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
+show_progress()
 
 
 def run_offline() -> None:

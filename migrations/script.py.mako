@@ -1,0 +1,1 @@
+../neon_migrate/templates/script.py.mako

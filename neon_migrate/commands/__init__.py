@@ -1,0 +1,2 @@
+"""The bodies of `neon-migrate <command>`; cli.py parses, dispatches and turns errors into
+one line and an exit code."""

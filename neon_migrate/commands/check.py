@@ -1,0 +1,41 @@
+"""check: the pre-deploy check, a table for people or JSON for CI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from neon_migrate import project
+from neon_migrate.commands.output import colour, out
+from neon_migrate.errors import ConfigError
+
+CHECK_HELP = "comma-separated check ids (see the README's table)"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        from neon_migrate.check.predeploy import exit_code, run_checks, selected
+    except ImportError as exc:  # sqlparse / squawk: the [check] extra
+        raise ConfigError(
+            f"the pre-deploy check needs the [check] extra ({exc.name} is not installed)",
+            "pip install 'neon-migrate[check]' where the check runs (CI)",
+        ) from None
+    from neon_migrate.check.report import as_json, as_table
+    from neon_migrate.connection.endpoints import get_endpoints
+
+    ids = selected(_ids(args.only), _ids(args.skip))
+    config = project.alembic_config()
+    started = time.perf_counter()
+    ctx = run_checks(config.config_file_name, project.root(config), ids)
+    total_ms = (time.perf_counter() - started) * 1000
+    target = get_endpoints().describe() if ctx.passed("config") else []
+    if args.json:
+        out(json.dumps(as_json(ctx, target, total_ms), indent=2))  # its own `schema` key
+    else:
+        out(as_table(ctx, target, total_ms, colour=colour()))
+    return exit_code(ctx)
+
+
+def _ids(values: list[str]) -> list[str]:
+    return [i.strip() for value in values for i in value.split(",") if i.strip()]

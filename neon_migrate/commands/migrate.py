@@ -1,0 +1,211 @@
+"""migrate, verify, sql, revision, downgrade: Alembic's commands through the harness.
+
+`migrate` at head (the common case on a deploy) costs one connection and one query,
+and that answer is also the direct endpoint's verification: no Alembic, no SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from neon_migrate import project
+from neon_migrate.commands.output import detail, note, out, out_json
+from neon_migrate.errors import ConfigError, MigrationError
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from neon_migrate.connection.endpoints import get_endpoints
+    from neon_migrate.connection.health import check_connection
+
+    ini, _ = project.config_files()
+    for line in get_endpoints().describe():
+        note(f"migrate: {line}")
+    known, heads = graph(ini)
+    target = _target(args.to, known, heads)
+    started = time.perf_counter()
+    direct = check_connection("direct")
+    if args.dry_run:
+        return _dry_run(direct.revisions, target, args.json)
+    if not heads:  # an empty versions folder: verify says what to do
+        note("migrate: no revisions to apply")
+        return report("migrate", verify_items(heads, known, direct), args.json)
+    say = note if args.json else out  # the outcome, unless stdout is the JSON
+    if direct.revisions == target:
+        ms = (time.perf_counter() - started) * 1000
+        say(f"migrate: already at {_at(target, heads)}; nothing to apply ({ms:.0f} ms)")
+        return report("migrate", verify_items(target, known, direct), args.json, applied=[])
+    from alembic import command
+
+    from neon_migrate.migrate.environment import REVISION_NOW
+    from neon_migrate.migrate.progress import APPLIED
+
+    config = project.alembic_config()
+    command.upgrade(config, args.to or "heads")
+    ms = (time.perf_counter() - started) * 1000
+    applied = config.attributes.get(APPLIED, [])
+    now = config.attributes.get(REVISION_NOW, ", ".join(target))
+    if applied:
+        say(f"migrate: applied {len(applied)} revision(s) in {ms:.0f} ms; now at {now}")
+    else:  # another run got there first, while we waited for its lock
+        say(f"migrate: already at {_at(target, heads)}; nothing to apply ({ms:.0f} ms)")
+    say_pools("migrate")
+    done = [{"revision": rev, "direction": way, "ms": round(t, 1)} for way, rev, t in applied]
+    return report("migrate", verify_items(target, known), args.json, applied=done, now=now)
+
+
+def _target(to: str | None, known, heads: tuple[str, ...]) -> tuple[str, ...]:
+    """The revision(s) `migrate --to` should end at; the heads without it."""
+    if to is None or to in ("head", "heads"):
+        return heads
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    script = ScriptDirectory.from_config(project.alembic_config())
+    try:
+        found = script.get_revision(to)
+    except CommandError as exc:
+        raise ConfigError(f"--to {to}: {exc}", "name one `neon-migrate history` lists") from None
+    if found is None:
+        raise ConfigError(f"--to {to}: no such revision", "name one `neon-migrate history` lists")
+    return (found.revision,)
+
+
+def _at(target: tuple[str, ...], heads: tuple[str, ...]) -> str:
+    return f"head ({', '.join(heads)})" if target == heads else ", ".join(target)
+
+
+def _dry_run(current: tuple[str, ...], target: tuple[str, ...], as_json: bool) -> int:
+    """What `migrate` would apply: read from the database, nothing taken, nothing changed."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(project.alembic_config())
+    if len(current) > 1:
+        raise MigrationError(f"the database has {len(current)} heads ({', '.join(current)})",
+                             "merge them with `alembic merge heads`")  # fmt: skip
+    start = current[0] if current else "base"
+    ahead = [r for r in current if r not in {s.revision for s in script.walk_revisions()}]
+    if ahead:
+        raise MigrationError(
+            f"the database is at {', '.join(ahead)}, which these scripts do not have",
+            "deploy the code that has it, or check that DATABASE_URL names the right database",
+        )
+    pending = list(reversed(list(script.iterate_revisions(target, start))))
+    rows = [{"revision": s.revision, "message": s.doc or ""} for s in pending]
+    if as_json:
+        out_json({"command": "migrate", "dry_run": True, "current": list(current),
+                  "target": list(target), "pending": rows})  # fmt: skip
+        return 0
+    where = ", ".join(current) or "no revision (empty)"
+    if not rows:
+        out(f"migrate --dry-run: the database is at {where}; nothing to apply")
+        return 0
+    out(f"migrate --dry-run: the database is at {where}; would apply {len(rows)} revision(s):")
+    for row in rows:
+        out(f"  {row['revision']}  {row['message']}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from neon_migrate.connection.endpoints import get_endpoints
+
+    ini, _ = project.config_files()
+    for line in get_endpoints().describe():
+        note(f"verify: {line}")
+    known, heads = graph(ini)
+    return report("verify", verify_items(heads, known), args.json)
+
+
+def verify_items(heads, known, direct=None):
+    from neon_migrate.migrate.verify import verify
+
+    return verify(heads, known, direct=direct)
+
+
+def report(command: str, items, as_json: bool, **extra) -> int:
+    failed = [item for item in items if not item.ok]
+    code = max((item.exit_code for item in failed), default=0)
+    if as_json:
+        checks = [{"name": i.name, "ok": i.ok, "detail": i.detail} for i in items]
+        out_json({"command": command, "ok": not failed, **extra, "verify": checks})
+        return code
+    width = max(len(item.name) for item in items)
+    for item in items:
+        out(f"verify: {item.name:<{width}}  {'ok  ' if item.ok else 'FAIL'}  {item.detail}")
+    if failed:
+        out(f"verify: FAILED: {', '.join(item.name for item in failed)}")
+    return code
+
+
+def graph(ini: Path | None) -> tuple[frozenset[str], tuple[str, ...]]:
+    """Every revision id and the heads: read from the files, or by Alembic if unsure."""
+    from neon_migrate.migrate.heads import quick_graph
+
+    found = quick_graph(ini) if ini else None
+    if found is not None:
+        return found
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(project.alembic_config())
+    known = frozenset(r.revision for r in script.walk_revisions())
+    return known, tuple(sorted(script.get_heads()))
+
+
+def say_pools(command: str) -> None:
+    """The pools this run used, in the words of /health/db/pool (with -v)."""
+    import sys
+
+    if "neon_migrate.observe.pool_stats" not in sys.modules:  # no engine was built
+        return
+    from neon_migrate.observe.figures import pool_text
+    from neon_migrate.observe.pool_stats import all_stats
+
+    for stats in all_stats():
+        detail(f"{command}: {pool_text(stats.snapshot())}")
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    """Offline SQL on stdout; with --pending only what the database does not have yet."""
+    from alembic import command
+
+    config = project.alembic_config()
+    target = args.to or "heads"
+    if not args.pending:
+        command.upgrade(config, target, sql=True)
+        return 0
+    from neon_migrate.connection.health import check_connection
+
+    current = check_connection("direct").revisions
+    if len(current) > 1:
+        raise MigrationError(f"the database has {len(current)} heads ({', '.join(current)})",
+                             "merge them with `alembic merge heads`")  # fmt: skip
+    _, heads = graph(project.config_files()[0])
+    if current == (heads if target == "heads" else (target,)):
+        note(f"sql: the database is at {', '.join(current)}; nothing pending")
+        return 0
+    start = f"{current[0]}:" if current else ""
+    command.upgrade(config, f"{start}{target}", sql=True)
+    return 0
+
+
+def cmd_revision(args: argparse.Namespace) -> int:
+    from alembic import command
+
+    from neon_migrate.migrate.undefined_names import problem
+
+    config = project.alembic_config()
+    written = command.revision(config, message=args.message, autogenerate=not args.empty)
+    scripts = written if isinstance(written, list) else [written]
+    problems = [found for s in scripts if s is not None and (found := problem(Path(s.path)))]
+    if problems:  # it would fail only when run, against the database: say it now
+        raise MigrationError("; ".join(problems), "import what it uses, or edit the lines named")
+    return 0
+
+
+def cmd_downgrade(args: argparse.Namespace) -> int:
+    from alembic import command
+
+    config = project.alembic_config()
+    command.downgrade(config, args.revision)
+    return 0
