@@ -17,7 +17,7 @@ def test_migrate_without_any_url_uses_the_embedded_server(harness_env, tmp_path)
     env = dict(harness_env, LOCAL_DB_DIR=str(tmp_path / "local"))
     env.pop("DATABASE_URL")
     try:
-        first = cli("migrate", env=env)
+        first = cli("-v", "migrate", env=env)  # -v: the pool lines too
         assert first.returncode == 0, first.stdout
         started = r"migrate: local PostgreSQL \d+\.\d+ \(TLS [^)]+\) started at 127\.0\.0\.1:\d+"
         assert re.search(started, first.stdout), first.stdout
