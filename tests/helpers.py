@@ -80,3 +80,17 @@ def rows(url: str, query: str) -> list[tuple]:
     """The rows of one query, on a connection of its own."""
     with psycopg.connect(url) as conn:
         return conn.execute(query).fetchall()
+
+
+def standin_server(pg_server, database: str):
+    """What the Neon API stand-in reads of the twin's LocalServerInfo, for a test server."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        host=pg_server.host,
+        port=pg_server.port,
+        user=pg_server.user,
+        password=pg_server.password,
+        database=database,
+        tls=pg_server.tls,
+    )

@@ -33,9 +33,10 @@ def cmd_db_down(_: argparse.Namespace) -> int:
     from neon_migrate.twin.lifecycle import stop_twin
 
     settings = get_settings()
-    server, pooler = stop_twin(settings.local_db_dir, settings.local_pg_bin_dir)
+    server, pooler, api = stop_twin(settings.local_db_dir, settings.local_pg_bin_dir)
     out(f"db-down: local PostgreSQL {'stopped' if server else 'was not running'}")
     out(f"db-down: PgBouncer {'stopped' if pooler else 'was not running'}")
+    out(f"db-down: Neon API stand-in {'stopped' if api else 'was not running'}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""The local twin of Neon: PostgreSQL as the direct door, PgBouncer as the pooled door.
+"""The local twin of Neon: PostgreSQL as the direct door, PgBouncer as the pooled door,
+and a stand-in of Neon's HTTP API for branches (neon_migrate/branches/standin.py).
 
 Used when no URL is configured (`make migrate`, `make db-up`). Without pgbouncer
 installed, the direct server stands in for both doors, and `describe()` says so.
@@ -9,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from neon_migrate.branches.standin import FOLDER as API_FOLDER
+from neon_migrate.branches.standin import StandinInfo, standin_status, start_standin, stop_standin
 from neon_migrate.twin.local import LocalServer, LocalServerInfo
 from neon_migrate.twin.pooler import LocalPooler, PoolerInfo, pgbouncer_path
 
@@ -18,6 +21,9 @@ class LocalTwin:
     server: LocalServerInfo
     pooler: PoolerInfo | None  # None when pgbouncer is not installed
     state_file: Path  # where the password is kept
+    # The Neon API stand-in: base_url, api_key, project_id for neon_migrate.branches.api.
+    # None when it is not running (running_twin() of a twin started before it existed).
+    api: StandinInfo | None = None
 
     @property
     def direct_url(self) -> str:
@@ -40,6 +46,10 @@ class LocalTwin:
             p = self.pooler
             state = "started" if p.started else "already running"
             lines.append(f"PgBouncer (transaction mode, TLS on) {state} at {p.host}:{p.port}")
+        if self.api is not None:
+            a = self.api
+            state = "started" if a.started else "already running"
+            lines.append(f"Neon API stand-in {state} at {a.base_url} (project {a.project_id})")
         return lines
 
 
@@ -49,11 +59,12 @@ def _parts(root: Path, bin_dir: Path | None) -> tuple[LocalServer, LocalPooler]:
 
 def start_twin(root: Path, bin_dir: Path | None = None) -> LocalTwin:
     server, pooler = _parts(root, bin_dir)
-    for part in (server.root, pooler.root):
+    for part in (server.root, pooler.root, Path(root) / API_FOLDER):
         keep_out_of_git(part)
     info = server.start()
     pooled = pooler.start(info) if pgbouncer_path() else None
-    return LocalTwin(server=info, pooler=pooled, state_file=server.state_file)
+    api = start_standin(root, info, server.bin_dir, pooler_port=pooled.port if pooled else None)
+    return LocalTwin(server=info, pooler=pooled, state_file=server.state_file, api=api)
 
 
 def running_twin(root: Path, bin_dir: Path | None = None) -> LocalTwin | None:
@@ -65,18 +76,22 @@ def running_twin(root: Path, bin_dir: Path | None = None) -> LocalTwin | None:
     pooled = pooler.status(info) if pgbouncer_path() else None
     if pgbouncer_path() and pooled is None:  # half a twin: `make db-up` restarts the rest
         return None
-    return LocalTwin(server=info, pooler=pooled, state_file=server.state_file)
+    api = standin_status(root, info)  # None if it is not running: the databases still work
+    return LocalTwin(server=info, pooler=pooled, state_file=server.state_file, api=api)
 
 
 def keep_out_of_git(folder: Path) -> None:
-    """The twin's folders hold a password and a TLS key: git ignores them wherever they
-    live (LOCAL_DB_DIR=.local15 as much as .local), as a virtualenv ignores itself. Only
-    the folders the twin owns (pg/, pgbouncer/) get one: LOCAL_DB_DIR itself may be shared."""
+    """The twin's folders hold a password, an API key and a TLS key: git ignores them
+    wherever they live (LOCAL_DB_DIR=.local15 as much as .local), as a virtualenv ignores
+    itself. Only the folders the twin owns (pg/, pgbouncer/, neon-api/) get one:
+    LOCAL_DB_DIR itself may be shared."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ".gitignore").write_text("# the local twin's state (a password, a TLS key)\n*\n")
 
 
-def stop_twin(root: Path, bin_dir: Path | None = None) -> tuple[bool, bool]:
-    """Stop both; (server was running, pooler was running)."""
+def stop_twin(root: Path, bin_dir: Path | None = None) -> tuple[bool, bool, bool]:
+    """Stop all three; whether each was running: (server, pooler, API stand-in). The
+    stand-in stops first: it copies databases in the background."""
     server, pooler = _parts(root, bin_dir)
-    return server.stop(), pooler.stop()
+    api = stop_standin(root)
+    return server.stop(), pooler.stop(), api
