@@ -72,6 +72,17 @@ class Settings(BaseSettings):
         1, gt=0, le=60, validation_alias="MIGRATION_LOCK_RETRY_DELAY"
     )
 
+    # The pre-deploy check rehearses on a Neon branch when it can reach Neon's API (the
+    # names Neon's own tooling uses). Without them it rehearses on production, bounded.
+    neon_api_key: SecretStr | None = Field(None, validation_alias="NEON_API_KEY")
+    neon_project_id: str | None = Field(None, validation_alias="NEON_PROJECT_ID")
+    neon_api_url: str = Field("https://console.neon.tech/api/v2", validation_alias="NEON_API_URL")
+    # The check fails when a rehearsed revision holds a lock that blocks the app (reads or
+    # writes) on an existing table longer than this; unset: MIGRATION_LOCK_TIMEOUT.
+    check_max_lock_seconds: float | None = Field(
+        None, gt=0, le=3600, validation_alias="CHECK_MAX_LOCK_SECONDS"
+    )
+
     # Where the code runs. With no URL configured, only "development" (on a machine that
     # is not CI: the CI variable unset) gets the local twin; anywhere else a missing
     # DATABASE_URL (say, a CI secret not set) is an error, never a local database.
@@ -82,7 +93,15 @@ class Settings(BaseSettings):
     # built without SSL; e.g. /usr/lib/postgresql/15/bin has TLS).
     local_pg_bin_dir: Path | None = Field(None, validation_alias="LOCAL_PG_BIN_DIR")
 
-    @field_validator("database_url", "database_url_direct", "local_pg_bin_dir", mode="before")
+    @field_validator(
+        "database_url",
+        "database_url_direct",
+        "local_pg_bin_dir",
+        "neon_api_key",
+        "neon_project_id",
+        "check_max_lock_seconds",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip():
@@ -90,7 +109,7 @@ class Settings(BaseSettings):
         return value.strip() if isinstance(value, str) else value
 
 
-_SECRET_FIELDS = {"database_url", "database_url_direct"}
+_SECRET_FIELDS = {"database_url", "database_url_direct", "neon_api_key"}
 
 
 def env_name(field_name: str) -> str:

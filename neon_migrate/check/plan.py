@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
-from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from neon_migrate import project
 from neon_migrate.errors import HarnessError, MigrationError
 from neon_migrate.migrate.offline import OnlineOnlyRevisions
 
@@ -52,7 +52,7 @@ def render_sql(config_file: str, current: tuple[str, ...]) -> tuple[str, dict[st
     """The offline upgrade SQL from `current` to head, exactly as `make sql` prints it, and
     the revisions that only run online with the reason of each."""
     buffer = io.StringIO()
-    config = Config(config_file, output_buffer=buffer)
+    config = project.alembic_config(config_file, output_buffer=buffer)
     config.attributes.update(configure_logger=False)
     target = f"{current[0]}:heads" if current else "heads"
     try:

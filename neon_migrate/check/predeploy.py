@@ -19,7 +19,14 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from neon_migrate import project
 from neon_migrate.check import lint as linting
+from neon_migrate.check.branch_rehearsal import (
+    HOW_TO_BRANCH,
+    branch_api,
+    rehearse_on_branch,
+    verdict,
+)
 from neon_migrate.check.plan import PlannedRevision, plan
 from neon_migrate.check.rehearsal import drift, rehearse
 from neon_migrate.connection import urls
@@ -61,6 +68,8 @@ class Context:
     findings: list[linting.Finding] = field(default_factory=list)
     details: dict[str, dict] = field(default_factory=dict)  # a passing check's details
     pools: list = field(default_factory=list)  # PoolSnapshot of each engine the run used
+    rehearsal_mode: str | None = None  # "branch" when a branch was made for it
+    rehearsed_on_branch: bool = False  # the drift after the pending revisions was compared
     _direct: Connection | None = None
 
     def direct(self) -> Connection:
@@ -164,10 +173,9 @@ def check_pooled(ctx: Context) -> str:
 
 
 def check_scripts(ctx: Context) -> str:
-    from alembic.config import Config
 
     try:
-        ctx.script = ScriptDirectory.from_config(Config(ctx.config_file))
+        ctx.script = ScriptDirectory.from_config(project.alembic_config(ctx.config_file))
     except Exception as exc:  # no script_location, or not a folder
         raise Outcome("fail", f"no migrations folder: {' '.join(str(exc).split())}") from None
     versions = Path(ctx.script.versions)
@@ -385,8 +393,39 @@ def _row_estimates(ctx: Context) -> Callable[[str], float | None]:
 
 
 def check_rehearsal(ctx: Context) -> str:
+    """On a Neon branch when the API is reachable (the real upgrade, its locks measured);
+    otherwise on production in a rolled-back transaction, bounded, and not at all when
+    lint has found a dangerous operation (it would take that lock on production)."""
     if not ctx.pending:
         return "nothing pending to rehearse"
+    settings, endpoints = get_settings(), get_endpoints()
+    api = branch_api(settings, endpoints)
+    if api is not None:
+        try:
+            result = rehearse_on_branch(api, endpoints.direct, ctx.config_file, ctx.root)
+        finally:
+            api.close()
+        ctx.rehearsal_mode = "branch"
+        ctx.rehearsed_on_branch = result.drift is not None  # compared after the upgrade
+        limit = settings.check_max_lock_seconds
+        setting = "CHECK_MAX_LOCK_SECONDS" if limit else "MIGRATION_LOCK_TIMEOUT"
+        status, message, details = verdict(result, limit or settings.migration_lock_timeout,
+                                           setting)  # fmt: skip
+        if status == "pass":
+            ctx.details["rehearsal"] = details
+            return message
+        raise Outcome(status, message, **details)
+    lint = ctx.results.get("lint")
+    if lint is not None and lint.status == "fail":
+        raise Outcome(
+            "skip",
+            "not run on production: lint found a dangerous operation, whose lock a rehearsal "
+            f"here would take on the live tables; {HOW_TO_BRANCH}",
+        )
+    return _rehearse_in_transaction(ctx)
+
+
+def _rehearse_in_transaction(ctx: Context) -> str:
     conn = ctx.direct()
     holder = lock_holder(conn)
     conn.rollback()
@@ -398,11 +437,11 @@ def check_rehearsal(ctx: Context) -> str:
         )
     outcome = rehearse(conn, ctx.config_file, ctx.pending)
     details = {
+        "mode": "transaction",
         "rehearsed": outcome.rehearsed,
         "skipped": outcome.skipped,
         "why_skipped": outcome.why_skipped,
         "sequences_advanced": outcome.sequences_advanced,
-        "drift": outcome.drift,
         "unchanged": outcome.unchanged,
         "fingerprint": outcome.fingerprint,
     }
@@ -410,15 +449,7 @@ def check_rehearsal(ctx: Context) -> str:
         raise Outcome("fail", "the database changed during the rehearsal", **details)
     if outcome.error:
         raise Outcome("fail", f"a real run would fail: {outcome.error}", **details)
-    if outcome.drift:
-        raise Outcome(
-            "fail",
-            f"applied cleanly, but the models differ from the result: {'; '.join(outcome.drift)}",
-            **details,
-        )
-    done = f"{len(outcome.rehearsed)} revision(s) would apply cleanly" + (
-        " and match the models" if outcome.drift is not None else f" ({NO_MODELS})"
-    )
+    done = f"{len(outcome.rehearsed)} revision(s) would apply cleanly"
     if outcome.sequences_advanced:  # PostgreSQL never rolls a sequence back
         moved = ", ".join(outcome.sequences_advanced)
         done += f" (sequences advanced, as they never roll back: {moved})"
@@ -427,15 +458,24 @@ def check_rehearsal(ctx: Context) -> str:
             "warn",
             f"{done}; from {outcome.skipped[0]} on ({outcome.why_skipped}: it cannot run in the "
             f"rehearsal's one transaction), {len(outcome.skipped)} not rehearsed: "
-            f"{', '.join(outcome.skipped)}",
+            f"{', '.join(outcome.skipped)}; {HOW_TO_BRANCH}",
             **details,
         )
-    return f"{done}; rolled back, schema unchanged"
+    ctx.details["rehearsal"] = details
+    return f"{done} (on production, rolled back; schema unchanged); {HOW_TO_BRANCH}"
 
 
 def check_drift(ctx: Context) -> str:
-    if ctx.pending:
-        return f"{len(ctx.pending)} revision(s) pending: the rehearsal compared the models"
+    if ctx.pending and ctx.rehearsed_on_branch:
+        return f"{len(ctx.pending)} revision(s) pending: the branch rehearsal compared the models"
+    if ctx.pending and ctx.rehearsal_mode == "branch":
+        raise Outcome("skip", "not compared: the branch rehearsal stopped before it (see above)")
+    if ctx.pending:  # never while production's tables are locked by a rehearsal
+        raise Outcome(
+            "skip",
+            f"{len(ctx.pending)} revision(s) pending: the models are compared with the result "
+            f"on a branch only; {HOW_TO_BRANCH}",
+        )
     conn = ctx.direct()
     differences = drift(conn, ctx.config_file)
     conn.rollback()

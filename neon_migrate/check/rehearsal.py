@@ -1,10 +1,14 @@
-"""Rehearse the pending revisions on the real database, then roll everything back.
+"""Rehearse the pending revisions on production, bounded, then roll everything back.
 
-Inside one transaction on the direct endpoint, the revisions run through our env.py (so
-with the lock and timeouts a real run has), the models are compared with the resulting
-schema, and the transaction is rolled back. A schema fingerprint taken before and after
-proves nothing changed. A revision that commits mid-way (autocommit_block) cannot be
-rehearsed this way: the rehearsal stops before it and says so.
+The fallback when no Neon branch can be made (no API key, or a PostgreSQL that is not
+Neon): inside one transaction on the direct endpoint, the revisions run through our
+env.py (so under the lock_timeout and statement_timeout a real run has), and the
+transaction is rolled back at once. A schema fingerprint taken before and after proves
+nothing changed. The locks the revisions take are held until that rollback, which comes
+right after the last stamp (a revision's locks last through the later revisions: it is
+one transaction); the models are compared on a branch only, never while they are held.
+A revision that controls transactions itself (autocommit_block, a COMMIT, also one hidden
+in a multi-statement string) is reported as not rehearsable instead of run.
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ from dataclasses import dataclass
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 
+from neon_migrate import project
 from neon_migrate.check.plan import PlannedRevision
 from neon_migrate.errors import HarnessError
 from neon_migrate.migrate.environment import target_metadata
@@ -52,7 +56,6 @@ class Rehearsal:
     why_skipped: str | None
     sequences_advanced: list[str]  # sequences never roll back: inserts move them for good
     error: str | None  # what a real run would hit
-    drift: list[str] | None  # models vs schema after the rehearsed revisions (None: no models)
     unchanged: bool  # the fingerprint after the rollback equals the one before
     fingerprint: str
 
@@ -89,7 +92,7 @@ def drift(conn: Connection, config_file: str) -> list[str] | None:
     models are configured (no target_metadata in alembic.ini), so nothing was compared."""
     from neon_migrate.migrate.autogenerate import autogenerate_options
 
-    metadata = target_metadata(Config(config_file))
+    metadata = target_metadata(project.alembic_config(config_file))
     if metadata is None:
         return None
     options = {"compare_type": True, "compare_server_default": True, **autogenerate_options()}
@@ -106,6 +109,18 @@ _TRANSACTION_CONTROL = re.compile(
 )
 
 
+def _controls_transactions(statement: str) -> str | None:
+    """The transaction-control statement inside `statement`, if any: each part of a
+    multi-statement string is looked at ("UPDATE ...; COMMIT" would make the rest real)."""
+    import sqlparse
+
+    for part in sqlparse.split(statement):
+        plain = sqlparse.format(part, strip_comments=True).strip()
+        if _TRANSACTION_CONTROL.match(plain):
+            return plain.split()[0].upper()
+    return None
+
+
 @contextmanager
 def _no_transaction_control(conn: Connection) -> Iterator[None]:
     """Refuse, for the rehearsal, anything that would end its transaction: a COMMIT from a
@@ -115,8 +130,9 @@ def _no_transaction_control(conn: Connection) -> Iterator[None]:
         raise NotRehearsable("it commits its own transaction")
 
     def refuse_statement(_conn, _cursor, statement, *_args) -> None:
-        if _TRANSACTION_CONTROL.match(statement):
-            raise NotRehearsable(f"it runs {statement.split()[0].upper()} itself")
+        control = _controls_transactions(statement)
+        if control:
+            raise NotRehearsable(f"it runs {control} itself")
 
     def refuse_autocommit_block(*_args, **_kwargs):
         raise NotRehearsable("it uses autocommit_block")
@@ -155,15 +171,14 @@ def rehearse(conn: Connection, config_file: str, revisions: list[PlannedRevision
             break
         rehearsable.append(revision)
     skipped = [r.revision for r in revisions[len(rehearsable) :]]
-    error, differences, why = None, [], None
+    error, why = None, None
     if rehearsable:
         with conn.begin() as transaction:
-            config = Config(config_file)
+            config = project.alembic_config(config_file)
             config.attributes.update(connection=conn, configure_logger=False)
             try:
                 with _no_transaction_control(conn):
                     command.upgrade(config, rehearsable[-1].revision)
-                differences = drift(conn, config_file) if not skipped else []
             except Exception as exc:  # whatever a real run would hit
                 refusal = _refusal(exc)
                 if refusal:  # that revision and those after it cannot be rehearsed
@@ -184,7 +199,6 @@ def rehearse(conn: Connection, config_file: str, revisions: list[PlannedRevision
         why_skipped=why or ("it uses autocommit_block" if skipped else None),
         sequences_advanced=sorted(n for n, v in moved.items() if counters.get(n) != v),
         error=error,
-        drift=differences,
         unchanged=before == after,
         fingerprint=after,
     )

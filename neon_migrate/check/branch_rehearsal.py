@@ -1,0 +1,214 @@
+"""Rehearse the pending revisions on a Neon branch: the real upgrade, on a real copy.
+
+A branch is an instant copy-on-write copy of the database the direct endpoint serves, so
+the rehearsal can run exactly what `migrate` runs (autocommit blocks and concurrent
+indexes included) against production's data and size, time each revision, and watch the
+locks it takes, while production itself is not touched. The branch is deleted whatever
+happens; its `expires_at` is the safety net if this process dies first.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from neon_migrate.check.locks import LockHold, LockSampler
+from neon_migrate.connection import urls
+from neon_migrate.errors import ConfigError, HarnessError
+
+PREFIX = "neon-migrate-rehearsal-"  # every branch we make, so a stale one can be named
+LIFETIME = timedelta(hours=1)  # expires_at: how long a branch outlives a killed check
+_LINE = re.compile(r"^(applying|applied) +(\S+)  ")
+
+
+@dataclass
+class BranchRehearsal:
+    branch: str
+    parent: str
+    applied: list[tuple[str, float]] = field(default_factory=list)  # (revision, ms)
+    holds: list[LockHold] = field(default_factory=list)
+    error: str | None = None  # what the real upgrade hit on the copy
+    drift: list[str] | None = None
+    deleted: bool = False
+    delete_error: str | None = None
+    stale: list[str] = field(default_factory=list)  # earlier rehearsal branches still there
+    seconds: dict[str, float] = field(default_factory=dict)  # create, upgrade, compare, delete
+
+
+def rehearse_on_branch(
+    api, direct_url: str, config_file: str | None, root: Path
+) -> BranchRehearsal:
+    """Create a child of the branch `direct_url` serves, run the upgrade there, compare the
+    models, delete it. `api` is a `neon_migrate.branches.api.NeonApi`."""
+    host = urls.host_of(direct_url)
+    found = api.endpoint_for_host(host)
+    if found is None:
+        raise ConfigError(
+            f"no endpoint of Neon project {api.project_id} has the host {host}",
+            "set NEON_PROJECT_ID to the project DATABASE_URL_DIRECT points at",
+        )
+    _, parent = found
+    stale = [b["name"] for b in api.branches() if b.get("name", "").startswith(PREFIX)]
+    name = f"{PREFIX}{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    started = time.monotonic()
+    created = api.create_branch(parent, name, datetime.now(UTC) + LIFETIME)
+    result = BranchRehearsal(branch=name, parent=parent, stale=stale)
+    try:
+        api.wait_for_operations(created.operation_ids, deadline_s=300)
+        parsed = urls.to_sqlalchemy(direct_url)  # the same database and role, on the copy
+        uri = api.connection_uri(
+            created.branch_id, created.endpoint_id, parsed.database, parsed.username
+        )
+        result.seconds["create"] = time.monotonic() - started
+        _upgrade(uri, config_file, root, result)
+        if result.error is None:
+            started = time.monotonic()
+            result.drift = _drift(uri, config_file)
+            result.seconds["compare"] = time.monotonic() - started
+    finally:
+        started = time.monotonic()
+        try:
+            api.delete_branch(created.branch_id)
+            result.deleted = True
+        except HarnessError as err:  # reported, never hidden: the expiry still removes it
+            result.delete_error = str(err)
+        result.seconds["delete"] = time.monotonic() - started
+    return result
+
+
+def _upgrade(uri: str, config_file: str | None, root: Path, result: BranchRehearsal) -> None:
+    """`alembic upgrade head` on the branch, through the project's env.py: the same code
+    path as a deploy, in its own process, watched by the lock sampler."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL_UNPOOLED"}
+    env.update(DATABASE_URL=uri, DATABASE_URL_DIRECT=uri)
+    if config_file:
+        env["ALEMBIC_CONFIG"] = str(Path(config_file).resolve())
+    sampler = LockSampler(urls.to_target(uri).dsn)
+    sampler.start()
+    started = time.monotonic()
+    process = subprocess.Popen([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=root,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)  # fmt: skip
+    lines = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line.rstrip())
+        match = _LINE.match(line)
+        if match and match.group(1) == "applying":
+            sampler.current = match.group(2)
+        elif match:
+            sampler.current = None
+            ms = re.search(r"\((\d+) ms\)\s*$", line)
+            result.applied.append((match.group(2), float(ms.group(1)) if ms else 0.0))
+    process.wait()
+    result.holds = sampler.stop()
+    result.seconds["upgrade"] = time.monotonic() - started
+    if process.returncode != 0:
+        failed = [line for line in lines if line.startswith(("FAILED:", "error:"))]
+        result.error = (failed[-1].split(":", 1)[1].strip() if failed else
+                        f"alembic upgrade exited {process.returncode}")  # fmt: skip
+
+
+def _drift(uri: str, config_file: str | None) -> list[str] | None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from neon_migrate.check.rehearsal import drift
+
+    engine = create_engine(urls.to_sqlalchemy(uri), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return drift(conn, config_file)
+    finally:
+        engine.dispose()
+
+
+HOW_TO_BRANCH = (
+    "set NEON_API_KEY and NEON_PROJECT_ID (and install neon-migrate[check]) to rehearse on "
+    "a Neon branch instead: the real upgrade, on a copy, with its locks measured"
+)
+
+
+def branch_api(settings, endpoints):
+    """The Neon API (or the local twin's stand-in) to branch with; None without one."""
+    key, project = settings.neon_api_key, settings.neon_project_id
+    if bool(key) != bool(project):
+        missing = "NEON_PROJECT_ID" if key else "NEON_API_KEY"
+        raise ConfigError(f"{missing} is not set, and a branch rehearsal needs both",
+                          f"set {missing}, or unset both to rehearse on production")  # fmt: skip
+    if key:
+        from neon_migrate.branches.api import NeonApi
+
+        return NeonApi(settings.neon_api_url, key, project)
+    twin_api = endpoints.local.api if endpoints.local is not None else None
+    if twin_api is not None:  # the twin's stand-in: the same code path on every machine
+        from neon_migrate.branches.api import NeonApi
+
+        return NeonApi(twin_api.base_url, twin_api.api_key, twin_api.project_id)
+    return None
+
+
+def verdict(result: BranchRehearsal, max_seconds: float, setting: str) -> tuple[str, str, dict]:
+    """(status, message, details) for the check's report."""
+    from neon_migrate.check.locks import too_long
+
+    where = f"on branch {result.branch} (a copy of {result.parent})"
+    details = {
+        "mode": "branch",
+        "branch": result.branch,
+        "parent": result.parent,
+        "rehearsed": [revision for revision, _ in result.applied],
+        "durations_ms": dict(result.applied),
+        "locks": [_lock_details(h) for h in result.holds],
+        "drift": result.drift,
+        "deleted": result.deleted,
+        "delete_error": result.delete_error,
+        "stale_branches": result.stale,
+        "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
+    }
+    if result.error:
+        return "fail", f"a real run would fail {where}: {result.error}", details
+    long = too_long(result.holds, max_seconds)
+    if long:
+        said = "; ".join(f"{h.revision} would hold {h.words()} (blocks {h.blocks})" for h in long)
+        return "fail", f"{said}: over {setting}={max_seconds:g} s, the app would wait", details
+    if result.drift:
+        return ("fail", f"applied cleanly {where}, but the models differ from the result: "
+                f"{'; '.join(result.drift)}", details)  # fmt: skip
+    blocking = [h for h in result.holds if h.existing and h.blocks]
+    locks = "; ".join(f"{h.revision}: {h.words()}" for h in blocking) or "none that block the app"
+    ms = sum(ms for _, ms in result.applied)
+    took = f"{ms / 1000:.1f} s" if ms >= 1000 else f"{ms:.0f} ms"
+    message = (f"{len(result.applied)} revision(s) applied {where} in {took}"
+               + (" and match the models" if result.drift is not None else "")
+               + f"; locks: {locks}")  # fmt: skip
+    notes = []
+    if result.delete_error:
+        notes.append(f"the branch was not deleted ({result.delete_error}); it expires by itself")
+    if result.stale:
+        stale = ", ".join(result.stale)
+        notes.append(
+            f"stale rehearsal branch(es) from an earlier check: {stale} (each expires by "
+            "itself; delete it in the console to free it now)"
+        )
+    if notes:
+        return "warn", f"{message}; {'; '.join(notes)}", details
+    return "pass", message, details
+
+
+def _lock_details(hold) -> dict:
+    return {
+        "revision": hold.revision,
+        "table": hold.table,
+        "mode": hold.mode,
+        "seconds": round(hold.seconds, 3),
+        "blocks": hold.blocks,
+        "existing_table": hold.existing,
+    }
