@@ -7,22 +7,32 @@ delay. Raw Alembic is the stock `alembic init` generic env.py over the same revi
 URL, measured in the same run. Results print as one table and go to BENCHMARKS.md.
 
     python scripts/bench.py [--rtt-ms 20] [--runs 5] [--chain 200] [--pg-bin DIR]
+                            [--only p1,p7] [--before REV] [--output FILE]
+
+--only runs some sections (p1, connect, p2, p3, p4, p5, p6, p7; p5 needs p1's database, so
+it brings p1) and writes no file unless --output is given: a partial run never replaces
+BENCHMARKS.md. --before REV adds a P7 row for that commit's check (run from a git
+worktree of it, removed at the end).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import logging
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import psycopg2
@@ -51,7 +61,14 @@ loads the models (their naming convention shapes the DDL), as a real run does. P
 counts flushes per request on a warm pool. P6 is the local-Neon load test without added
 latency; its ratio is requests/s against the same engine on SQLAlchemy's plain
 QueuePool, so below 1.00x is what the pool statistics cost (run-to-run noise is about
-+-10% on 2 cores).
++-10% on 2 cores). P7 is what the pre-deploy check does to the app: one pending `ALTER
+TABLE account ADD COLUMN` over 10k accounts, and an app thread running a point SELECT on
+account in a loop on its own connection through the proxy (one round trip each) while
+the check runs. Its columns: the check's wall time, the app's slowest query and p99
+during the check, and the check's rehearsal step. Rehearsing on production takes the
+ALTER's ACCESS EXCLUSIVE lock for real, so the app's slowest query is that lock's hold
+time plus a round trip; on a branch (here the local stand-in of Neon's API, its
+databases behind the same proxy) production is only read.
 """
 FAST_SERVER = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
@@ -63,6 +80,8 @@ class Bench:
         self.info = self.server.start()
         self.proxy = FaultProxy(self.info.port, delay=args.rtt_ms / 2000)
         self.pooler: LocalPooler | None = None  # P6's PgBouncer, when installed
+        self.worktree: Path | None = None  # P7's --before checkout
+        self.standin: Path | None = None  # P7's Neon API stand-in, when running
         self.rows: list[tuple] = []
 
     # --- plumbing -----------------------------------------------------------------------------
@@ -153,13 +172,20 @@ class Bench:
         env_py.write_text(code)
         return ini
 
-    def harness_project(self, name: str, versions: Path) -> Path:
+    def harness_project(self, name: str, versions: Path, app: bool = False) -> Path:
+        """alembic.ini and env.py over the given versions; with `app`, also the models
+        (app/) and the lint settings (.squawk.toml), as the pre-deploy check reads them."""
         folder = self.work / name
         (folder / "migrations").mkdir(parents=True)
         shutil.copy(ROOT / "alembic.ini", folder / "alembic.ini")
         for part in ("env.py", "script.py.mako"):
             shutil.copy(ROOT / "migrations" / part, folder / "migrations" / part)
-        shutil.copytree(versions, folder / "migrations" / "versions")
+        shutil.copytree(versions, folder / "migrations" / "versions",
+                        ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+        if app:
+            shutil.copytree(ROOT / "app", folder / "app",
+                            ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+            shutil.copy(ROOT / ".squawk.toml", folder / ".squawk.toml")
         return folder / "alembic.ini"
 
     def chain(self, count: int) -> Path:
@@ -398,16 +424,193 @@ class Bench:
             self.args.runs,
         )
 
+    def p7(self) -> None:
+        """P7: what the pre-deploy check does to the app while it rehearses one pending
+        `ALTER TABLE account ADD COLUMN` (ACCESS EXCLUSIVE): on production in a rolled-back
+        transaction (no Neon API configured), on a branch of the stand-in of Neon's API, and
+        with --before, the given commit's check. An app thread runs a point SELECT on
+        account in a loop on its own connection through the proxy while the check runs."""
+        from neon_migrate.branches.standin import start_standin
+
+        database = "p7"
+        self.fresh_database(database)
+        ini = self.harness_project("p7-project", ROOT / "migrations" / "versions", app=True)
+        direct = self.url(database, "disable", through_proxy=False)  # setting up: no delay
+        subprocess.run([PY, "-m", "alembic", "upgrade", "head"], cwd=ini.parent, check=True,
+                       env=self.env(DATABASE_URL=direct, ALEMBIC_CONFIG=str(ini)),
+                       capture_output=True)  # fmt: skip
+        conn = psycopg2.connect(direct)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO account (email, display_name) SELECT 'user' || g || "
+                "'@example.com', 'User ' || g FROM generate_series(1, %s) g",
+                (P7_ACCOUNTS,),
+            )
+            cur.execute("ANALYZE account")
+            cur.execute("SELECT version_num FROM alembic_version")
+            (head,) = cur.fetchone()
+        conn.close()
+        pending = _P7_REVISION.format(head=head)
+        (ini.parent / "migrations" / "versions" / "p7_nickname.py").write_text(pending)
+
+        # The check's URL as on Neon: TLS when this PostgreSQL has it, through the proxy.
+        sslmode = "require" if self.info.tls else "disable"
+        url = self.url(database, sslmode)
+        script = str(ROOT / "scripts" / "predeploy_check.py")
+        plain = self.env(DATABASE_URL=url, ALEMBIC_CONFIG=str(ini))
+        plain = {k: v for k, v in plain.items() if not k.startswith(("NEON_", "CHECK_"))}
+        # The stand-in serves this database as its default branch, and its branches on the
+        # same server, all through the proxy: branch connections pay the round trips too.
+        served = SimpleNamespace(host="127.0.0.1", port=self.proxy.port, user=self.info.user,
+                                 password=self.info.password, database=database,
+                                 tls=self.info.tls)  # fmt: skip
+        self.standin = self.work / "p7-api"
+        api = start_standin(self.standin, served, self.server.bin_dir)
+        branched = plain | {"NEON_API_KEY": api.api_key, "NEON_PROJECT_ID": api.project_id,
+                            "NEON_API_URL": api.base_url}  # fmt: skip
+        check = [PY, script, "--json"]
+        variants = {  # name: command, environment, cwd, the rehearsal mode it must report
+            "in-transaction (no branch)": (check, plain, ini.parent, "transaction"),
+            "branch (stand-in)": (check, branched, ini.parent, "branch"),
+        }
+        if self.args.before:
+            variants[f"before ({self.args.before}, in-transaction)"] = self.before_check(
+                self.args.before, pending, url
+            )
+        samples: dict[str, list[tuple]] = {name: [] for name in variants}
+        names = list(variants)
+        for run in range(self.args.runs):  # interleaved, each round in a rotated order
+            for name in names[run % len(names) :] + names[: run % len(names)]:
+                samples[name].append(self.check_under_load(name, *variants[name], database))
+        for name, runs in samples.items():
+            med = [statistics.median(s[i] for s in runs) for i in range(4)]
+            self.rows.append((f"P7 check vs app at {self.args.rtt_ms:g} ms: {name}", *med,
+                              None, None, None))  # fmt: skip
+        with psycopg2.connect(direct) as conn, conn.cursor() as cur:  # the check changed nothing
+            cur.execute("SELECT count(*) FROM information_schema.columns WHERE "
+                        "table_name = 'account' AND column_name = 'nickname'")  # fmt: skip
+            if cur.fetchone()[0]:
+                raise SystemExit("bench: P7: the check left account.nickname on production")
+        conn.close()
+
+    def check_under_load(self, name: str, args: list, env: dict, cwd: Path, mode: str | None,
+                         database: str) -> tuple:  # fmt: skip
+        """(check wall s, app max ms, app p99 ms, rehearsal step s) of one check run, the
+        app's point SELECTs running on their own connection for as long as it runs."""
+        with AppLoop(self.url(database, "disable"), P7_ACCOUNTS) as app:
+            started = time.perf_counter()
+            result = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True)
+            wall = time.perf_counter() - started
+        if result.returncode not in (0, 1) or app.errors:  # 1: a check failed (drift, here)
+            output = result.stdout[-2000:] + result.stderr[-2000:]
+            raise SystemExit(f"bench: P7 {name}: exit {result.returncode}, app errors "
+                             f"{app.errors[:1]}\n{output}")  # fmt: skip
+        checks = {c["id"]: c for c in json.loads(result.stdout)["checks"]}
+        rehearsal = checks["rehearsal"]
+        details = rehearsal.get("details") or {}
+        ran = details.get("mode", "transaction")  # before: no mode key
+        if details.get("rehearsed") != ["p7nickname"] or (mode is not None and ran != mode):
+            raise SystemExit(f"bench: P7 {name}: the rehearsal did not run as meant ({mode}): "
+                             f"{rehearsal['status']}: {rehearsal['message']}")  # fmt: skip
+        latencies = app.latencies
+        return (wall, max(latencies) * 1000, percentile(latencies, 99) * 1000,
+                rehearsal["duration_ms"] / 1000)  # fmt: skip
+
+    def before_check(self, rev: str, pending: str, url: str) -> tuple:
+        """The pre-deploy check of commit `rev`: a git worktree of it, the pending revision
+        added to its migrations, run with its own alembic.ini and code (PYTHONPATH), the
+        same interpreter and packages; proven to import the worktree's neon_migrate."""
+        tree = self.work / "before"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), rev],
+                       check=True, capture_output=True)  # fmt: skip
+        self.worktree = tree
+        (tree / "migrations" / "versions" / "p7_nickname.py").write_text(pending)
+        env = self.env(DATABASE_URL=url, ALEMBIC_CONFIG=str(tree / "alembic.ini"),
+                       PYTHONPATH=str(tree))  # fmt: skip
+        env = {k: v for k, v in env.items() if not k.startswith(("NEON_", "CHECK_"))}
+        where = subprocess.run(
+            [PY, "-c", "import neon_migrate; print(neon_migrate.__file__)"],
+            env=env, cwd=tree, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        if not Path(where.stdout.strip()).is_relative_to(tree):
+            raise SystemExit(f"bench: --before {rev}: imported {where.stdout.strip()}, not the "
+                             f"worktree's code")  # fmt: skip
+        return [PY, str(tree / "scripts" / "predeploy_check.py"), "--json"], env, tree, None
+
     def env(self, **extra: str) -> dict:
         base = {k: v for k, v in os.environ.items()
                 if not k.startswith(("DATABASE_URL", "DB_", "MIGRATION_"))}  # fmt: skip
         return base | {"LOCAL_DB_DIR": str(self.work / "unused")} | extra
 
     def close(self) -> None:
+        if self.standin is not None:
+            from neon_migrate.branches.standin import stop_standin
+
+            stop_standin(self.standin)
+        if self.worktree is not None:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
+                            str(self.worktree)], check=False, capture_output=True)  # fmt: skip
         self.proxy.close()
         if self.pooler is not None:
             self.pooler.stop()
         self.server.stop()
+
+
+P7_ACCOUNTS = 10_000
+_P7_REVISION = '''"""add account.nickname (P7's pending revision)"""
+from alembic import op
+
+revision = "p7nickname"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.execute("ALTER TABLE account ADD COLUMN nickname text")
+
+
+def downgrade():
+    op.execute("ALTER TABLE account DROP COLUMN nickname")
+'''
+
+
+class AppLoop:
+    """The app during P7: `SELECT ... FROM account WHERE id = %s` in a loop, autocommit, on
+    one connection of its own (opened before the clock starts), each query's latency kept."""
+
+    def __init__(self, url: str, accounts: int) -> None:
+        self.conn = psycopg2.connect(url)
+        self.conn.autocommit = True  # no transaction left open between queries
+        self.accounts = accounts
+        self.latencies: list[float] = []
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> AppLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.conn.close()
+
+    def _run(self) -> None:
+        pick = random.Random(7).randint
+        with self.conn.cursor() as cur:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                try:
+                    cur.execute("SELECT id, email, display_name FROM account WHERE id = %s",
+                                (pick(1, self.accounts),))  # fmt: skip
+                    cur.fetchone()
+                except psycopg2.Error as exc:
+                    self.errors.append(exc)
+                    return
+                self.latencies.append(time.perf_counter() - started)
 
 
 def _autocommit_select(text) -> None:
@@ -452,6 +655,9 @@ def table(rows: list[tuple], rtt_ms: float) -> str:
         elif name.startswith("P6"):
             lines.append(f"| {name} | {wall:.0f} req/s | p99 {flushes:.0f} ms | | | | | "
                          f"{ratio:.2f}x |")  # fmt: skip
+        elif name.startswith("P7"):
+            lines.append(f"| {name} | {wall:.2f} s | app max {flushes:.0f} ms | app p99 "
+                         f"{conns:.0f} ms | rehearsal {raw_wall:.2f} s | | | |")  # fmt: skip
         elif name.startswith("P3"):
             lines.append(f"| {name} | {wall * 1000:.1f} ms | {flushes:g} per request | | | | | |")
         elif raw_wall is None:
@@ -471,14 +677,42 @@ def machine(info) -> str:
             f"psycopg2 libpq {psycopg2.extensions.libpq_version()}")  # fmt: skip
 
 
+SECTIONS = ("p1", "connect", "p2", "p3", "p4", "p5", "p6", "p7")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rtt-ms", type=float, default=20)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--chain", type=int, default=200)
     parser.add_argument("--pg-bin", type=Path, default=os.environ.get("LOCAL_PG_BIN_DIR") or None)
-    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="where the report goes (default BENCHMARKS.md; with --only, none)",
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda v: {s.strip().lower() for s in v.split(",")},
+        default=None,
+        help=f"sections to run, of {','.join(SECTIONS)}",
+    )
+    parser.add_argument(
+        "--before",
+        metavar="REV",
+        default=None,
+        help="P7: also measure the check of this commit (git worktree)",
+    )
     args = parser.parse_args()
+    unknown = sorted((args.only or set()) - set(SECTIONS))
+    if unknown:
+        parser.error(f"--only: unknown section(s) {', '.join(unknown)}; of {','.join(SECTIONS)}")
+    wanted = set(SECTIONS) if args.only is None else set(args.only)
+    if "p5" in wanted:
+        wanted.add("p1")  # P5 reads P1's database and raw project
+    if args.output is None and args.only is None:
+        args.output = ROOT / "BENCHMARKS.md"
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         work = Path(folder)
         (work / "unused").mkdir()
@@ -489,22 +723,34 @@ def main() -> int:
                 modes.append("require")
             if bench.info.tls and int(bench.info.version.split(".")[0]) >= 17:
                 modes.append("require&sslnegotiation=direct")  # no SSLRequest round trip
-            for mode in modes:
+            for mode in modes if "p1" in wanted else ():
                 bench.p1(mode)
-            bench.handshakes()
-            bench.p2_corpus()
-            bench.p2_p4()
-            bench.p3()
-            bench.load()
-            bench.p5()
+            if "connect" in wanted:
+                bench.handshakes()
+            if "p2" in wanted:
+                bench.p2_corpus()
+            if wanted & {"p2", "p4"}:
+                bench.p2_p4()
+            if "p3" in wanted:
+                bench.p3()
+            if "p6" in wanted:
+                bench.load()
+            if "p5" in wanted:
+                bench.p5()
+            if "p7" in wanted:
+                bench.p7()
         finally:
             bench.close()
         info = bench.info
     report = table(bench.rows, args.rtt_ms)
     print(report)
+    if args.output is None:
+        print("\n--only: not written anywhere (give --output FILE to keep it)")
+        return 0
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    only = f" (only {','.join(s for s in SECTIONS if s in wanted)})" if args.only else ""
     args.output.write_text(
-        f"# Benchmarks\n\n`make bench` on {stamp}: {machine(info)}.\n"
+        f"# Benchmarks\n\n`make bench`{only} on {stamp}: {machine(info)}.\n"
         f"Medians of {args.runs} runs (P2: {max(1, args.runs // 2)}); a proxy adds "
         f"{args.rtt_ms:g} ms per round trip and counts client flushes and connections.\n\n"
         f"{report}\n\n{READING}"
