@@ -18,7 +18,7 @@ exit codes:
   0    done; for check and status: nothing wrong
   1    a revision, a check or a validation failed (the database is reachable)
   2    configuration or usage: a setting, a URL, a file, a flag
-  3    a database endpoint is unreachable, or the connection was lost
+  3    a database endpoint (or Neon's API) is unreachable, or the connection was lost
   130  interrupted (SIGINT); 143 terminated (SIGTERM)
 """
 
@@ -204,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(err, CommandError):
             raise  # a bug: let its traceback show
         cause = err.__cause__
-        return _failed(args, str(err), cause.exit_code if isinstance(cause, HarnessError) else 1)
+        if isinstance(cause, HarnessError):
+            return _failed(args, str(err), cause.exit_code)
+        usage = any(m in str(err) for m in ("Can't locate revision", "No such revision"))
+        return _failed(args, str(err), 2 if usage else 1)  # a revision named wrong: usage
 
 
 def _failed(args: argparse.Namespace, message: str, code: int) -> int:

@@ -55,7 +55,8 @@ def alembic_config(ini: str | os.PathLike | None = None, **kwargs) -> Config:
 
 def option(config: Config, name: str) -> str | None:
     """One of the harness's options: alembic.ini's [alembic] first, then [tool.neon-migrate]."""
-    value = config.get_main_option(name) if config.config_file_name else None
+    ini = config.config_file_name  # the alembic command names alembic.ini even if absent
+    value = config.get_main_option(name) if ini and Path(ini).is_file() else None
     if value:
         return value
     toml_value = _tool_table(_toml_path(config), TOOL_SECTION).get(name)

@@ -145,7 +145,7 @@ def test_a_branch_that_cannot_be_deleted_is_reported(branched):
     code, report = check(branched["env"], "--skip", "drift")
     result = rehearsal(report)
     assert result["status"] == "warn", result
-    assert "the branch was not deleted" in result["message"]
+    assert f"branch {result['details']['branch']} was NOT deleted" in result["message"]
     assert "it expires by itself" in result["message"]
     assert code == 0
 
@@ -185,3 +185,34 @@ def test_the_workflow_checks_production_on_a_branch():
     assert "NEON_API_KEY: ${{ secrets.NEON_API_KEY }}" in job
     assert "NEON_PROJECT_ID: ${{ vars.NEON_PROJECT_ID }}" in job
     assert "neon-migrate check --json" in job
+
+
+def test_a_failing_rehearsal_still_says_the_branch_was_not_deleted(branched):
+    add_revision(branched, "r2", HEAD, "SELECT no_such_function()")
+    faults(branched, fail_delete=True)
+    code, report = check(branched["env"], "--skip", "lint")
+    result = rehearsal(report)
+    assert result["status"] == "fail" and "a real run would fail" in result["message"]
+    assert "was NOT deleted" in result["message"], result
+    assert code == 1
+
+
+def test_revisions_are_followed_whatever_the_projects_log_format(branched):
+    """The project's alembic.ini formats log lines its own way (Alembic's stock formatter
+    adds a level and a logger name): the rehearsal does not read them."""
+    ini = branched["root"] / "alembic.ini"
+    stock = "format = %(levelname)-5.5s [%(name)s] %(message)s"
+    ini.write_text(ini.read_text().replace("format = %(message)s", stock))
+    add_revision(branched, "r2", HEAD, "LOCK TABLE account IN ACCESS EXCLUSIVE MODE",
+                 "SELECT pg_sleep(0.3)")  # fmt: skip
+    _, report = check(branched["env"], "--skip", "lint")
+    result = rehearsal(report)
+    assert result["status"] == "pass", result
+    assert result["details"]["rehearsed"] == ["r2"]
+    assert any(h["table"] == "account" for h in result["details"]["locks"])
+
+
+def test_the_lock_sampler_never_shows_the_branch_password():
+    from neon_migrate.check.locks import LockSampler
+
+    assert "S3cret" not in repr(LockSampler("postgresql://u:S3cret@127.0.0.1:1/db"))

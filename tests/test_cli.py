@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 
 import pytest
 from helpers import CLI, ROOT, add_revision, rows
@@ -34,6 +35,8 @@ def test_help_lists_every_command_and_the_exit_codes(harness_env):
 def test_a_usage_error_exits_2(harness_env):
     assert split(["migrate", "--bogus"], harness_env).returncode == 2
     assert split(["check", "--only", "nope"], harness_env).returncode == 2
+    assert split(["downgrade", "nope"], harness_env).returncode == 2  # no such revision
+    assert split(["sql", "--to", "nope"], harness_env).returncode == 2
 
 
 def test_migrate_says_each_revision_as_it_starts_and_ends(project, db_url):
@@ -155,3 +158,28 @@ def test_serve_runs_the_example_app(harness_env):
         output = server.communicate(timeout=30)[0]
     assert f"serve: app.main:app on http://127.0.0.1:{port}" in output
     assert "Traceback" not in output
+
+
+def test_a_project_configured_in_pyproject_only(tmp_path, harness_env, db_url):
+    """[tool.alembic] and [tool.neon-migrate] in pyproject.toml, no alembic.ini: migrate,
+    status, check and a plain `alembic upgrade` all read the same configuration."""
+    import shutil
+
+    for folder in ("migrations", "app"):
+        shutil.copytree(ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__py*"))
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.alembic]\nscript_location = "%(here)s/migrations"\nprepend_sys_path = ["."]\n'
+        '\n[tool.neon-migrate]\ntarget_metadata = "app.models:metadata"\n'
+    )
+    env = {k: v for k, v in harness_env.items() if k != "ALEMBIC_CONFIG"}
+    run = subprocess.run([*CLI, "migrate"], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert rows(db_url, "SELECT version_num FROM alembic_version") == [(HEAD,)]
+    checked = subprocess.run([*CLI, "check", "--json"], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert json.loads(checked.stdout)["ok"] is True
+    plain = subprocess.run([sys.executable, "-m", "alembic", "current"], env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert plain.returncode == 0 and HEAD in plain.stdout, plain.stdout + plain.stderr

@@ -119,3 +119,21 @@ def test_init_in_an_existing_fastapi_sqlmodel_project(fresh_venv, tmp_path, harn
     assert status.returncode == 0, status.stdout + status.stderr
     [entry] = json.loads(status.stdout)["revisions"]
     assert entry["state"] == "applied" and entry["checksum"] == "ok"
+
+
+def test_init_where_it_cannot_write_is_one_line(tmp_path, harness_env):
+    (tmp_path / "migrations").write_text("a file in the way")
+    run = subprocess.run([sys.executable, "-m", "neon_migrate.cli", "init", str(tmp_path)],
+                         env=harness_env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.startswith("error: cannot write into") and "Traceback" not in run.stderr
+
+
+def test_init_keeps_alembic_configured_in_pyproject(tmp_path, harness_env):
+    (tmp_path / "pyproject.toml").write_text('[tool.alembic]\nscript_location = "%(here)s/db"\n')
+    run = subprocess.run([sys.executable, "-m", "neon_migrate.cli", "init", str(tmp_path)],
+                         env=harness_env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert not (tmp_path / "alembic.ini").exists()
+    assert (tmp_path / "db" / "env.py").read_text() == template("env.py")
+    assert "[tool.neon-migrate]" in run.stdout

@@ -9,23 +9,29 @@ happens; its `expires_at` is the safety net if this process dies first.
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import secrets
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg2
+from sqlalchemy.exc import SQLAlchemyError
+
 from neon_migrate.check.locks import LockHold, LockSampler
 from neon_migrate.connection import urls
 from neon_migrate.errors import ConfigError, HarnessError
+from neon_migrate.migrate.progress import PROGRESS_FD
 
 PREFIX = "neon-migrate-rehearsal-"  # every branch we make, so a stale one can be named
 LIFETIME = timedelta(hours=1)  # expires_at: how long a branch outlives a killed check
-_LINE = re.compile(r"^(applying|applied) +(\S+)  ")
+DEADLINE = LIFETIME - timedelta(minutes=5)  # the upgrade on the copy, before it expires
 
 
 @dataclass
@@ -36,6 +42,7 @@ class BranchRehearsal:
     holds: list[LockHold] = field(default_factory=list)
     error: str | None = None  # what the real upgrade hit on the copy
     drift: list[str] | None = None
+    lock_error: str | None = None  # the lock sampler lost its connection: not measured
     deleted: bool = False
     delete_error: str | None = None
     stale: list[str] = field(default_factory=list)  # earlier rehearsal branches still there
@@ -43,10 +50,11 @@ class BranchRehearsal:
 
 
 def rehearse_on_branch(
-    api, direct_url: str, config_file: str | None, root: Path
+    api, direct_url: str, config_file: str | None, root: Path, expected: list[str]
 ) -> BranchRehearsal:
     """Create a child of the branch `direct_url` serves, run the upgrade there, compare the
-    models, delete it. `api` is a `neon_migrate.branches.api.NeonApi`."""
+    models, delete it. `api` is a `neon_migrate.branches.api.NeonApi`; `expected` are the
+    pending revisions, which the run on the copy must report back, each of them."""
     host = urls.host_of(direct_url)
     found = api.endpoint_for_host(host)
     if found is None:
@@ -68,10 +76,18 @@ def rehearse_on_branch(
         )
         result.seconds["create"] = time.monotonic() - started
         _upgrade(uri, config_file, root, result)
+        missing = [r for r in expected if r not in {rev for rev, _ in result.applied}]
+        if result.error is None and missing:  # not our env.py, or not the copy it ran on
+            result.error = (
+                f"the upgrade on the copy did not report {', '.join(missing)} through the "
+                "harness (is migrations/env.py the harness's, reading DATABASE_URL_DIRECT?)"
+            )
         if result.error is None:
             started = time.monotonic()
             result.drift = _drift(uri, config_file)
             result.seconds["compare"] = time.monotonic() - started
+    except (HarnessError, OSError, psycopg2.Error, SQLAlchemyError) as exc:
+        result.error = _one_line(exc)  # said with the branch's fate, below
     finally:
         started = time.monotonic()
         try:
@@ -83,9 +99,17 @@ def rehearse_on_branch(
     return result
 
 
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, HarnessError):
+        return str(exc)
+    return urls.mask_text(" ".join(f"{type(exc).__name__}: {exc}".split()))
+
+
 def _upgrade(uri: str, config_file: str | None, root: Path, result: BranchRehearsal) -> None:
     """`alembic upgrade head` on the branch, through the project's env.py: the same code
-    path as a deploy, in its own process, watched by the lock sampler."""
+    path as a deploy, in its own process, watched by the lock sampler. The revisions it
+    runs come back as JSON lines on a pipe of their own (progress.announce), whatever the
+    project's logging does with its log lines."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL_UNPOOLED"}
     env.update(DATABASE_URL=uri, DATABASE_URL_DIRECT=uri)
     if config_file:
@@ -93,27 +117,50 @@ def _upgrade(uri: str, config_file: str | None, root: Path, result: BranchRehear
     sampler = LockSampler(urls.to_target(uri).dsn)
     sampler.start()
     started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=root,
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)  # fmt: skip
-    lines = []
-    assert process.stdout is not None
-    for line in process.stdout:
-        lines.append(line.rstrip())
-        match = _LINE.match(line)
-        if match and match.group(1) == "applying":
-            sampler.current = match.group(2)
-        elif match:
-            sampler.current = None
-            ms = re.search(r"\((\d+) ms\)\s*$", line)
-            result.applied.append((match.group(2), float(ms.group(1)) if ms else 0.0))
-    process.wait()
-    result.holds = sampler.stop()
-    result.seconds["upgrade"] = time.monotonic() - started
-    if process.returncode != 0:
-        failed = [line for line in lines if line.startswith(("FAILED:", "error:"))]
-        result.error = (failed[-1].split(":", 1)[1].strip() if failed else
-                        f"alembic upgrade exited {process.returncode}")  # fmt: skip
+    read_end, write_end = os.pipe()
+    env[PROGRESS_FD] = str(write_end)
+    with tempfile.TemporaryFile("w+") as output:
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=root, env=env,
+                stdout=output, stderr=subprocess.STDOUT, pass_fds=(write_end,),
+            )  # fmt: skip
+        finally:
+            os.close(write_end)  # the child holds it; EOF comes when the child ends
+        watchdog = threading.Timer(DEADLINE.total_seconds(), process.kill)
+        watchdog.start()
+        try:
+            with os.fdopen(read_end) as events:
+                for line in events:
+                    _event(json.loads(line), sampler, result)
+            process.wait()
+        finally:
+            watchdog.cancel()
+            if process.poll() is None:  # interrupted here: the child does not outlive us
+                process.kill()
+                process.wait()
+            result.holds = sampler.stop()
+        result.seconds["upgrade"] = time.monotonic() - started
+        if sampler.error:
+            result.lock_error = sampler.error
+        if process.returncode != 0:
+            output.seek(0)
+            lines = [line.strip() for line in output if line.strip()]
+            failed = [line for line in lines if line.startswith(("FAILED:", "error:"))]
+            last = failed[-1].split(":", 1)[1].strip() if failed else (lines[-1] if lines else "")
+            if process.returncode < 0:
+                last = f"it did not finish within {DEADLINE} (the branch expires after {LIFETIME})"
+            result.error = urls.mask_text(last or f"alembic upgrade exited {process.returncode}")
+
+
+def _event(event: dict, sampler: LockSampler, result: BranchRehearsal) -> None:
+    if event.get("direction") != "upgrade":
+        return
+    if event["event"] == "start":
+        sampler.current = event["revision"]
+    else:
+        sampler.current = None
+        result.applied.append((event["revision"], float(event.get("ms") or 0)))
 
 
 def _drift(uri: str, config_file: str | None) -> list[str] | None:
@@ -143,21 +190,25 @@ def branch_api(settings, endpoints):
         missing = "NEON_PROJECT_ID" if key else "NEON_API_KEY"
         raise ConfigError(f"{missing} is not set, and a branch rehearsal needs both",
                           f"set {missing}, or unset both to rehearse on production")  # fmt: skip
-    if key:
-        from neon_migrate.branches.api import NeonApi
-
-        return NeonApi(settings.neon_api_url, key, project)
     twin_api = endpoints.local.api if endpoints.local is not None else None
-    if twin_api is not None:  # the twin's stand-in: the same code path on every machine
+    if not key and twin_api is None:
+        return None
+    try:
         from neon_migrate.branches.api import NeonApi
-
-        return NeonApi(twin_api.base_url, twin_api.api_key, twin_api.project_id)
-    return None
+    except ImportError as exc:  # httpx: the [check] extra
+        raise ConfigError(
+            f"a branch rehearsal needs the [check] extra ({exc.name} is not installed)",
+            "pip install 'neon-migrate[check]' where the check runs",
+        ) from None
+    if key:
+        return NeonApi(settings.neon_api_url, key, project)
+    # The twin's stand-in: the same code path on every machine.
+    return NeonApi(twin_api.base_url, twin_api.api_key, twin_api.project_id)
 
 
 def verdict(result: BranchRehearsal, max_seconds: float, setting: str) -> tuple[str, str, dict]:
-    """(status, message, details) for the check's report."""
-    from neon_migrate.check.locks import too_long
+    """(status, message, details) for the check's report. Whatever the outcome, it says
+    what became of the branch when it was not deleted."""
 
     where = f"on branch {result.branch} (a copy of {result.parent})"
     details = {
@@ -167,40 +218,55 @@ def verdict(result: BranchRehearsal, max_seconds: float, setting: str) -> tuple[
         "rehearsed": [revision for revision, _ in result.applied],
         "durations_ms": dict(result.applied),
         "locks": [_lock_details(h) for h in result.holds],
+        "locks_error": result.lock_error,
         "drift": result.drift,
         "deleted": result.deleted,
         "delete_error": result.delete_error,
         "stale_branches": result.stale,
         "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
     }
-    if result.error:
-        return "fail", f"a real run would fail {where}: {result.error}", details
-    long = too_long(result.holds, max_seconds)
-    if long:
-        said = "; ".join(f"{h.revision} would hold {h.words()} (blocks {h.blocks})" for h in long)
-        return "fail", f"{said}: over {setting}={max_seconds:g} s, the app would wait", details
-    if result.drift:
-        return ("fail", f"applied cleanly {where}, but the models differ from the result: "
-                f"{'; '.join(result.drift)}", details)  # fmt: skip
-    blocking = [h for h in result.holds if h.existing and h.blocks]
-    locks = "; ".join(f"{h.revision}: {h.words()}" for h in blocking) or "none that block the app"
-    ms = sum(ms for _, ms in result.applied)
-    took = f"{ms / 1000:.1f} s" if ms >= 1000 else f"{ms:.0f} ms"
-    message = (f"{len(result.applied)} revision(s) applied {where} in {took}"
-               + (" and match the models" if result.drift is not None else "")
-               + f"; locks: {locks}")  # fmt: skip
     notes = []
     if result.delete_error:
-        notes.append(f"the branch was not deleted ({result.delete_error}); it expires by itself")
+        notes.append(
+            f"branch {result.branch} was NOT deleted ({result.delete_error}); it expires by "
+            "itself within the hour"
+        )
     if result.stale:
         stale = ", ".join(result.stale)
         notes.append(
             f"stale rehearsal branch(es) from an earlier check: {stale} (each expires by "
             "itself; delete it in the console to free it now)"
         )
+    status, message = _outcome(result, where, max_seconds, setting)
+    if result.lock_error and status == "pass":
+        status, message = "warn", f"{message}; locks not measured: {result.lock_error}"
     if notes:
-        return "warn", f"{message}; {'; '.join(notes)}", details
-    return "pass", message, details
+        status = "warn" if status == "pass" else status
+        message = f"{message}; {'; '.join(notes)}"
+    return status, message, details
+
+
+def _outcome(result: BranchRehearsal, where: str, max_seconds: float, setting: str):
+    from neon_migrate.check.locks import too_long
+
+    if result.error:
+        return "fail", f"a real run would fail {where}: {result.error}"
+    long = too_long(result.holds, max_seconds)
+    if long:
+        said = "; ".join(f"{h.revision} would hold {h.words()} (blocks {h.blocks})" for h in long)
+        return "fail", f"{said}: over {setting}={max_seconds:g} s, the app would wait"
+    if result.drift:
+        return ("fail", f"applied cleanly {where}, but the models differ from the result: "
+                f"{'; '.join(result.drift)}")  # fmt: skip
+    blocking = [h for h in result.holds if h.existing and h.blocks]
+    locks = "; ".join(f"{h.revision}: {h.words()}" for h in blocking) or "none that block the app"
+    ms = sum(ms for _, ms in result.applied)
+    took = f"{ms / 1000:.1f} s" if ms >= 1000 else f"{ms:.0f} ms"
+    compared = " and match the models" if result.drift is not None else ""
+    return (
+        "pass",
+        f"{len(result.applied)} revision(s) applied {where} in {took}{compared}; locks: {locks}",
+    )
 
 
 def _lock_details(hold) -> dict:

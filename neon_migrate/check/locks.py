@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 
 import psycopg2
 
+from neon_migrate.connection.urls import mask_text, secrets_of
+from neon_migrate.errors import UnreachableError
+
 # Weakest first. Reads (SELECT) wait only for ACCESS EXCLUSIVE; writes (INSERT, UPDATE,
 # DELETE take ROW EXCLUSIVE) wait for SHARE and everything stronger.
 STRENGTH = [
@@ -87,7 +90,7 @@ class LockHold:
 class LockSampler:
     """Samples the migrating session's table locks from its own connection, in a thread."""
 
-    url: str
+    url: str = field(repr=False)  # a libpq DSN with the branch's password
     interval: float = 0.01
     current: str | None = None  # the revision running now, set by the caller
     holds: dict[tuple[str, str], LockHold] = field(default_factory=dict)
@@ -97,9 +100,16 @@ class LockSampler:
     _existing: frozenset[str] = frozenset()
 
     def start(self) -> None:
-        conn = psycopg2.connect(
-            self.url, application_name="neon-migrate-check-locks", connect_timeout=10
-        )
+        try:
+            conn = psycopg2.connect(
+                self.url, application_name="neon-migrate-check-locks", connect_timeout=10
+            )
+        except psycopg2.Error as exc:
+            raise UnreachableError(
+                "could not connect to the rehearsal branch to watch its locks: "
+                + mask_text(" ".join(str(exc).split()), secrets_of(self.url)),
+                "check that the branch's endpoint accepts connections, then run the check again",
+            ) from None
         conn.autocommit = True
         with conn.cursor() as cursor:
             cursor.execute("SET statement_timeout = '5s'")

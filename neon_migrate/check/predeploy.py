@@ -146,7 +146,10 @@ def _check_endpoint(ctx: Context, endpoint: str) -> str:
     """The figures /health/db reports, under the same keys, in the check's details."""
     health = check_connection(endpoint)  # type: ignore[arg-type]
     ctx.health[endpoint] = health
-    known, heads = quick_graph(Path(ctx.config_file)) or (None, None)
+    known, heads = (quick_graph(Path(ctx.config_file)) if ctx.config_file else None) or (
+        None,
+        None,
+    )
     figures = endpoint_figures(health, heads, known)
     if endpoint == "pooled":  # the same database: its indexes are the direct check's
         figures["invalid_indexes"] = []
@@ -401,12 +404,14 @@ def check_rehearsal(ctx: Context) -> str:
     settings, endpoints = get_settings(), get_endpoints()
     api = branch_api(settings, endpoints)
     if api is not None:
+        ctx.rehearsal_mode = "branch"
+        pending = [p.revision for p in ctx.pending]
         try:
-            result = rehearse_on_branch(api, endpoints.direct, ctx.config_file, ctx.root)
+            result = rehearse_on_branch(api, endpoints.direct, ctx.config_file, ctx.root, pending)
         finally:
             api.close()
-        ctx.rehearsal_mode = "branch"
         ctx.rehearsed_on_branch = result.drift is not None  # compared after the upgrade
+        _production_untouched(ctx)
         limit = settings.check_max_lock_seconds
         setting = "CHECK_MAX_LOCK_SECONDS" if limit else "MIGRATION_LOCK_TIMEOUT"
         status, message, details = verdict(result, limit or settings.migration_lock_timeout,
@@ -423,6 +428,28 @@ def check_rehearsal(ctx: Context) -> str:
             f"here would take on the live tables; {HOW_TO_BRANCH}",
         )
     return _rehearse_in_transaction(ctx)
+
+
+def _production_untouched(ctx: Context) -> None:
+    """The branch rehearsal's upgrade ran in a process of its own: prove it did not run on
+    production (a project's own env.py could read another URL than the one it was given).
+    On a new connection: the shared one sat idle through the rehearsal, and the server may
+    have ended it (MIGRATION_IDLE_TIMEOUT)."""
+    ctx.close()
+    conn = ctx.direct()
+    now = conn.execute(text(
+        "SELECT CASE WHEN to_regclass('alembic_version') IS NULL THEN '' ELSE "
+        "(SELECT coalesce(string_agg(version_num, ',' ORDER BY version_num), '') "
+        "FROM alembic_version) END"
+    )).scalar()  # fmt: skip
+    conn.rollback()
+    if tuple(filter(None, now.split(","))) != tuple(sorted(ctx.current)):
+        raise Outcome(
+            "fail",
+            f"production's revision changed during the branch rehearsal (now {now or 'empty'},"
+            f" was {', '.join(ctx.current) or 'empty'}): the upgrade did not run on the branch",
+            exit_code=1,
+        )
 
 
 def _rehearse_in_transaction(ctx: Context) -> str:

@@ -10,8 +10,6 @@ from neon_migrate import project
 from neon_migrate.commands.output import colour, out
 from neon_migrate.errors import ConfigError
 
-CHECK_HELP = "comma-separated check ids (see the README's table)"
-
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:

@@ -40,27 +40,45 @@ def cmd_init(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise ConfigError(f"{args.directory} is not a folder", "name the project's root folder")
     models = args.models or guess_models(root)
+    files = dict(FILES)
+    location = _toml_script_location(root)
+    if location is not None:  # Alembic is configured in pyproject.toml: keep it there
+        files.pop("alembic.ini")
+        files["env.py"] = f"{location}/env.py"
+        files["script.py.mako"] = f"{location}/script.py.mako"
+    else:
+        location = "migrations"
     written, kept = [], []
-    for name, destination in FILES.items():
-        path = root / destination
-        if path.exists():
-            kept.append(destination)
-            continue
-        text = alembic_ini(models or "") if name == "alembic.ini" else template(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        written.append(destination)
-    (root / "migrations" / "versions").mkdir(parents=True, exist_ok=True)
-    makefile = root / "Makefile"
-    if not makefile.exists():
-        makefile.write_text("include neon-migrate.mk\n")
-        written.append("Makefile")
+    try:
+        for name, destination in files.items():
+            path = root / destination
+            if path.exists():
+                kept.append(destination)
+                continue
+            text = alembic_ini(models or "") if name == "alembic.ini" else template(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            written.append(destination)
+        (root / location / "versions").mkdir(parents=True, exist_ok=True)
+        makefile = root / "Makefile"
+        if not makefile.exists():
+            makefile.write_text("include neon-migrate.mk\n")
+            written.append("Makefile")
+    except OSError as exc:
+        done = f" (written so far: {', '.join(written)})" if written else ""
+        raise ConfigError(
+            f"cannot write into {root}: {exc.strerror or exc}: {exc.filename or ''}{done}",
+            "run init where you may write, with nothing in the way of those files",
+        ) from None
     for destination in written:
         out(f"init: wrote {destination}")
     for destination in kept:
         out(f"init: kept {destination} (it exists): {_by_hand(destination)}")
     if makefile.exists() and "neon-migrate.mk" not in makefile.read_text():
         out("init: kept Makefile: add the line `include neon-migrate.mk` to it")
+    if "alembic.ini" not in files:
+        out("init: Alembic is configured in pyproject.toml [tool.alembic]: no alembic.ini "
+            "written; put target_metadata under [tool.neon-migrate] there")  # fmt: skip
     if not models:
         note("init: no models module found: set target_metadata = module:attribute in "
              "alembic.ini (e.g. myapp.models:SQLModel.metadata)")  # fmt: skip
@@ -71,7 +89,28 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _toml_script_location(root: Path) -> str | None:
+    """script_location of [tool.alembic] in the project's pyproject.toml, relative."""
+    import tomllib
+
+    pyproject = root / "pyproject.toml"
+    if not pyproject.is_file():
+        return None
+    try:
+        tool = tomllib.loads(pyproject.read_text()).get("tool", {})
+    except tomllib.TOMLDecodeError:
+        return None
+    location = tool.get("alembic", {}).get("script_location")
+    if not location:
+        return None
+    return str(location).replace("%(here)s/", "").replace("%(here)s", ".")
+
+
 def _by_hand(destination: str) -> str:
+    if destination.endswith("/env.py"):
+        destination = "migrations/env.py"
+    elif destination.endswith("/script.py.mako"):
+        destination = "migrations/script.py.mako"
     return {
         "alembic.ini": "add `target_metadata = module:attribute` to its [alembic] section "
         "and make script_location point at the folder with the harness's env.py",

