@@ -1,0 +1,123 @@
+"""Pool sizing: the arithmetic, the command, and the warning when a fleet's pools add up to
+more than the database serves (verify and the pre-deploy check)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import psycopg
+import pytest
+from helpers import CLI
+
+from neon_migrate.observe.sizing import (
+    ASSUMED,
+    Workload,
+    neon_ceiling,
+    oversubscription,
+    postgres_ceiling,
+    recommend,
+)
+
+
+def split(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_long_running_server_example():
+    """README's example: 3 replicas x 4 workers x 8 threads, 200 rps, 40 ms of DB time."""
+    rec = recommend(Workload(3, 4, 8, rps=200, request_ms=40), neon_ceiling(209, how="given"))
+    assert (rec.pool_size, rec.max_overflow, rec.pool_timeout, rec.serverless) == (2, 6, 10, False)
+    assert (rec.processes, rec.per_process_max, rec.fleet_max, rec.fleet_steady) == (12, 8, 96, 8)
+    assert rec.ceiling.connections == 188  # floor(0.9 x 209)
+    assert (
+        "concurrent requests per worker = rps / (replicas x workers) x request_s = "
+        "200 / 12 x 0.04 = 0.667" in rec.arithmetic
+    )
+    assert "DB_POOL_SIZE = min(threads, ceil(2 x 0.667)) = min(8, 2) = 2" in rec.arithmetic
+    assert rec.verdict == "fits: 96 at most <= 188"
+
+
+def test_serverless_example():
+    """README's example: 200 function instances, 500 rps, 20 ms: a 0.25 CU compute queues."""
+    rec = recommend(
+        Workload(function_concurrency=200, rps=500, request_ms=20),
+        neon_ceiling(104, how=ASSUMED),
+    )
+    assert (rec.pool_size, rec.max_overflow, rec.serverless, rec.fleet_max) == (1, 0, True, 200)
+    assert rec.fleet_steady == 10
+    assert rec.ceiling.connections == 93
+    assert rec.verdict.startswith("over: 200 at most > 93; at peak, transactions beyond it queue")
+
+
+def test_unknown_load_gives_every_thread_a_pooled_connection():
+    rec = recommend(Workload(2, 2, 6), postgres_ceiling(100, 3))
+    assert (rec.pool_size, rec.max_overflow, rec.fleet_max) == (6, 0, 24)
+    assert rec.ceiling.connections == 94  # 100 - 3 reserved - 3 for migrations and admin
+
+
+def test_a_pgbouncer_pool_smaller_than_the_server_is_the_ceiling():
+    ceiling = postgres_ceiling(20, 3, pooler_pool=8)
+    assert (ceiling.connections, ceiling.kind) == (8, "pgbouncer")
+    warning = oversubscription(4, 2, 2, False, ceiling)
+    assert warning.startswith(
+        "pools over-subscribed: (DB_POOL_SIZE 4 + DB_MAX_OVERFLOW 2) x DB_POOL_PROCESSES 2 = "
+        "12 > 8 server connections"
+    )
+    assert oversubscription(2, 2, 2, False, ceiling) is None
+
+
+def test_command_text_and_json_without_a_database(harness_env):
+    args = ["pool-size", "--replicas", "3", "--workers", "4", "--threads", "8", "--rps", "200",
+            "--request-ms", "40", "--max-connections", "209"]  # fmt: skip
+    result = split(args, harness_env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "pool-size: 3 replicas x 4 workers x 8 threads, 200 rps, 40 ms per request"
+    assert lines[-5:] == ["DB_POOL_SIZE=2", "DB_MAX_OVERFLOW=6", "DB_POOL_TIMEOUT=10",
+                          "DB_SERVERLESS=false", "DB_POOL_PROCESSES=12"]  # fmt: skip
+    assert "ceiling: 188 server connections (Neon's pooler: 0.9 x max_connections 209 (given)" in (
+        result.stdout
+    )
+    assert "fleet: fits: 96 at most <= 188" in result.stdout
+    assert "reading max_connections" not in result.stderr  # given: nothing was read
+    document = json.loads(split([*args, "--json"], harness_env).stdout)
+    assert document["env"] == {"DB_POOL_SIZE": 2, "DB_MAX_OVERFLOW": 6, "DB_POOL_TIMEOUT": 10.0,
+                               "DB_SERVERLESS": "false", "DB_POOL_PROCESSES": 12}  # fmt: skip
+    assert document["read_from_database"] is False
+    assert document["ceiling"]["connections"] == 188
+
+
+def test_command_reads_max_connections_from_the_database(harness_env, db_url):
+    with psycopg.connect(db_url) as conn:
+        max_conn = int(conn.execute("SHOW max_connections").fetchone()[0])
+        reserved = int(conn.execute("SHOW superuser_reserved_connections").fetchone()[0])
+    result = split(["pool-size", "--threads", "4", "--json"], harness_env)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["read_from_database"] is True
+    ceiling = document["ceiling"]
+    assert (ceiling["max_connections"], ceiling["reserved"]) == (max_conn, reserved)
+    assert ceiling["connections"] == max_conn - reserved - 3
+    assert ceiling["kind"] == "postgres"
+    text = split(["pool-size", "--threads", "4"], harness_env).stdout
+    assert f"max_connections {max_conn} (read) - {reserved} reserved" in text
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--workers", "0", "--threads", "4"],
+        ["--threads", "4", "--function-concurrency", "10"],
+        ["--workers", "2"],
+        ["--threads", "4", "--rps", "100"],
+        ["--function-concurrency", "10", "--replicas", "2"],
+        ["--threads", "4", "--request-ms", "-5", "--rps", "1"],
+    ],
+    ids=" ".join,
+)
+def test_user_errors_are_one_line_and_exit_2(harness_env, flags):
+    result = split(["pool-size", *flags], harness_env)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("error: ")
