@@ -8,7 +8,7 @@ import subprocess
 
 import psycopg
 import pytest
-from helpers import CLI
+from helpers import CLI, verify_line
 
 from neon_migrate.observe.sizing import (
     ASSUMED,
@@ -121,3 +121,44 @@ def test_user_errors_are_one_line_and_exit_2(harness_env, flags):
     assert result.returncode == 2
     assert result.stdout == ""
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("error: ")
+
+
+def test_verify_warns_about_an_oversubscribed_fleet_and_still_exits_0(harness_env):
+    env = dict(harness_env, DB_POOL_PROCESSES="50")
+    migrated = split(["migrate"], env)
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    line = verify_line(migrated.stdout, "pools")
+    assert "  warn  pools over-subscribed: (DB_POOL_SIZE 5 + DB_MAX_OVERFLOW 10) x " in line
+    assert "DB_POOL_PROCESSES 50 = 750 > " in line
+    result = split(["verify", "--json"], env)
+    assert result.returncode == 0
+    pools = next(i for i in json.loads(result.stdout)["verify"] if i["name"] == "pools")
+    assert pools["ok"] is True and pools["warning"] is True
+    assert "= 750 > " in pools["detail"]
+
+
+def test_check_warns_with_the_numbers_in_its_json(harness_env):
+    env = dict(harness_env, DB_POOL_PROCESSES="50")
+    result = split(["check", "--json", "--only", "pooled"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    pooled = next(c for c in json.loads(result.stdout)["checks"] if c["id"] == "pooled")
+    assert pooled["status"] == "warn"
+    assert "pools over-subscribed" in pooled["message"]
+    pools = pooled["details"]["pools"]
+    assert (pools["pool_per_process"], pools["pool_processes"], pools["pool_fleet_max"]) == (
+        15,
+        50,
+        750,
+    )
+    assert pools["ceiling"] < 750
+
+
+def test_a_sane_configuration_gets_no_warning(harness_env):
+    assert split(["migrate"], harness_env).returncode == 0
+    result = split(["verify"], harness_env)
+    assert result.returncode == 0
+    line = verify_line(result.stdout, "pools")
+    assert "  ok    fit: 15 per process x 1 = 15 of " in line
+    check = json.loads(split(["check", "--json", "--only", "pooled"], harness_env).stdout)
+    pooled = next(c for c in check["checks"] if c["id"] == "pooled")
+    assert pooled["status"] == "pass" and pooled["details"]["pools"]["pool_fleet_max"] == 15
