@@ -15,6 +15,7 @@ from neon_migrate.observe.sizing import (
     Workload,
     neon_ceiling,
     oversubscription,
+    poisson_quantile,
     postgres_ceiling,
     recommend,
 )
@@ -27,14 +28,17 @@ def split(args: list[str], env: dict) -> subprocess.CompletedProcess:
 def test_long_running_server_example():
     """README's example: 3 replicas x 4 workers x 8 threads, 200 rps, 40 ms of DB time."""
     rec = recommend(Workload(3, 4, 8, rps=200, request_ms=40), neon_ceiling(209, how="given"))
-    assert (rec.pool_size, rec.max_overflow, rec.pool_timeout, rec.serverless) == (2, 6, 10, False)
+    assert (rec.pool_size, rec.max_overflow, rec.pool_timeout, rec.serverless) == (3, 5, 10, False)
     assert (rec.processes, rec.per_process_max, rec.fleet_max, rec.fleet_steady) == (12, 8, 96, 8)
     assert rec.ceiling.connections == 188  # floor(0.9 x 209)
     assert (
         "concurrent requests per worker = rps / (replicas x workers) x request_s = "
         "200 / 12 x 0.04 = 0.667" in rec.arithmetic
     )
-    assert "DB_POOL_SIZE = min(threads, ceil(2 x 0.667)) = min(8, 2) = 2" in rec.arithmetic
+    assert (
+        "DB_POOL_SIZE = min(threads, 99th percentile of Poisson(0.667)) = min(8, 3) = 3"
+        in rec.arithmetic
+    )
     assert rec.verdict == "fits: 96 at most <= 188"
 
 
@@ -48,6 +52,12 @@ def test_serverless_example():
     assert rec.fleet_steady == 10
     assert rec.ceiling.connections == 93
     assert rec.verdict.startswith("over: 200 at most > 93; at peak, transactions beyond it queue")
+
+
+def test_poisson_quantile():
+    """P(N <= 3) = 0.9942 for a mean of 0.667, P(N <= 5) = 0.983 and P(N <= 6) = 0.9955 for 2."""
+    assert [poisson_quantile(m, 0.99) for m in (0.1, 0.667, 2, 8)] == [1, 3, 6, 15]
+    assert poisson_quantile(10_000, 0.99) == 10_233  # large means: no underflow, no hang
 
 
 def test_unknown_load_gives_every_thread_a_pooled_connection():
@@ -74,7 +84,7 @@ def test_command_text_and_json_without_a_database(harness_env):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "pool-size: 3 replicas x 4 workers x 8 threads, 200 rps, 40 ms per request"
-    assert lines[-5:] == ["DB_POOL_SIZE=2", "DB_MAX_OVERFLOW=6", "DB_POOL_TIMEOUT=10",
+    assert lines[-5:] == ["DB_POOL_SIZE=3", "DB_MAX_OVERFLOW=5", "DB_POOL_TIMEOUT=10",
                           "DB_SERVERLESS=false", "DB_POOL_PROCESSES=12"]  # fmt: skip
     assert "ceiling: 188 server connections (Neon's pooler: 0.9 x max_connections 209 (given)" in (
         result.stdout
@@ -82,7 +92,7 @@ def test_command_text_and_json_without_a_database(harness_env):
     assert "fleet: fits: 96 at most <= 188" in result.stdout
     assert "reading max_connections" not in result.stderr  # given: nothing was read
     document = json.loads(split([*args, "--json"], harness_env).stdout)
-    assert document["env"] == {"DB_POOL_SIZE": 2, "DB_MAX_OVERFLOW": 6, "DB_POOL_TIMEOUT": 10.0,
+    assert document["env"] == {"DB_POOL_SIZE": 3, "DB_MAX_OVERFLOW": 5, "DB_POOL_TIMEOUT": 10.0,
                                "DB_SERVERLESS": "false", "DB_POOL_PROCESSES": 12}  # fmt: skip
     assert document["read_from_database"] is False
     assert document["ceiling"]["connections"] == 188

@@ -5,11 +5,13 @@ requests per second x the time each holds a connection. Everything here is that 
 the limits a Neon compute puts around it. Pure arithmetic: the caller reads the server.
 
 Why these rules:
-- Pool size per worker = ceil(2 x the average number of requests holding a connection
-  at once), at least 1 and at most the worker's threads. Arrivals are bursty: at an
-  average of 0.7 busy, two or three requests often meet; twice the mean covers the usual
-  peaks while keeping idle connections (each a server process on the compute) few. A
-  worker can never use more connections than it has threads, so more is waste.
+- Pool size per worker = the 99th percentile of the number of its requests holding a
+  connection at once, at most the worker's threads. With requests arriving at random,
+  that number is Poisson-distributed with mean rps x time held (the M/G/infinity queue:
+  true whatever the distribution of request times), so 99% of the time no request waits
+  for the pool or opens an extra connection. Twice the mean is not enough: at a mean of
+  2 busy, 5% of moments have 5 or more. A worker can never use more connections than it
+  has threads, so more is waste; fewer keeps idle server processes few.
 - Overflow = threads - pool size: a burst never waits for the worker's own pool (every
   thread can get a connection) yet those connections close again when it passes.
   Without --rps the load is unknown: pool size = threads, no overflow.
@@ -40,7 +42,7 @@ NEON_QUERY_WAIT_TIMEOUT = 120  # seconds a transaction may queue inside Neon's p
 NEON_SMALLEST_MAX_CONNECTIONS = 104  # a 0.25 CU compute
 NEON_RESERVED = 7  # slots Neon keeps for its superuser
 DIRECT_MARGIN = 3  # a migration run, the pre-deploy check, one admin session
-BURST_FACTOR = 2
+COVERED = 0.99  # share of moments the pool alone serves
 DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
@@ -118,9 +120,9 @@ def pgbouncer_limits(ini: Path) -> dict[str, int]:
         return {}
     found = {}
     for key in ("default_pool_size", "max_client_conn"):
-        match = re.search(rf"^\s*{key}\s*=\s*(\d+)", text, re.MULTILINE)
-        if match:
-            found[key] = int(match.group(1))
+        values = re.findall(rf"^\s*{key}\s*=\s*(\d+)", text, re.MULTILINE)
+        if values:  # as PgBouncer reads it: a later line wins
+            found[key] = int(values[-1])
     return found
 
 
@@ -148,6 +150,19 @@ class Recommendation:
             "DB_POOL_PROCESSES": self.processes,
         }
         return document
+
+
+def poisson_quantile(mean: float, share: float) -> int:
+    """The smallest k with P(N <= k) >= share, for N ~ Poisson(mean)."""
+    if mean > 500:  # exp(-mean) underflows; the normal approximation is close by then
+        return math.ceil(mean + 2.33 * math.sqrt(mean))
+    term = total = math.exp(-mean)
+    k = 0
+    while total < share:
+        k += 1
+        term *= mean / k
+        total += term
+    return k
 
 
 def _g(value: float) -> str:
@@ -182,11 +197,11 @@ def recommend(work: Workload, ceiling: Ceiling) -> Recommendation:
                 f"concurrent requests per worker = rps / (replicas x workers) x request_s = "
                 f"{_g(work.rps)} / {processes} x {work.request_ms / 1000:g} = {per_worker:.3f}"
             )
-            size = min(threads, max(1, math.ceil(BURST_FACTOR * per_worker - 1e-9)))
+            quantile = poisson_quantile(per_worker, COVERED)
+            size = min(threads, max(1, quantile))
             steps.append(
-                f"DB_POOL_SIZE = min(threads, ceil({BURST_FACTOR} x {per_worker:.3f})) "
-                f"= min({threads}, {math.ceil(BURST_FACTOR * per_worker - 1e-9)}) "
-                f"= {size}"
+                f"DB_POOL_SIZE = min(threads, 99th percentile of Poisson({per_worker:.3f})) "
+                f"= min({threads}, {quantile}) = {size}"
             )
         else:
             size = threads
