@@ -101,7 +101,10 @@ def test_command_text_and_json_without_a_database(harness_env):
 def test_command_reads_max_connections_from_the_database(harness_env, db_url):
     with psycopg.connect(db_url) as conn:
         max_conn = int(conn.execute("SHOW max_connections").fetchone()[0])
-        reserved = int(conn.execute("SHOW superuser_reserved_connections").fetchone()[0])
+        reserved = conn.execute(
+            "SELECT current_setting('superuser_reserved_connections')::int + coalesce("
+            "nullif(current_setting('reserved_connections', true), '')::int, 0)"
+        ).fetchone()[0]
     result = split(["pool-size", "--threads", "4", "--json"], harness_env)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)

@@ -42,8 +42,9 @@ class EndpointHealth:
     # The session's statement and idle-in-transaction timeouts as the server applies them:
     # through the pooler, the app's (role defaults); on the direct door, the migrations'.
     timeouts: tuple[str, str] = ("0", "0")
-    # The server's connection limit and the slots it keeps for superusers (through a
-    # pooler, still the server's): what the app's pools are measured against.
+    # The server's connection limit and the slots it keeps for superusers and, on
+    # PostgreSQL 16+, for pg_use_reserved_connections (through a pooler, still the
+    # server's): what the app's pools are measured against.
     max_connections: int = 0
     reserved_connections: int = 0
 
@@ -57,7 +58,8 @@ _READ = (
     "ORDER BY 1), "
     "current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout'), "
     "current_setting('max_connections')::int, "
-    "current_setting('superuser_reserved_connections')::int"
+    "current_setting('superuser_reserved_connections')::int "
+    "+ coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0)"
 )
 _READ_WITH_REVISIONS = _READ + ", ARRAY(SELECT version_num FROM alembic_version ORDER BY 1)"
 
