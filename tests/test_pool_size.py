@@ -15,6 +15,7 @@ from neon_migrate.observe.sizing import (
     Workload,
     neon_ceiling,
     oversubscription,
+    pgbouncer_limits,
     poisson_quantile,
     postgres_ceiling,
     recommend,
@@ -75,6 +76,14 @@ def test_a_pgbouncer_pool_smaller_than_the_server_is_the_ceiling():
         "12 > 8 server connections"
     )
     assert oversubscription(2, 2, 2, False, ceiling) is None
+
+
+def test_pgbouncer_limits_are_read_as_pgbouncer_reads_them(tmp_path):
+    ini = tmp_path / "pgbouncer.ini"
+    ini.write_text("[pgbouncer]\nmax_client_conn = 1000\ndefault_pool_size = 20\n"
+                   "; a later line wins\ndefault_pool_size = 12\n")  # fmt: skip
+    assert pgbouncer_limits(ini) == {"default_pool_size": 12, "max_client_conn": 1000}
+    assert pgbouncer_limits(tmp_path / "missing.ini") == {}
 
 
 def test_command_text_and_json_without_a_database(harness_env):

@@ -75,7 +75,7 @@ def _ceiling(given: int | None) -> tuple[sizing.Ceiling, bool]:
     from neon_migrate.settings import get_settings
 
     settings = get_settings()
-    if given is None and (settings.database_url or settings.database_url_direct):
+    if given is None and (settings.database_url or settings.database_url_direct or _twin(settings)):
         from neon_migrate.connection.health import check_connection
 
         note("pool-size: reading max_connections on the direct endpoint")
@@ -84,6 +84,17 @@ def _ceiling(given: int | None) -> tuple[sizing.Ceiling, bool]:
     if given is not None:
         return sizing.neon_ceiling(given, how="given"), False
     return sizing.neon_ceiling(sizing.NEON_SMALLEST_MAX_CONNECTIONS, how=sizing.ASSUMED), False
+
+
+def _twin(settings) -> bool:
+    """A local twin already running, in local development: read it (never start one)."""
+    from neon_migrate.connection.endpoints import local_development
+
+    if local_development(settings) is not None:
+        return False
+    from neon_migrate.twin.lifecycle import running_twin
+
+    return running_twin(settings.local_db_dir, settings.local_pg_bin_dir) is not None
 
 
 def text(work: sizing.Workload, rec: sizing.Recommendation) -> list[str]:
@@ -96,9 +107,10 @@ def text(work: sizing.Workload, rec: sizing.Recommendation) -> list[str]:
     lines = [f"pool-size: {shape}"]
     lines += [f"  {step}" for step in rec.arithmetic]
     lines.append(f"ceiling: {rec.ceiling.words()}")
-    if rec.ceiling.kind == "neon-pooler":
+    if rec.ceiling.clients is not None:
+        pooler = "Neon's pooler's" if rec.ceiling.kind == "neon-pooler" else "PgBouncer's"
         lines.append(
-            f"  clients: {rec.fleet_max} of Neon's pooler's {sizing.NEON_MAX_CLIENT_CONN:,} "
+            f"  clients: {rec.fleet_max} of {pooler} {rec.ceiling.clients:,} "
             "(max_client_conn); migrations use the direct endpoint, outside this pool"
         )
     lines.append(f"fleet: {rec.verdict}")

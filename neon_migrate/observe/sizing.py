@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 NEON_POOL_FRACTION = 0.9  # Neon's default_pool_size per user and database
@@ -74,6 +74,7 @@ class Ceiling:
     source: str  # how it was found, in words
     max_connections: int
     reserved: int
+    clients: int | None = None  # the pooler's max_client_conn, when known
 
     def words(self) -> str:
         return f"{self.connections} server connections ({self.source})"
@@ -87,7 +88,7 @@ def neon_ceiling(max_connections: int, reserved: int = NEON_RESERVED, how: str =
     source = (
         f"Neon's pooler: 0.9 x max_connections {max_connections} ({how}), per user and database"
     )
-    return Ceiling(pool, "neon-pooler", source, max_connections, reserved)
+    return Ceiling(pool, "neon-pooler", source, max_connections, reserved, NEON_MAX_CLIENT_CONN)
 
 
 def postgres_ceiling(
@@ -283,11 +284,11 @@ def server_ceiling(max_connections: int, reserved: int) -> Ceiling:
     endpoints = get_endpoints()
     if endpoints.pair.neon:
         return neon_ceiling(max_connections, reserved)
-    pool = None
-    if endpoints.local is not None:
-        ini = get_settings().local_db_dir / "pgbouncer" / "pgbouncer.ini"
-        pool = pgbouncer_limits(ini).get("default_pool_size")
-    return postgres_ceiling(max_connections, reserved, pool)
+    if endpoints.local is None:
+        return postgres_ceiling(max_connections, reserved)
+    limits = pgbouncer_limits(get_settings().local_db_dir / "pgbouncer" / "pgbouncer.ini")
+    ceiling = postgres_ceiling(max_connections, reserved, limits.get("default_pool_size"))
+    return replace(ceiling, clients=limits.get("max_client_conn"))
 
 
 def fleet_warning(max_connections: int, reserved: int) -> tuple[str | None, dict]:
