@@ -97,11 +97,22 @@ def _twin(settings) -> bool:
     return running_twin(settings.local_db_dir, settings.local_pg_bin_dir) is not None
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def text(work: sizing.Workload, rec: sizing.Recommendation) -> list[str]:
     if work.serverless:
         shape = f"{work.function_concurrency} function instances at once, one request each"
     else:
-        shape = f"{work.replicas} replicas x {work.workers} workers x {work.threads} threads"
+        shape = " x ".join(
+            _count(n, word)
+            for n, word in (
+                (work.replicas, "replica"),
+                (work.workers, "worker"),
+                (work.threads, "thread"),
+            )
+        )
     if work.rps is not None:
         shape += f", {work.rps:g} rps, {work.request_ms:g} ms per request"
     lines = [f"pool-size: {shape}"]
