@@ -91,6 +91,14 @@ def _commands() -> dict[str, tuple[str, str, str]]:
             "Run the web app with uvicorn; in local development with no DATABASE_URL, "
             "on the local twin.",
         ),
+        "pool-size": (
+            "pool_size:cmd_pool_size",
+            "recommend DB_POOL_SIZE and friends from the workload",
+            "Recommend DB_POOL_SIZE, DB_MAX_OVERFLOW, DB_POOL_TIMEOUT and DB_SERVERLESS "
+            "from the workload, with the arithmetic shown, and check the whole "
+            "deployment's pools against the compute's ceiling (read from the database "
+            "when a URL is configured, else --max-connections or a 0.25 CU compute's).",
+        ),
         "init": (
             "scaffold:cmd_init",
             "add the harness to this project",
@@ -102,7 +110,7 @@ def _commands() -> dict[str, tuple[str, str, str]]:
 
 
 def _arguments(name: str, parser: argparse.ArgumentParser) -> None:
-    if name in ("migrate", "status", "history", "check", "verify"):
+    if name in ("migrate", "status", "history", "check", "verify", "pool-size"):
         parser.add_argument("--json", action="store_true", help="JSON on stdout, for machines")
     if name == "migrate":
         parser.add_argument("--to", metavar="REV", help="stop at this revision (default: head)")
@@ -129,11 +137,47 @@ def _arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--reload", action="store_true", help="restart on code changes")
+    if name == "pool-size":
+        _pool_size_arguments(parser)
     if name == "init":
         parser.add_argument("directory", nargs="?", default=".", help="the project's root")
         parser.add_argument(
             "--models", metavar="MODULE:ATTR", help="the models' MetaData (default: */models.py)"
         )
+
+
+def _pool_size_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--replicas", type=int, metavar="N", help="servers (containers, VMs); default 1")
+    add("--workers", type=int, metavar="N", help="processes per replica; default 1")
+    add(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="requests one worker serves at once (threads; for async, its concurrency)",
+    )
+    add(
+        "--function-concurrency",
+        type=int,
+        metavar="N",
+        help="serverless: function instances at once, one request each",
+    )
+    add("--rps", type=float, metavar="R", help="the whole deployment's requests per second")
+    add(
+        "--request-ms",
+        type=float,
+        metavar="MS",
+        help="average time a request holds a connection (its database time)",
+    )
+    add(
+        "--request-timeout",
+        type=float,
+        default=30,
+        metavar="S",
+        help="the app's request timeout, in seconds (default 30)",
+    )
+    add("--max-connections", type=int, metavar="N",
+        help="the compute's max_connections, instead of reading it from the database")  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     db_pool_recycle: int = Field(240, ge=10, le=3600, validation_alias="DB_POOL_RECYCLE")
     # Serverless functions: no pool in the process; PgBouncer on Neon does the pooling.
     db_serverless: bool = Field(False, validation_alias="DB_SERVERLESS")
+    # Processes that each hold such a pool (replicas x workers, or function instances): verify
+    # and the check warn when all their pools together exceed what the compute can serve.
+    db_pool_processes: int = Field(1, ge=1, le=100_000, validation_alias="DB_POOL_PROCESSES")
     # Warn (once, naming the code that took it) about a connection checked out longer than
     # this many seconds; 0 turns the warning, and the stack capture it needs, off.
     db_pool_leak_seconds: float = Field(0, ge=0, le=86400, validation_alias="DB_POOL_LEAK_SECONDS")

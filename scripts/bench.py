@@ -9,7 +9,7 @@ URL, measured in the same run. Results print as one table and go to BENCHMARKS.m
     python scripts/bench.py [--rtt-ms 20] [--runs 5] [--chain 200] [--pg-bin DIR]
                             [--only p1,p7] [--before REV] [--output FILE]
 
---only runs some sections (p1, connect, p2, p3, p4, p5, p6, p7; p5 needs p1's database, so
+--only runs some sections (p1, connect, p2, p3, p4, p5, p6, p7, p8; p5 needs p1's database, so
 it brings p1) and writes no file unless --output is given: a partial run never replaces
 BENCHMARKS.md. --before REV adds a P7 row for that commit's check (run from a git
 worktree of it, removed at the end).
@@ -68,7 +68,11 @@ the check runs. Its columns: the check's wall time, the app's slowest query and 
 during the check, and the check's rehearsal step. Rehearsing on production takes the
 ALTER's ACCESS EXCLUSIVE lock for real, so the app's slowest query is that lock's hold
 time plus a round trip; on a branch (here the local stand-in of Neon's API, its
-databases behind the same proxy) production is only read.
+databases behind the same proxy) production is only read. P8 checks `neon-migrate
+pool-size` under load on a server with max_connections=20 behind PgBouncer: requests/s,
+p99 and p50 checkout wait (from the pool statistics) and connections opened, for the
+recommended pool and one too small, interleaved; the lines under the table are the
+sizing's arithmetic and what verify says for one process and for four.
 """
 FAST_SERVER = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
@@ -83,6 +87,7 @@ class Bench:
         self.worktree: Path | None = None  # P7's --before checkout
         self.standin: Path | None = None  # P7's Neon API stand-in, when running
         self.rows: list[tuple] = []
+        self.notes: list[str] = []  # sentences printed under the table (P8's warning)
 
     # --- plumbing -----------------------------------------------------------------------------
     def url(self, database: str, sslmode: str, through_proxy: bool = True) -> str:
@@ -367,6 +372,114 @@ class Bench:
             p99 = statistics.median(p for _, p in samples[variant])
             self.rows.append((f"P6 load via {door}, {variant}", rps, p99, 0, None, None, None,
                               rps / baseline))  # fmt: skip
+
+    def p8(self) -> None:
+        """P8: the pool-size recommendation under load, on a compute with few connections.
+
+        A server with max_connections=20 and PgBouncer (default_pool_size 12) in front, as a
+        small Neon compute and its pooler. One worker of 8 threads; each request does 60 ms
+        (on average) of work outside the database, then a transaction holding a connection for 20 ms
+        (pg_sleep). `neon-migrate pool-size` sizes it from that; a pool of 1 is the
+        too-small one. Runs interleaved, each on a fresh engine; p99 checkout wait from the
+        pool statistics (a run's first connects, under 1% of its checkouts, included). Then
+        a fleet of 4 such processes (DB_POOL_PROCESSES=4) gets the warning verify gives, in
+        its words."""
+        from sqlalchemy import text
+        from sqlmodel import Session
+
+        from neon_migrate.connection.engines import get_app_engine, reset_engines
+        from neon_migrate.connection.health import check_connection
+        from neon_migrate.migrate.verify import pools_item
+        from neon_migrate.observe.sizing import (
+            Workload,
+            pgbouncer_limits,
+            postgres_ceiling,
+            recommend,
+        )
+
+        if not pgbouncer_path():
+            self.notes.append("P8 not run: pgbouncer is not installed")
+            return
+        logging.getLogger("neon_migrate.pool").setLevel(logging.ERROR)  # exhaustion: expected
+        options = FAST_SERVER | {"max_connections": "20"}
+        server = LocalServer(self.work / "pg8", bin_dir=self.args.pg_bin, server_options=options)
+        info = server.start()
+        pooler = LocalPooler(self.work / "pgbouncer8", extra={"default_pool_size": "12"})
+        saved = {k: v for k, v in os.environ.items() if k.startswith(("DATABASE_URL", "DB_"))}
+        try:
+            port = pooler.start(info).port
+            secret = quote(info.password, safe="")
+            direct = (
+                f"postgresql://postgres:{secret}@127.0.0.1:{info.port}/postgres?sslmode=disable"
+            )
+            pooled = f"postgresql://postgres:{secret}@127.0.0.1:{port}/postgres?sslmode=require"
+            os.environ.update(DATABASE_URL=pooled, DATABASE_URL_DIRECT=direct)
+            reset_engines()
+            health = check_connection("direct")
+            pgb = pgbouncer_limits(pooler.root / "pgbouncer.ini")["default_pool_size"]
+            ceiling = postgres_ceiling(health.max_connections, health.reserved_connections, pgb)
+            threads, app_ms, db_ms, each = 8, 60, 20, 100
+            rps = threads / ((app_ms + db_ms) / 1000)  # what 8 threads offer, unthrottled
+            rec = recommend(Workload(1, 1, threads, rps=rps, request_ms=db_ms), ceiling)
+            variants = {
+                f"recommended {rec.pool_size}+{rec.max_overflow}": (
+                    rec.pool_size,
+                    rec.max_overflow,
+                ),
+                "too small 1+0": (1, 0),
+            }
+
+            def request(engine) -> None:
+                # the request's own work, no connection held; random (exponential, mean 60 ms)
+                # so the threads' database calls arrive as a server's do, not in lockstep
+                time.sleep(random.expovariate(1000 / app_ms))
+                with Session(engine) as session:
+                    session.execute(text(f"SELECT pg_sleep({db_ms / 1000})"))
+                    session.commit()
+
+            samples: dict[str, list[tuple]] = {v: [] for v in variants}
+            for run in range(self.args.runs):
+                order = list(variants) if run % 2 == 0 else list(reversed(variants))
+                for name in order:
+                    size, overflow = variants[name]
+                    os.environ.update(DB_POOL_SIZE=str(size), DB_MAX_OVERFLOW=str(overflow))
+                    reset_engines()
+                    engine = get_app_engine()
+                    load = run_load(lambda engine=engine: request(engine), threads, each)
+                    if load.errors:
+                        raise SystemExit(f"bench: P8 {name}: {load.errors[0]}")
+                    snap = engine.pool.stats.snapshot()
+                    p99, p50 = snap.checkout_wait_p99_ms, snap.checkout_wait_p50_ms
+                    samples[name].append((load.per_second, p99 or 0.0, p50 or 0.0, snap.connects))
+            for name in variants:
+                columns = zip(*samples[name], strict=True)
+                got, wait, p50, connects = (statistics.median(column) for column in columns)
+                self.rows.append((f"P8 {threads} threads, {app_ms}+{db_ms} ms: pool {name}",
+                                  got, wait, p50, connects, None, None, None))  # fmt: skip
+            os.environ.update(DB_POOL_SIZE=str(rec.pool_size), DB_POOL_PROCESSES="4",
+                              DB_MAX_OVERFLOW=str(rec.max_overflow))  # fmt: skip
+            reset_engines()
+            fleet = pools_item(health)
+            os.environ["DB_POOL_PROCESSES"] = "1"
+            reset_engines()
+            one = pools_item(health)
+            self.notes += [
+                f"P8 server: max_connections {health.max_connections}, "
+                f"{health.reserved_connections} reserved, PgBouncer default_pool_size {pgb}; "
+                f"pool-size's ceiling: {ceiling.words()}.",
+                "P8 pool-size arithmetic: " + "; ".join(rec.arithmetic) + ".",
+                f"P8 verify with DB_POOL_PROCESSES=1: pools {'warn' if one.warning else 'ok'}: "
+                f"{one.detail}",
+                f"P8 verify with DB_POOL_PROCESSES=4: pools {'warn' if fleet.warning else 'ok'}: "
+                f"{fleet.detail}",
+            ]
+        finally:
+            reset_engines()
+            for key in [k for k in os.environ if k.startswith(("DATABASE_URL", "DB_"))]:
+                del os.environ[key]
+            os.environ.update(saved)
+            pooler.stop()
+            server.stop()
 
     def handshakes(self) -> None:
         """What one connection costs: connect, SELECT 1, close, per TLS negotiation."""
@@ -655,6 +768,9 @@ def table(rows: list[tuple], rtt_ms: float) -> str:
         elif name.startswith("P6"):
             lines.append(f"| {name} | {wall:.0f} req/s | p99 {flushes:.0f} ms | | | | | "
                          f"{ratio:.2f}x |")  # fmt: skip
+        elif name.startswith("P8"):
+            lines.append(f"| {name} | {wall:.0f} req/s | checkout wait p99 {flushes:.1f} ms | "
+                         f"p50 {conns:.1f} ms | {raw_wall:.0f} connects | | | |")  # fmt: skip
         elif name.startswith("P7"):
             lines.append(f"| {name} | {wall:.2f} s | app max {flushes:.0f} ms | app p99 "
                          f"{conns:.0f} ms | rehearsal {raw_wall:.2f} s | | | |")  # fmt: skip
@@ -677,7 +793,7 @@ def machine(info) -> str:
             f"psycopg2 libpq {psycopg2.extensions.libpq_version()}")  # fmt: skip
 
 
-SECTIONS = ("p1", "connect", "p2", "p3", "p4", "p5", "p6", "p7")
+SECTIONS = ("p1", "connect", "p2", "p3", "p4", "p5", "p6", "p7", "p8")
 
 
 def main() -> int:
@@ -739,10 +855,14 @@ def main() -> int:
                 bench.p5()
             if "p7" in wanted:
                 bench.p7()
+            if "p8" in wanted:
+                bench.p8()
         finally:
             bench.close()
         info = bench.info
     report = table(bench.rows, args.rtt_ms)
+    if bench.notes:
+        report += "\n\n" + "\n".join(f"- {line}" for line in bench.notes)
     print(report)
     if args.output is None:
         print("\n--only: not written anywhere (give --output FILE to keep it)")

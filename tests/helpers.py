@@ -59,7 +59,7 @@ def schema(url: str) -> dict[str, list]:
 
 def verify_line(output: str, item: str) -> str:
     """The `verify:` result line for one item (scripts, direct, pooled)."""
-    pattern = re.compile(rf"^verify: {item}\s+(ok|FAIL)\s")
+    pattern = re.compile(rf"^verify: {item}\s+(ok|FAIL|warn)\s")
     return next(line for line in output.splitlines() if pattern.match(line))
 
 

@@ -40,6 +40,7 @@ from neon_migrate.migrate.lock import lock_holder
 from neon_migrate.migrate.status import read_status
 from neon_migrate.observe.figures import endpoint_figures, endpoint_text
 from neon_migrate.observe.pool_stats import all_stats
+from neon_migrate.observe.sizing import fleet_warning
 from neon_migrate.settings import get_settings
 
 NO_MODELS = "no models to compare: set target_metadata = module:attribute in alembic.ini"
@@ -172,7 +173,17 @@ def check_direct(ctx: Context) -> str:
 
 
 def check_pooled(ctx: Context) -> str:
-    return _check_endpoint(ctx, "pooled")
+    """The app's endpoint; and whether the pools of DB_POOL_PROCESSES processes fit the
+    server's ceiling (a warning when not: the build is fine, its sizing may not be)."""
+    summary = _check_endpoint(ctx, "pooled")
+    health = ctx.health["pooled"]
+    if not health.max_connections:
+        return summary
+    warning, pools = fleet_warning(health.max_connections, health.reserved_connections)
+    if warning:
+        raise Outcome("warn", f"{summary}; {warning}", **ctx.details.pop("pooled"), pools=pools)
+    ctx.details["pooled"]["pools"] = pools
+    return summary
 
 
 def check_scripts(ctx: Context) -> str:

@@ -127,12 +127,21 @@ def report(command: str, items, as_json: bool, **extra) -> int:
     failed = [item for item in items if not item.ok]
     code = max((item.exit_code for item in failed), default=0)
     if as_json:
-        checks = [{"name": i.name, "ok": i.ok, "detail": i.detail} for i in items]
+        checks = [
+            {
+                "name": i.name,
+                "ok": i.ok,
+                "detail": i.detail,
+                **({"warning": True} if i.warning else {}),
+            }
+            for i in items
+        ]
         out_json({"command": command, "ok": not failed, **extra, "verify": checks})
         return code
     width = max(len(item.name) for item in items)
     for item in items:
-        out(f"verify: {item.name:<{width}}  {'ok  ' if item.ok else 'FAIL'}  {item.detail}")
+        status = ("warn" if item.warning else "ok  ") if item.ok else "FAIL"
+        out(f"verify: {item.name:<{width}}  {status}  {item.detail}")
     if failed:
         out(f"verify: FAILED: {', '.join(item.name for item in failed)}")
     return code

@@ -42,6 +42,11 @@ class EndpointHealth:
     # The session's statement and idle-in-transaction timeouts as the server applies them:
     # through the pooler, the app's (role defaults); on the direct door, the migrations'.
     timeouts: tuple[str, str] = ("0", "0")
+    # The server's connection limit and the slots it keeps for superusers and, on
+    # PostgreSQL 16+, for pg_use_reserved_connections (through a pooler, still the
+    # server's): what the app's pools are measured against.
+    max_connections: int = 0
+    reserved_connections: int = 0
 
 
 _READ = (
@@ -51,7 +56,10 @@ _READ = (
     "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
     "WHERE NOT i.indisvalid AND n.nspname <> 'pg_catalog' AND n.nspname NOT LIKE 'pg_toast%' "
     "ORDER BY 1), "
-    "current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')"
+    "current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout'), "
+    "current_setting('max_connections')::int, "
+    "current_setting('superuser_reserved_connections')::int "
+    "+ coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0)"
 )
 _READ_WITH_REVISIONS = _READ + ", ARRAY(SELECT version_num FROM alembic_version ORDER BY 1)"
 
@@ -88,7 +96,7 @@ def check_connection(
     try:
         if opened is not None:
             opened(conn)  # may raise: the caller gave up; the connection is closed below
-        version, server_ssl, invalid, timeouts, revisions = _read(conn)
+        version, server_ssl, invalid, timeouts, limits, revisions = _read(conn)
         ssl_in_use = bool(conn.info.ssl_in_use)
     except psycopg2.Error as exc:  # connected, but the query failed: rights, an odd table
         if lost_connection(exc):  # ... or the link went away under it
@@ -113,18 +121,21 @@ def check_connection(
         revisions=revisions,
         invalid_indexes=invalid,
         timeouts=timeouts,
+        max_connections=limits[0],
+        reserved_connections=limits[1],
     )
 
 
-def _read(conn) -> tuple[str, bool, tuple[str, ...], tuple[str, str], tuple[str, ...]]:
-    """Server version, the server's view of SSL, invalid indexes, timeouts, and
-    alembic_version's rows."""
+def _read(conn) -> tuple:
+    """Server version, the server's view of SSL, invalid indexes, timeouts, connection
+    limits, and alembic_version's rows."""
     with conn.cursor() as cursor:
         try:
             cursor.execute(_READ_WITH_REVISIONS)
-            version, server_ssl, invalid, statement, idle, revisions = cursor.fetchone()
-            return version, server_ssl, tuple(invalid), (statement, idle), tuple(revisions)
+            *row, revisions = cursor.fetchone()
         except psycopg2.errors.UndefinedTable:  # an empty database (autocommit: no rollback)
             cursor.execute(_READ)
-            version, server_ssl, invalid, statement, idle = cursor.fetchone()
-            return version, server_ssl, tuple(invalid), (statement, idle), ()
+            row, revisions = list(cursor.fetchone()), ()
+    version, server_ssl, invalid, statement, idle, max_conn, reserved = row
+    return (version, server_ssl, tuple(invalid), (statement, idle), (max_conn, reserved),
+            tuple(revisions))  # fmt: skip

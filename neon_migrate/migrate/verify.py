@@ -19,15 +19,16 @@ class Item:
     ok: bool
     detail: str
     exit_code: int = 1  # used when not ok
+    warning: bool = False  # ok, with something to say: never changes the exit code
 
 
 def _endpoint(
     name: str, heads: tuple[str, ...], known: frozenset[str] | None, health: EndpointHealth | None
-) -> Item:
+) -> tuple[Item, EndpointHealth | None]:
     try:
         health = health or check_connection(name)  # type: ignore[arg-type]
     except HarnessError as err:
-        return Item(name, False, str(err), err.exit_code)
+        return Item(name, False, str(err), err.exit_code), None
     figures = endpoint_figures(health, heads, known)
     ssl_ok = health.ssl_in_use or health.local
     at_head = figures["revision_state"] == "at_head"
@@ -42,7 +43,17 @@ def _endpoint(
             " (a concurrent index build failed, or is running now: if no migration runs, "
             "DROP INDEX CONCURRENTLY each, then migrate again)"
         )
-    return Item(name, at_head and ssl_ok and not invalid, detail)
+    return Item(name, at_head and ssl_ok and not invalid, detail), health
+
+
+def pools_item(health: EndpointHealth) -> Item:
+    """The configured pools of the whole deployment (DB_POOL_PROCESSES of them) against
+    the server's ceiling: a warning when they could exhaust it, never a failure, since
+    a fleet rarely peaks all at once and the deploy should not stop for it."""
+    from neon_migrate.observe.sizing import fleet_text, fleet_warning
+
+    warning, figures = fleet_warning(health.max_connections, health.reserved_connections)
+    return Item("pools", True, warning or f"fit: {fleet_text(figures)}", warning=bool(warning))
 
 
 def timeout_words(statement: str, idle: str) -> str:
@@ -67,8 +78,9 @@ def verify(
     else:
         scripts = Item("scripts", False, f"{len(heads)} heads ({', '.join(heads)}); merge "
                        "them with `alembic merge heads -m merge`")  # fmt: skip
-    return [
-        scripts,
-        _endpoint("direct", heads, known, direct),
-        _endpoint("pooled", heads, known, None),
-    ]
+    direct_item, direct = _endpoint("direct", heads, known, direct)
+    pooled_item, _ = _endpoint("pooled", heads, known, None)
+    items = [scripts, direct_item, pooled_item]
+    if direct is not None and direct.max_connections:
+        items.append(pools_item(direct))
+    return items
