@@ -37,10 +37,35 @@ def test_long_running_server_example():
         "200 / 12 x 0.04 = 0.667" in rec.arithmetic
     )
     assert (
-        "DB_POOL_SIZE = min(threads, 99th percentile of Poisson(0.667)) = min(8, 3) = 3"
+        "DB_POOL_SIZE = min(threads, 99th percentile of Poisson(0.667), 100) = min(8, 3, 100) = 3"
         in rec.arithmetic
     )
     assert rec.verdict == "fits: 96 at most <= 188"
+
+
+def test_overflow_stays_within_the_ceiling_when_it_can():
+    """On a 0.25 CU compute (93 in the pooler) the same fleet gets 3+4, 84 at most: it fits."""
+    rec = recommend(Workload(3, 4, 8, rps=200, request_ms=40), neon_ceiling(104, how="given"))
+    assert (rec.pool_size, rec.max_overflow, rec.fleet_max) == (3, 4, 84)
+    assert rec.verdict == "fits: 84 at most <= 93"
+
+
+def test_recommendations_stay_within_what_the_settings_accept():
+    rec = recommend(Workload(1, 1, 500, rps=100, request_ms=20), neon_ceiling(4000))
+    assert rec.pool_size <= 100 and rec.max_overflow <= 200
+    big = recommend(Workload(1, 1, 300), neon_ceiling(4000))
+    assert (big.pool_size, big.max_overflow) == (100, 200)
+
+
+def test_a_load_the_threads_cannot_carry_is_saturated():
+    rec = recommend(Workload(3, 4, 8, rps=1000, request_ms=200), neon_ceiling(419))
+    assert rec.verdict.startswith("saturated: the load keeps 200 requests busy on average")
+
+
+def test_serverless_over_subscription_names_what_to_lower():
+    warning = oversubscription(5, 10, 200, True, neon_ceiling(104))
+    assert warning.endswith("lower the function concurrency (DB_POOL_PROCESSES) or size the "
+                            "compute up")  # fmt: skip
 
 
 def test_serverless_example():

@@ -10,6 +10,7 @@ The database is read only when a URL is configured, and only on the direct endpo
 from __future__ import annotations
 
 import argparse
+import math
 
 from neon_migrate.commands.output import note, out, out_json
 from neon_migrate.errors import ConfigError
@@ -21,8 +22,8 @@ def cmd_pool_size(args: argparse.Namespace) -> int:
     ceiling, read = _ceiling(args.max_connections)
     rec = sizing.recommend(work, ceiling)
     if args.json:
-        out_json({"command": "pool-size", "ok": True, "read_from_database": read,
-                  "workload": vars(work), **rec.as_dict()})  # fmt: skip
+        out_json({"command": "pool-size", "ok": True, "fits": rec.verdict.startswith("fits"),
+                  "read_from_database": read, "workload": vars(work), **rec.as_dict()})  # fmt: skip
         return 0
     for line in text(work, rec):
         out(line)
@@ -52,8 +53,8 @@ def workload(args: argparse.Namespace) -> sizing.Workload:
             raise ConfigError(f"--{flag.replace('_', '-')} {value}: must be 1 or more")
     for flag in ("rps", "request_ms", "request_timeout"):
         value = getattr(args, flag)
-        if value is not None and not value > 0:
-            raise ConfigError(f"--{flag.replace('_', '-')} {value:g}: must be above 0")
+        if value is not None and not (value > 0 and math.isfinite(value) and value < 1e9):
+            raise ConfigError(f"--{flag.replace('_', '-')} {value:g}: must be above 0, a number")
     if (args.rps is None) != (args.request_ms is None):
         raise ConfigError(
             "--rps and --request-ms go together",

@@ -12,13 +12,16 @@ Why these rules:
   for the pool or opens an extra connection. Twice the mean is not enough: at a mean of
   2 busy, 5% of moments have 5 or more. A worker can never use more connections than it
   has threads, so more is waste; fewer keeps idle server processes few.
-- Overflow = threads - pool size: a burst never waits for the worker's own pool (every
-  thread can get a connection) yet those connections close again when it passes.
-  Without --rps the load is unknown: pool size = threads, no overflow.
+- Overflow = up to the threads, within the fleet's share of the ceiling: a burst seldom
+  waits for the worker's own pool (every thread can get a connection while the server
+  has room), yet those connections close again when it passes, and the fleet's maximum
+  never passes the ceiling when it need not. Without --rps the load is unknown: pool
+  size = threads. Both stay within what the settings accept (100 and 200).
 - Pool timeout: a third of the request timeout (default 30 s, so 10 s), never above
-  30 s: a request that cannot get a connection should fail while its caller still
-  waits, and well before Neon's pooler gives up on a queued transaction (its
-  query_wait_timeout, 120 s), so the error names the app's pool, not the pooler.
+  30 s: a request that cannot get a connection from its own pool should fail while its
+  caller still waits. It does not bound a wait inside Neon's pooler (a transaction
+  queued there waits up to its query_wait_timeout, 120 s): only the fleet fitting the
+  ceiling does, which is why the verdict is said.
 - DB_SERVERLESS=true when the process serves one request at a time (a function with
   per-instance concurrency 1): a pool there only holds idle connections on the pooler,
   while Neon's PgBouncer already shares server connections between instances.
@@ -43,6 +46,7 @@ NEON_SMALLEST_MAX_CONNECTIONS = 104  # a 0.25 CU compute
 NEON_RESERVED = 7  # slots Neon keeps for its superuser
 DIRECT_MARGIN = 3  # a migration run, the pre-deploy check, one admin session
 COVERED = 0.99  # share of moments the pool alone serves
+MAX_POOL_SIZE, MAX_OVERFLOW = 100, 200  # what DB_POOL_SIZE and DB_MAX_OVERFLOW accept
 DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
@@ -172,7 +176,7 @@ def _g(value: float) -> str:
 
 def recommend(work: Workload, ceiling: Ceiling) -> Recommendation:
     steps: list[str] = []
-    timeout = float(min(30, max(1, math.floor(work.request_timeout / 3))))
+    timeout = float(min(30, max(0.1, round(work.request_timeout / 3, 1))))
     steady = 0.0
     if work.rps is not None and work.request_ms is not None:
         steady = work.rps * work.request_ms / 1000
@@ -199,22 +203,28 @@ def recommend(work: Workload, ceiling: Ceiling) -> Recommendation:
                 f"{_g(work.rps)} / {processes} x {work.request_ms / 1000:g} = {per_worker:.3f}"
             )
             quantile = poisson_quantile(per_worker, COVERED)
-            size = min(threads, max(1, quantile))
+            size = min(threads, max(1, quantile), MAX_POOL_SIZE)
             steps.append(
-                f"DB_POOL_SIZE = min(threads, 99th percentile of Poisson({per_worker:.3f})) "
-                f"= min({threads}, {quantile}) = {size}"
+                f"DB_POOL_SIZE = min(threads, 99th percentile of Poisson({per_worker:.3f}), "
+                f"{MAX_POOL_SIZE}) = min({threads}, {quantile}, {MAX_POOL_SIZE}) = {size}"
             )
         else:
-            size = threads
+            size = min(threads, MAX_POOL_SIZE)
             steps.append(
-                f"DB_POOL_SIZE = threads = {threads} (no --rps and --request-ms: "
-                "the load is unknown)"
+                f"DB_POOL_SIZE = min(threads, {MAX_POOL_SIZE}) = {size} (no --rps and "
+                "--request-ms: the load is unknown)"
             )
-        overflow = threads - size
-        steps.append(f"DB_MAX_OVERFLOW = threads - DB_POOL_SIZE = {threads} - {size} = {overflow}")
-        fleet = processes * threads
+        share = ceiling.connections // processes
+        per_process = min(threads, max(size, share), size + MAX_OVERFLOW)
+        overflow = per_process - size
         steps.append(
-            f"fleet at most = processes x (pool + overflow) = {processes} x {threads} = {fleet}"
+            f"DB_MAX_OVERFLOW = min(threads, max(DB_POOL_SIZE, ceiling {ceiling.connections} // "
+            f"processes {processes} = {share})) - DB_POOL_SIZE = {per_process} - {size} = "
+            f"{overflow}"
+        )
+        fleet = processes * per_process
+        steps.append(
+            f"fleet at most = processes x (pool + overflow) = {processes} x {per_process} = {fleet}"
         )
         if steady:
             steps.append(
@@ -222,14 +232,20 @@ def recommend(work: Workload, ceiling: Ceiling) -> Recommendation:
                 f"{work.request_ms / 1000:g} = {_g(steady)}"
             )
         rec = Recommendation(
-            size, overflow, timeout, False, processes, threads, fleet, steady, steps, ceiling
+            size, overflow, timeout, False, processes, per_process, fleet, steady, steps, ceiling
         )
+        if steady > processes * threads:  # Little's law: the threads cannot carry the load
+            rec.verdict = (
+                f"saturated: the load keeps {_g(steady)} requests busy on average, and the fleet "
+                f"has {processes * threads} threads; add workers or threads (requests queue "
+                "without bound)"
+            )
     steps.append(
         f"DB_POOL_TIMEOUT = min(30, request timeout {work.request_timeout:g} s / 3) = "
         f"{timeout:g} s (under the pooler's query_wait_timeout "
         f"{NEON_QUERY_WAIT_TIMEOUT} s)"
     )
-    rec.verdict = fits(rec.fleet_max, rec.fleet_steady, ceiling)
+    rec.verdict = rec.verdict or fits(rec.fleet_max, rec.fleet_steady, ceiling)
     return rec
 
 
@@ -268,10 +284,14 @@ def oversubscription(
         f"{NEON_QUERY_WAIT_TIMEOUT} s)",
         "pgbouncer": "transactions beyond it wait inside PgBouncer",
     }.get(ceiling.kind, "connections beyond it are refused, and migrations may get none")
+    fix = (
+        "lower the function concurrency (DB_POOL_PROCESSES) or size the compute up"
+        if serverless
+        else "lower the pool or size the compute up (`neon-migrate pool-size`)"
+    )
     return (
         f"pools over-subscribed: {how} x DB_POOL_PROCESSES {processes} = {fleet} > "
-        f"{ceiling.words()}; at peak {what}; lower the pool or size the compute up "
-        "(`neon-migrate pool-size`)"
+        f"{ceiling.words()}; at peak {what}; {fix}"
     )
 
 
