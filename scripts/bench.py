@@ -177,9 +177,9 @@ class Bench:
         env_py.write_text(code)
         return ini
 
-    def harness_project(self, name: str, versions: Path, app: bool = False) -> Path:
-        """alembic.ini and env.py over the given versions; with `app`, also the models
-        (app/) and the lint settings (.squawk.toml), as the pre-deploy check reads them."""
+    def harness_project(self, name: str, versions: Path) -> Path:
+        """alembic.ini and env.py over the given versions, with the models alembic.ini
+        names (app/) and the lint settings (.squawk.toml) the pre-deploy check reads."""
         folder = self.work / name
         (folder / "migrations").mkdir(parents=True)
         shutil.copy(ROOT / "alembic.ini", folder / "alembic.ini")
@@ -187,10 +187,8 @@ class Bench:
             shutil.copy(ROOT / "migrations" / part, folder / "migrations" / part)
         shutil.copytree(versions, folder / "migrations" / "versions",
                         ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-        if app:
-            shutil.copytree(ROOT / "app", folder / "app",
-                            ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-            shutil.copy(ROOT / ".squawk.toml", folder / ".squawk.toml")
+        shutil.copytree(ROOT / "app", folder / "app", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(ROOT / ".squawk.toml", folder / ".squawk.toml")
         return folder / "alembic.ini"
 
     def chain(self, count: int) -> Path:
@@ -547,7 +545,7 @@ class Bench:
 
         database = "p7"
         self.fresh_database(database)
-        ini = self.harness_project("p7-project", ROOT / "migrations" / "versions", app=True)
+        ini = self.harness_project("p7-project", ROOT / "migrations" / "versions")
         direct = self.url(database, "disable", through_proxy=False)  # setting up: no delay
         subprocess.run([PY, "-m", "alembic", "upgrade", "head"], cwd=ini.parent, check=True,
                        env=self.env(DATABASE_URL=direct, ALEMBIC_CONFIG=str(ini)),
