@@ -94,3 +94,11 @@ def standin_server(pg_server, database: str):
         database=database,
         tls=pg_server.tls,
     )
+
+
+def psql(url: str, sql: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Apply a SQL script as a DBA would: the bundled psql, stopping at the first error."""
+    from neon_migrate.twin.local import bundled_bin_dir
+
+    command = [str(bundled_bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", url]
+    return subprocess.run(command, input=sql, capture_output=True, text=True, timeout=timeout)

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import CLI, ROOT, alembic, cli, rows, schema
+from helpers import CLI, ROOT, alembic, cli, psql, rows, schema
 
 from neon_migrate.migrate.heads import quick_heads
-from neon_migrate.twin.local import bundled_bin_dir
 
 sys.path.insert(0, str(ROOT / "tests" / "corpus"))
 from features import FEATURE_REVISIONS, HEAD, REVISION_COUNT
@@ -129,12 +128,10 @@ def test_sql_marks_online_only_revisions_and_psql_stops_at_the_first(corpus, db_
     for revision in ONLINE_ONLY:
         assert f"-- revision {revision}" in offline.stdout
         assert revision in offline.stderr
-    psql = subprocess.run(
-        [str(bundled_bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", db_url],
-        input=offline.stdout, capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert psql.returncode == 3, psql.stderr  # psql's code for an error in a script
+    applied = psql(db_url, offline.stdout)
+    assert applied.returncode == 3, applied.stderr  # psql's code for an error in a script
     first = "2c49ab5e02ae"
-    assert f"revision {first} cannot run from offline SQL" in psql.stderr
+    assert f"revision {first} cannot run from offline SQL" in applied.stderr
     assert rows(db_url, "SELECT version_num FROM alembic_version") != [(HEAD,)]
     finish = cli("migrate", env=corpus["env"])
     assert finish.returncode == 0, finish.stdout

@@ -30,12 +30,16 @@ def assert_clean(text: str) -> None:
     assert not leaked, f"password form(s) {leaked} in:\n{text}"
 
 
+def login_role(pg_server, name: str, password: str) -> str:
+    with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
+        admin.execute(f"DROP ROLE IF EXISTS {name}")
+        admin.execute(f"CREATE ROLE {name} LOGIN SUPERUSER PASSWORD '{password}'")
+    return name
+
+
 @pytest.fixture(scope="session")
 def secret_role(pg_server) -> str:
-    with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
-        admin.execute("DROP ROLE IF EXISTS secretive")
-        admin.execute(f"CREATE ROLE secretive LOGIN SUPERUSER PASSWORD '{PASSWORD}'")
-    return "secretive"
+    return login_role(pg_server, "secretive", PASSWORD)
 
 
 @pytest.fixture
@@ -174,10 +178,7 @@ def shown(result, command: str) -> str:
 @pytest.fixture(scope="session")
 def escaped_role(pg_server) -> str:
     """A role whose password holds a bad percent-escape."""
-    with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
-        admin.execute("DROP ROLE IF EXISTS escaped")
-        admin.execute(f"CREATE ROLE escaped LOGIN SUPERUSER PASSWORD '{BAD_ESCAPE}'")
-    return "escaped"
+    return login_role(pg_server, "escaped", BAD_ESCAPE)
 
 
 def db_base(pg_server, postgresql, userinfo: str) -> str:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import psycopg
 import pytest
-from helpers import alembic, schema
-
-from neon_migrate.twin.local import bundled_bin_dir
+from helpers import alembic, psql, schema
 
 HEAD = "f096d6eff8ee"
 
@@ -42,13 +38,7 @@ def test_offline_sql_applied_by_psql_equals_online_schema(
         admin.execute(f"DROP DATABASE IF EXISTS {online_db}")
         admin.execute(f"CREATE DATABASE {online_db}")
     try:
-        applied = subprocess.run(
-            [str(bundled_bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", db_url],
-            input=offline_sql,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        applied = psql(db_url, offline_sql)
         assert applied.returncode == 0, applied.stderr
         online = alembic(
             "upgrade", "head", env=dict(harness_env, DATABASE_URL=pg_server.url(online_db))

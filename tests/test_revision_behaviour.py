@@ -17,14 +17,23 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from helpers import CLI, ROOT, WAITING_FOR_OUR_LOCK, add_revision, alembic, cli, rows, verify_line
+from helpers import (
+    CLI,
+    ROOT,
+    WAITING_FOR_OUR_LOCK,
+    add_revision,
+    alembic,
+    cli,
+    psql,
+    rows,
+    verify_line,
+)
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from neon_migrate.connection.engines import reset_engines
 from neon_migrate.migrate.lock import LOCK_KEY
 from neon_migrate.twin.lifecycle import keep_out_of_git
-from neon_migrate.twin.local import bundled_bin_dir
 
 HEAD = "f096d6eff8ee"
 
@@ -122,10 +131,8 @@ def test_offline_sql_stores_the_same_data_as_an_online_run(project, db_url, pg_s
     env.pop("DATABASE_URL")
     offline = alembic("upgrade", "head", "--sql", env=env)
     assert offline.returncode == 0, offline.stdout
-    psql = subprocess.run(
-        [str(bundled_bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", db_url],
-        input=offline.stdout, capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert psql.returncode == 0, psql.stderr
+    applied = psql(db_url, offline.stdout)
+    assert applied.returncode == 0, applied.stderr
     online_url = pg_server.url("online_data")
     with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
         admin.execute("DROP DATABASE IF EXISTS online_data")

@@ -16,12 +16,11 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
-from helpers import add_revision
+from helpers import add_revision, psql
 
 from neon_migrate.check.predeploy import exit_code, run_checks, selected
 from neon_migrate.migrate.history import HISTORY_TABLE
 from neon_migrate.migrate.status import run_history, run_status, status
-from neon_migrate.twin.local import bundled_bin_dir
 
 HEAD = "f096d6eff8ee"
 BY = f"neon-migrate@{socket.gethostname()}"
@@ -255,14 +254,8 @@ def test_offline_sql_records_the_history_too(project, db_url):
     stamp = sql.index("UPDATE alembic_version SET version_num='r2'")
     assert stamp < sql.index("VALUES ('r2'") < sql.index("COMMIT", stamp)
 
-    psql = subprocess.run(
-        [str(bundled_bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", db_url],
-        input=sql,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert psql.returncode == 0, psql.stderr
+    applied = psql(db_url, sql)
+    assert applied.returncode == 0, applied.stderr
     result = status(config(project))
     for entry in result.revisions:
         assert (entry.state, entry.checksum, entry.applied_by) == ("applied", "ok", "psql")
