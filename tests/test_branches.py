@@ -469,6 +469,7 @@ def test_the_standin_outlives_the_command_that_started_it_and_stops(pg_server, t
         stop_standin(tmp_path)
 
 
+@pytest.mark.server
 def test_the_twin_starts_reports_and_stops_the_api(tmp_path):
     from neon_migrate.twin.lifecycle import running_twin, start_twin, stop_twin
 

@@ -23,6 +23,9 @@ from neon_migrate.errors import HarnessError
 from neon_migrate.twin.local import LocalServer, LocalServerInfo
 from neon_migrate.twin.tls import Certificates
 
+# Each test here starts PostgreSQL (or PgBouncer) itself: not part of `make test-fast`.
+pytestmark = pytest.mark.server
+
 FAST = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from alembic import command
 from alembic.config import Config
-from helpers import CLI, ROOT, alembic, cli, run
+from helpers import CLI, ROOT, WAITING_FOR_OUR_LOCK, alembic, cli, run
 
 from neon_migrate.connection.engines import reset_engines
 from neon_migrate.migrate.lock import LOCK_KEY
@@ -119,7 +119,10 @@ def interrupted_run(env: dict) -> subprocess.CompletedProcess:
     )  # fmt: skip
     with psycopg.connect(env["DATABASE_URL"], autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
-        time.sleep(1.5)  # the run is now waiting for the lock
+        deadline = time.monotonic() + 60
+        while holder.execute(WAITING_FOR_OUR_LOCK).fetchone()[0] == 0:  # not yet queued
+            assert time.monotonic() < deadline and proc.poll() is None, "never queued"
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=30)[0]
     assert "interrupted by SIGTERM" in output
