@@ -26,6 +26,10 @@ CHECK_IDS = "config, direct, pooled, scripts, revision, validate, plan, lint, re
 
 Command = Callable[[argparse.Namespace], int]
 
+# Commands whose promises live in env.py: they stop when it is not the harness's.
+RUN_THROUGH_ENV_PY = {"migrate", "status", "history", "check", "sql", "verify", "revision",
+                      "downgrade"}  # fmt: skip
+
 
 def _commands() -> dict[str, tuple[str, str, str]]:
     """name: (module:function, one-line help, description). Modules load only when run."""
@@ -229,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command != "init":
             _bound_every_wait()
+        if args.command in RUN_THROUGH_ENV_PY:
+            from neon_migrate.project import require_harness_env
+
+            require_harness_env()
         return _load(args.command)(args)
     except HarnessError as err:
         return _failed(args, str(err), err.exit_code)
