@@ -46,8 +46,7 @@ def test_init_keeps_the_chain_and_a_second_run_changes_nothing(tmp_path):
     env_py = backend / "app" / "alembic" / "env.py"
     assert env_py.read_text() == template("env.py")
     assert (env_py.parent / BACKUP).read_text() == FASTAPI_BACKEND["app/alembic/env.py"]
-    assert any(line.startswith(f"init: moved app/alembic/env.py to app/alembic/{BACKUP}")
-               for line in lines)  # fmt: skip
+    assert any(line.startswith(f"init: moved app/alembic/env.py to {BACKUP} ") for line in lines)
     # One chain: no second migrations/ folder, no second alembic.ini; settings added only.
     assert not (backend / "migrations").exists()
     ini = (backend / "alembic.ini").read_text()
@@ -231,3 +230,18 @@ def test_the_workflow_python_and_install_fit_the_project(tmp_path):
     assert "excludes every Python neon-migrate supports" in todo[-1]
     (tmp_path / ".python-version").write_text("3.13.1\n")
     assert python_version(tmp_path, tmp_path, todo) == "3.13"
+
+
+def test_the_readmes_adoption_output_is_what_init_prints(tmp_path):
+    """README's "Adding it to an existing Alembic project" shows init on this very project."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Adding it to an existing Alembic project\n")[1].split("\n## ")[0]
+    shown = [line for line in section.splitlines() if line.startswith("init: ")]
+    run = init(fastapi_backend(tmp_path / "repo"))
+    assert run.returncode == 0, run.stderr
+    assert shown == run.stdout.splitlines()
+    [refused] = [line for line in section.splitlines() if line.startswith("error: ")]
+    before = subprocess.run([NEON_MIGRATE, "check"], cwd=fastapi_backend(tmp_path / "other"),
+                            env=dict(os.environ, ALEMBIC_CONFIG=""), capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert before.returncode == 2 and before.stderr.strip() == refused

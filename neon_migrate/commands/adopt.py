@@ -127,9 +127,8 @@ def adopt(root: Path, existing: Existing, models: str | None, changes: Changes) 
         env.rename(backup)
         _write(env, template("env.py"))
         changes.moved.append(
-            f"{_rel(env, root)} to {_rel(backup, root)} and wrote the harness's "
-            f"{_rel(env, root)} in its place: Alembic, `neon-migrate` and every other "
-            "front-end now run the harness's (the old file is kept to compare; nothing runs it)"
+            f"{_rel(env, root)} to {BACKUP} (kept to compare; nothing runs it) and wrote the "
+            "harness's env.py in its place: every Alembic front-end now runs the harness's"
         )
         changes.by_hand.extend(_what_the_old_env_did(old, root, _rel(backup, root), models))
     mako = scripts / "script.py.mako"

@@ -143,12 +143,12 @@ def _ignore_local_files(root: Path, changes) -> None:
 
 
 def _report(changes, existing, models: str | None) -> None:
-    for line in changes.wrote:
-        out(f"init: wrote {line}")
     for line in changes.moved:
         out(f"init: moved {line}")
     for line in changes.edited:
         out(f"init: edited {line}")
+    for line in changes.wrote:
+        out(f"init: wrote {line}")
     for line in changes.kept:
         out(f"init: kept {line}")
     for line in changes.found:
