@@ -106,9 +106,11 @@ def _commands() -> dict[str, tuple[str, str, str]]:
         "init": (
             "scaffold:cmd_init",
             "add the harness to this project",
-            "Add the harness to an existing project: migrations/env.py, the revision "
-            "template, Alembic's configuration, .env.example, Make targets and a CI "
-            "workflow. Never overwrites a file: an existing one is named and skipped.",
+            "Add the harness to a project: its env.py where Alembic's script_location "
+            "points (an existing chain and its configuration are kept, the old env.py "
+            "beside it), only the missing settings, .env.example, Make targets and a CI "
+            "workflow at the git root. Never overwrites a file; a second run changes "
+            "nothing.",
         ),
     }
 

@@ -107,7 +107,8 @@ def test_init_in_an_existing_fastapi_sqlmodel_project(fresh_venv, tmp_path, harn
     (project / "alembic.ini").write_text((project / "alembic.ini").read_text() + "# ours\n")
     again = _run(fresh_venv, ["init"], project, env)
     assert again.returncode == 0 and "init: wrote" not in again.stdout
-    assert "init: kept alembic.ini (it exists)" in again.stdout
+    assert "init: kept alembic.ini (it has every setting the harness needs)" in again.stdout
+    assert "init: kept migrations/env.py (the harness's)" in again.stdout
     assert (project / "alembic.ini").read_text().endswith("# ours\n")  # never overwritten
 
     revision = _run(fresh_venv, ["revision", "-m", "create customers"], project, env)

@@ -133,7 +133,9 @@ def adopt(root: Path, existing: Existing, models: str | None, changes: Changes) 
         changes.by_hand.extend(_what_the_old_env_did(old, root, _rel(backup, root), models))
     mako = scripts / "script.py.mako"
     if mako.is_file():
-        changes.kept.append(f"{_rel(mako, root)} (the project's revision template)")
+        ours = mako.read_text(errors="replace") == template("script.py.mako")
+        why = "as init writes it" if ours else "the project's revision template"
+        changes.kept.append(f"{_rel(mako, root)} ({why})")
     else:
         _write(mako, template("script.py.mako"))
         changes.wrote.append(_rel(mako, root))
