@@ -216,7 +216,7 @@ def test_the_harnesses_alembic_minimum_is_its_dependency():
 def test_the_workflow_python_and_install_fit_the_project(tmp_path):
     todo: list[str] = []
     assert install_command(tmp_path, todo) == "python -m pip install ."
-    assert "no pyproject.toml or requirements.txt" in todo[0]
+    assert "nothing says how to install the project" in todo[0]
     (tmp_path / "requirements.txt").write_text("neon-migrate[check]\n")
     todo = []
     assert install_command(tmp_path, todo) == "python -m pip install -r requirements.txt"

@@ -131,6 +131,10 @@ def adopt(root: Path, existing: Existing, models: str | None, changes: Changes) 
             "harness's env.py in its place: every Alembic front-end now runs the harness's"
         )
         changes.by_hand.extend(_what_the_old_env_did(old, root, _rel(backup, root), models))
+    versions = scripts / "versions"
+    if not versions.exists() and not _has_version_locations(existing):
+        versions.mkdir(parents=True)  # Alembic's default location: `revision` writes there
+        changes.wrote.append(f"{_rel(versions, root)}/")
     mako = scripts / "script.py.mako"
     if mako.is_file():
         ours = mako.read_text(errors="replace") == template("script.py.mako")
@@ -144,6 +148,17 @@ def adopt(root: Path, existing: Existing, models: str | None, changes: Changes) 
     else:
         _add_to_toml(root, existing.toml, models, changes)
     changes.found.append(_chain(root, existing))
+
+
+def _has_version_locations(existing: Existing) -> bool:
+    """Whether the revisions live somewhere else than `<script_location>/versions`."""
+    parser = configparser.ConfigParser(interpolation=None)
+    if existing.ini is not None:
+        parser.read(existing.ini)
+    toml = _toml(existing.toml) if existing.toml else {}
+    return parser.has_option("alembic", "version_locations") or bool(
+        toml.get("tool", {}).get("alembic", {}).get("version_locations")
+    )
 
 
 def _add_to_ini(root: Path, existing: Existing, models: str | None, changes: Changes) -> None:
@@ -276,6 +291,8 @@ def _chain(root: Path, existing: Existing) -> str:
     folders = sorted({_rel(Path(r.path).parent, root) for r in revisions}) or [
         _rel(existing.scripts / "versions", root)
     ]
+    if not revisions:
+        return f"no revisions yet in {', '.join(folders)}"
     head = f", head {', '.join(heads)}" if heads else ""
     return f"kept the existing chain: {len(revisions)} revision(s) in {', '.join(folders)}{head}"
 

@@ -76,16 +76,9 @@ ALEMBIC_MINIMUM = "1.16"
 
 
 def _new_project_files(root: Path) -> dict[str, str]:
-    files = {k: v for k, v in FILES.items() if k != "database.yml"}
-    location = _toml_script_location(root)
-    if location is not None:  # Alembic is configured in pyproject.toml: keep it there
-        files.pop("alembic.ini")
-        files["env.py"] = f"{location}/env.py"
-        files["script.py.mako"] = f"{location}/script.py.mako"
-    else:
-        location = "migrations"
-    (root / location / "versions").mkdir(parents=True, exist_ok=True)
-    return files
+    """No Alembic yet: its configuration and a migrations/ folder, all from the templates."""
+    (root / "migrations" / "versions").mkdir(parents=True, exist_ok=True)
+    return {k: v for k, v in FILES.items() if k != "database.yml"}
 
 
 def _write_files(root: Path, files: dict[str, str], models: str | None, changes) -> None:
@@ -102,10 +95,6 @@ def _write_files(root: Path, files: dict[str, str], models: str | None, changes)
         changes.by_hand.append("no models module found: set target_metadata = "
                                "module:attribute in alembic.ini (e.g. "
                                "myapp.models:SQLModel.metadata)")  # fmt: skip
-    elif "env.py" in files and "alembic.ini" not in files:
-        changes.by_hand.append("Alembic is configured in pyproject.toml [tool.alembic]: no "
-                               "alembic.ini written; put target_metadata under "
-                               "[tool.neon-migrate] there")  # fmt: skip
 
 
 def _kept(path: Path, name: str, text: str, kind: str | None = None) -> str:
@@ -165,23 +154,6 @@ def _report(changes, existing, models: str | None) -> None:
     else:
         note("init: next: `neon-migrate status` (every existing revision), then "
              "`neon-migrate migrate`")  # fmt: skip
-
-
-def _toml_script_location(root: Path) -> str | None:
-    """script_location of [tool.alembic] in the project's pyproject.toml, relative."""
-    import tomllib
-
-    pyproject = root / "pyproject.toml"
-    if not pyproject.is_file():
-        return None
-    try:
-        tool = tomllib.loads(pyproject.read_text()).get("tool", {})
-    except tomllib.TOMLDecodeError:
-        return None
-    location = tool.get("alembic", {}).get("script_location")
-    if not location:
-        return None
-    return str(location).replace("%(here)s/", "").replace("%(here)s", ".")
 
 
 def _by_hand(destination: str) -> str:

@@ -101,8 +101,9 @@ def install_command(root: Path, by_hand: list[str]) -> str:
     elif requirements.is_file():
         command, declares = "python -m pip install -r requirements.txt", requirements
     else:
-        by_hand.append("no pyproject.toml or requirements.txt: make the workflow's `pip "
-                       "install` steps install the project and neon-migrate[check]")  # fmt: skip
+        by_hand.append("nothing says how to install the project (no [project] in "
+                       "pyproject.toml, no setup.py, no requirements.txt): make the workflow's "
+                       "`pip install` steps install it and neon-migrate[check]")  # fmt: skip
         return "python -m pip install ."
     files = [declares, *sorted(root.glob("requirements*.txt"))]
     text = "\n".join(p.read_text(errors="replace") for p in files if p.is_file())
