@@ -245,3 +245,15 @@ def test_the_readmes_adoption_output_is_what_init_prints(tmp_path):
                             env=dict(os.environ, ALEMBIC_CONFIG=""), capture_output=True,
                             text=True, timeout=120)  # fmt: skip
     assert before.returncode == 2 and before.stderr.strip() == refused
+
+
+def test_two_configurations_beside_flask_migrates_are_named(tmp_path):
+    """A root alembic.ini beside migrations/alembic.ini: `flask db` and the harness would
+    read different files; init says which to keep and deletes neither."""
+    app = write(tmp_path / "blog", FLASK_APP)
+    (app / "alembic.ini").write_text("[alembic]\nscript_location = %(here)s/migrations\n")
+    run = init(app)
+    assert run.returncode == 0, run.stderr
+    named = "init: by hand: two Alembic configurations: alembic.ini (read by alembic and "
+    assert named + "neon-migrate) and migrations/alembic.ini (read by `flask db`)" in run.stdout
+    assert (app / "alembic.ini").is_file() and (app / "migrations" / "alembic.ini").is_file()

@@ -105,7 +105,15 @@ def adopt(root: Path, existing: Existing, models: str | None, changes: Changes) 
 
     scripts = existing.scripts
     env, backup = scripts / "env.py", scripts / BACKUP
-    if existing.flask:
+    flask_ini = root / project.FLASK_MIGRATE_INI
+    if existing.ini != flask_ini and flask_ini.is_file():  # each front-end reads another
+        changes.by_hand.append(
+            f"two Alembic configurations: {_rel(existing.ini or existing.toml, root)} (read by "
+            f"alembic and neon-migrate) and {_rel(flask_ini, root)} (read by `flask db`): "
+            f"move what the first has that the second lacks into {_rel(flask_ini, root)} "
+            f"and delete the first, then run `neon-migrate init` again"
+        )
+    elif existing.flask:
         changes.found.append(
             f"Flask-Migrate's layout ({'; '.join(existing.flask)}): "
             f"{_rel(existing.ini, root)} stays the one configuration `flask db` and "
