@@ -193,13 +193,13 @@ def where(config: Config) -> str:
 
 
 def root(config: Config) -> Path:
-    """The project's folder: where its configuration lives (above Flask-Migrate's
-    migrations/alembic.ini, which sits in the migrations' own folder beside env.py)."""
+    """The project's folder: where its configuration lives (the folder above Flask-Migrate's
+    migrations/alembic.ini, which sits beside env.py)."""
     name = config.config_file_name or config.toml_file_name
     if not name:
         return Path.cwd()
-    folder = Path(name).resolve().parent
-    return folder.parent if (folder / "env.py").is_file() else folder
+    path = Path(name).resolve()
+    return path.parent.parent if path.parts[-2:] == FLASK_MIGRATE_INI.parts else path.parent
 
 
 def _toml_path(config: Config) -> Path | None:

@@ -148,6 +148,7 @@ def test_init_recognises_flask_migrate_and_keeps_its_one_alembic_ini(tmp_path):
         assert ini_file == project.FLASK_MIGRATE_INI
         assert project.env_py(ini_file, toml_file) == _alembic_env_py(ini_file, toml_file)
         project.require_harness_env()
+        assert project.root(project.alembic_config()) == app.resolve()  # not migrations/
 
 
 def _alembic_env_py(ini: Path | None, toml: Path | None) -> Path:
