@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import os
 import re
 import tomllib
 from contextlib import chdir
@@ -67,7 +68,7 @@ def find(root: Path) -> Existing | None:
     env_py = project.env_py(ini, toml)
     if env_py is None and ini != flask_ini:
         raise ConfigError(
-            f"{_rel(ini or toml, root)} names no script_location, so Alembic does not know "
+            f"{relative(ini or toml, root)} names no script_location, so Alembic does not know "
             "where the migrations are",
             "add `script_location = <the folder with env.py and versions/>` to it, then run "
             "`neon-migrate init` again",
@@ -80,11 +81,11 @@ def _flask_evidence(root: Path, flask_ini: bool, scripts: Path) -> list[str]:
     found = [f"{project.FLASK_MIGRATE_INI.as_posix()}"] if flask_ini else []
     for env in (scripts / "env.py", scripts / BACKUP):
         if env.is_file() and "current_app" in env.read_text(errors="replace"):
-            found.append(f"current_app in {_rel(env, root)}")
+            found.append(f"current_app in {relative(env, root)}")
             break
     for path in _python_files(root):
         if "Migrate(" in path.read_text(errors="replace"):
-            found.append(f"Migrate( in {_rel(path, root)}")
+            found.append(f"Migrate( in {relative(path, root)}")
             break
     return found if (found and found != [f"{project.FLASK_MIGRATE_INI.as_posix()}"]) else []
 
@@ -108,49 +109,49 @@ def adopt(root: Path, existing: Existing, models: str | None, changes: Changes) 
     flask_ini = root / project.FLASK_MIGRATE_INI
     if existing.ini != flask_ini and flask_ini.is_file():  # each front-end reads another
         changes.by_hand.append(
-            f"two Alembic configurations: {_rel(existing.ini or existing.toml, root)} (read by "
-            f"alembic and neon-migrate) and {_rel(flask_ini, root)} (read by `flask db`): "
-            f"move what the first has that the second lacks into {_rel(flask_ini, root)} "
+            f"two Alembic configurations: {relative(existing.ini or existing.toml, root)} (read by "
+            f"alembic and neon-migrate) and {relative(flask_ini, root)} (read by `flask db`): "
+            f"move what the first has that the second lacks into {relative(flask_ini, root)} "
             f"and delete the first, then run `neon-migrate init` again"
         )
     elif existing.flask:
         changes.found.append(
             f"Flask-Migrate's layout ({'; '.join(existing.flask)}): "
-            f"{_rel(existing.ini, root)} stays the one configuration `flask db` and "
+            f"{relative(existing.ini, root)} stays the one configuration `flask db` and "
             "neon-migrate read (plain alembic: `alembic -c migrations/alembic.ini`)"
         )
     if not env.is_file():
         _write(env, template("env.py"))
-        changes.wrote.append(_rel(env, root))
+        changes.wrote.append(relative(env, root))
     elif project.is_harness_env(env):
-        changes.kept.append(f"{_rel(env, root)} (the harness's)")
+        changes.kept.append(f"{relative(env, root)} (the harness's)")
     else:
         if backup.exists():
             raise ConfigError(
-                f"{_rel(env, root)} is not the harness's and {_rel(backup, root)} already "
+                f"{relative(env, root)} is not the harness's and {relative(backup, root)} already "
                 "exists, so init would have to overwrite one of them",
-                f"move {_rel(backup, root)} away, then run `neon-migrate init` again",
+                f"move {relative(backup, root)} away, then run `neon-migrate init` again",
             )
         old = env.read_text(errors="replace")
         env.rename(backup)
         _write(env, template("env.py"))
         changes.moved.append(
-            f"{_rel(env, root)} to {BACKUP} (kept to compare; nothing runs it) and wrote the "
+            f"{relative(env, root)} to {BACKUP} (kept to compare; nothing runs it) and wrote the "
             "harness's env.py in its place: every Alembic front-end now runs the harness's"
         )
-        changes.by_hand.extend(_what_the_old_env_did(old, root, _rel(backup, root), models))
+        changes.by_hand.extend(_what_the_old_env_did(old, root, relative(backup, root), models))
     versions = scripts / "versions"
     if not versions.exists() and not _has_version_locations(existing):
         versions.mkdir(parents=True)  # Alembic's default location: `revision` writes there
-        changes.wrote.append(f"{_rel(versions, root)}/")
+        changes.wrote.append(f"{relative(versions, root)}/")
     mako = scripts / "script.py.mako"
     if mako.is_file():
         ours = mako.read_text(errors="replace") == template("script.py.mako")
         why = "as init writes it" if ours else "the project's revision template"
-        changes.kept.append(f"{_rel(mako, root)} ({why})")
+        changes.kept.append(f"{relative(mako, root)} ({why})")
     else:
         _write(mako, template("script.py.mako"))
-        changes.wrote.append(_rel(mako, root))
+        changes.wrote.append(relative(mako, root))
     if existing.ini is not None:
         _add_to_ini(root, existing, models, changes)
     else:
@@ -189,15 +190,15 @@ def _add_to_ini(root: Path, existing: Existing, models: str | None, changes: Cha
         if models:
             lines.append(f"target_metadata = {models}")
         else:
-            changes.by_hand.append(_no_models(_rel(ini, root)))
+            changes.by_hand.append(_no_models(relative(ini, root)))
     if not lines:
-        changes.kept.append(f"{_rel(ini, root)} (it has every setting the harness needs)")
+        changes.kept.append(f"{relative(ini, root)} (it has every setting the harness needs)")
         return
     text = ini.read_text()
     if not parser.has_section("alembic"):
         text = text.rstrip("\n") + "\n\n[alembic]\n"
     ini.write_text(_insert_in_section(text, r"\[alembic\]", [ADDED, *lines]))
-    changes.edited.append(f"{_rel(ini, root)}: added {', '.join(lines)}")
+    changes.edited.append(f"{relative(ini, root)}: added {', '.join(lines)}")
 
 
 def _add_to_toml(root: Path, toml: Path, models: str | None, changes: Changes) -> None:
@@ -209,11 +210,11 @@ def _add_to_toml(root: Path, toml: Path, models: str | None, changes: Changes) -
             text = _insert_in_section(text, r"\[tool\.alembic\]", [line])
             added.append(line)
         else:
-            changes.by_hand.append(f"add `{line}` to [tool.alembic] in {_rel(toml, root)}")
+            changes.by_hand.append(f"add `{line}` to [tool.alembic] in {relative(toml, root)}")
     ours = tool.get(project.TOOL_SECTION)
     if ours is None or "target_metadata" not in ours:
         if not models:
-            changes.by_hand.append(_no_models(_rel(toml, root), toml=True))
+            changes.by_hand.append(_no_models(relative(toml, root), toml=True))
         elif ours is None:
             text = text.rstrip("\n") + f'\n\n[tool.neon-migrate]\ntarget_metadata = "{models}"\n'
             added.append(f'[tool.neon-migrate] target_metadata = "{models}"')
@@ -223,9 +224,9 @@ def _add_to_toml(root: Path, toml: Path, models: str | None, changes: Changes) -
             added.append(f"[tool.neon-migrate] {line}")
     if added:
         toml.write_text(text)
-        changes.edited.append(f"{_rel(toml, root)}: added {', '.join(added)}")
+        changes.edited.append(f"{relative(toml, root)}: added {', '.join(added)}")
     else:
-        changes.kept.append(f"{_rel(toml, root)} (it has every setting the harness needs)")
+        changes.kept.append(f"{relative(toml, root)} (it has every setting the harness needs)")
 
 
 def _insert_in_section(text: str, header: str, lines: list[str]) -> str:
@@ -296,8 +297,8 @@ def _chain(root: Path, existing: Existing) -> str:
             heads = script.get_heads()
     except Exception as exc:  # a revision that does not load: say so, change nothing else
         return f"could not read the existing chain ({type(exc).__name__}: {exc})"
-    folders = sorted({_rel(Path(r.path).parent, root) for r in revisions}) or [
-        _rel(existing.scripts / "versions", root)
+    folders = sorted({relative(Path(r.path).parent, root) for r in revisions}) or [
+        relative(existing.scripts / "versions", root)
     ]
     if not revisions:
         return f"no revisions yet in {', '.join(folders)}"
@@ -332,7 +333,7 @@ def alembic_pins(root: Path, minimum: str) -> list[str]:
             if not any(requirement.specifier.contains(v, prereleases=True) for v in
                        newer + [v for v in named if Version(v) >= Version(minimum)]):  # fmt: skip
                 found.append(
-                    f"{_rel(path, root)} pins {requirement}, below the alembic>={minimum} "
+                    f"{relative(path, root)} pins {requirement}, below the alembic>={minimum} "
                     f"neon-migrate needs (its [tool.alembic] support): change it to "
                     f'alembic>={minimum}, then `pip install -U "alembic>={minimum}"`'
                 )
@@ -353,7 +354,6 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def _rel(path: Path, root: Path) -> str:
-    import os
-
+def relative(path: Path, root: Path) -> str:
+    """How init names a file: from the project's folder (`../.github/...` above it)."""
     return Path(os.path.relpath(path.absolute(), root)).as_posix()

@@ -105,7 +105,7 @@ def _kept(path: Path, name: str, text: str, kind: str | None = None) -> str:
 
 def _write_workflow(root: Path, changes) -> None:
     path, text = workflow.render(root, template("database.yml"), changes.by_hand)
-    name = adopt._rel(path, root)
+    name = adopt.relative(path, root)
     if path.exists():
         changes.kept.append(_kept(path, name, text, ".github/workflows/database.yml"))
         return
@@ -123,8 +123,8 @@ def _ignore_local_files(root: Path, changes) -> None:
     before = ignore.read_text() if ignore.exists() else ""
     lines = "".join(f"{name}\n" for name in missing)
     comment = "# neon-migrate: local settings (passwords) and the local twin's data\n"
-    ignore.write_text(before + ("\n" if before and not before.endswith("\n") else "")
-                      + ("\n" if before else "") + comment + lines)  # fmt: skip
+    gap = "" if not before else "\n" if before.endswith("\n") else "\n\n"
+    ignore.write_text(before + gap + comment + lines)
     if before:
         changes.edited.append(f".gitignore: added {', '.join(missing)}")
     else:
