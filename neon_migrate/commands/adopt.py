@@ -78,16 +78,20 @@ def find(root: Path) -> Existing | None:
 
 
 def _flask_evidence(root: Path, flask_ini: bool, scripts: Path) -> list[str]:
-    found = [f"{project.FLASK_MIGRATE_INI.as_posix()}"] if flask_ini else []
+    """Why this is Flask-Migrate's layout (its env.py's current_app, a Migrate( call), with
+    its migrations/alembic.ini when that is the file found; empty when it is not."""
+    code = []
     for env in (scripts / "env.py", scripts / BACKUP):
         if env.is_file() and "current_app" in env.read_text(errors="replace"):
-            found.append(f"current_app in {relative(env, root)}")
+            code.append(f"current_app in {relative(env, root)}")
             break
     for path in _python_files(root):
         if "Migrate(" in path.read_text(errors="replace"):
-            found.append(f"Migrate( in {relative(path, root)}")
+            code.append(f"Migrate( in {relative(path, root)}")
             break
-    return found if (found and found != [f"{project.FLASK_MIGRATE_INI.as_posix()}"]) else []
+    if not code:
+        return []
+    return [project.FLASK_MIGRATE_INI.as_posix(), *code] if flask_ini else code
 
 
 def _python_files(root: Path, depth: int = 3):
