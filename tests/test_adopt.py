@@ -62,6 +62,8 @@ def test_init_keeps_the_chain_and_a_second_run_changes_nothing(tmp_path):
     # What it cannot do, named: the old env.py's URL source and its extra configure() option.
     assert any("include_schemas" in line and line.startswith("init: by hand:") for line in lines)
     assert any("app.core.config" in line and "DATABASE_URL_DIRECT" in line for line in lines)
+    assert any(line.startswith("init: kept .env.example (it exists): add the lines "
+                               "`DATABASE_URL=`") for line in lines)  # fmt: skip
     # CI at the repository's root, run in backend/, on a Python the project supports.
     workflow = (tmp_path / "repo" / ".github" / "workflows" / "database.yml").read_text()
     assert not (backend / ".github").exists()
@@ -258,3 +260,16 @@ def test_two_configurations_beside_flask_migrates_are_named(tmp_path):
     named = "init: by hand: two Alembic configurations: alembic.ini (read by alembic and "
     assert named + "neon-migrate) and migrations/alembic.ini (read by `flask db`)" in run.stdout
     assert (app / "alembic.ini").is_file() and (app / "migrations" / "alembic.ini").is_file()
+
+
+def test_a_url_in_alembic_ini_is_named_never_shown(tmp_path):
+    backend = fastapi_backend(tmp_path / "repo")
+    ini = backend / "alembic.ini"
+    url = "postgresql+psycopg://app:s3cr3t-pw@db.internal/app"
+    ini.write_text(ini.read_text().replace("[alembic]\n", f"[alembic]\nsqlalchemy.url = {url}\n"))
+    run = init(backend)
+    assert run.returncode == 0, run.stderr
+    assert "init: by hand: alembic.ini sets sqlalchemy.url, which the harness does not read" in (
+        run.stdout
+    )
+    assert "s3cr3t" not in run.stdout + run.stderr

@@ -24,6 +24,7 @@ from neon_migrate.errors import ConfigError
 
 BACKUP = "env.py.before-neon-migrate"  # the project's own env.py, kept beside the harness's
 ADDED = "# added by neon-migrate init"
+STOCK_URL = "driver://user:pass@localhost/dbname"  # `alembic init`'s placeholder
 
 # context.configure() keywords the harness's env.py sets or has no use for: any other one
 # in the old env.py is something it did that the new one does not.
@@ -190,6 +191,13 @@ def _add_to_ini(root: Path, existing: Existing, models: str | None, changes: Cha
     separators = ("path_separator", "version_path_separator")
     if not legacy and not any(name in have or name in toml_alembic for name in separators):
         lines.append("path_separator = os")  # as Alembic advises; same meaning for these values
+    url = have.get("sqlalchemy.url", "")
+    if url and "://" in url and url != STOCK_URL:  # a URL the harness never reads
+        changes.by_hand.append(
+            f"{relative(ini, root)} sets sqlalchemy.url, which the harness does not read (it "
+            "takes DATABASE_URL_DIRECT and DATABASE_URL from the environment or .env): "
+            "move it there and delete the line, so no password stays in a committed file"
+        )
     if "target_metadata" not in have and "target_metadata" not in ours:
         if models:
             lines.append(f"target_metadata = {models}")

@@ -98,8 +98,11 @@ def _write_files(root: Path, files: dict[str, str], models: str | None, changes)
 
 
 def _kept(path: Path, name: str, text: str, kind: str | None = None) -> str:
-    if path.is_file() and path.read_text(errors="replace") == text:
+    found = path.read_text(errors="replace") if path.is_file() else ""
+    if found == text:
         return f"{name} (as init writes it)"
+    if name == ".env.example" and re.search(r"^DATABASE_URL=", found, re.MULTILINE):
+        return f"{name} (it names DATABASE_URL)"
     return f"{name} (it exists): {_by_hand(kind or name)}"
 
 
@@ -167,7 +170,9 @@ def _by_hand(destination: str) -> str:
         "migrations/env.py": "replace it with the harness's (`python -c \"from "
         "neon_migrate.commands.scaffold import template; print(template('env.py'))\"`)",
         "migrations/script.py.mako": "compare it with the harness's template",
-        ".env.example": "add the settings from the README's configuration table",
+        ".env.example": "add the lines `DATABASE_URL=` (Neon's pooled string) and "
+        "`DATABASE_URL_DIRECT=` (the direct one) to it; the rest of the README's "
+        "configuration table as needed",
         "neon-migrate.mk": "compare it with the harness's",
         ".github/workflows/database.yml": "compare it with the harness's example",
     }[destination]
