@@ -26,6 +26,10 @@ CHECK_IDS = "config, direct, pooled, scripts, revision, validate, plan, lint, re
 
 Command = Callable[[argparse.Namespace], int]
 
+# Commands whose promises live in env.py: they stop when it is not the harness's.
+RUN_THROUGH_ENV_PY = {"migrate", "status", "history", "check", "sql", "verify", "revision",
+                      "downgrade"}  # fmt: skip
+
 
 def _commands() -> dict[str, tuple[str, str, str]]:
     """name: (module:function, one-line help, description). Modules load only when run."""
@@ -102,9 +106,11 @@ def _commands() -> dict[str, tuple[str, str, str]]:
         "init": (
             "scaffold:cmd_init",
             "add the harness to this project",
-            "Add the harness to an existing project: migrations/env.py, the revision "
-            "template, Alembic's configuration, .env.example, Make targets and a CI "
-            "workflow. Never overwrites a file: an existing one is named and skipped.",
+            "Add the harness to a project: its env.py where Alembic's script_location "
+            "points (an existing chain and its configuration are kept, the old env.py "
+            "beside it), only the missing settings, .env.example, Make targets and a CI "
+            "workflow at the git root. Never overwrites a file; a second run changes "
+            "nothing.",
         ),
     }
 
@@ -229,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command != "init":
             _bound_every_wait()
+        if args.command in RUN_THROUGH_ENV_PY:
+            from neon_migrate.project import require_harness_env
+
+            require_harness_env()
         return _load(args.command)(args)
     except HarnessError as err:
         return _failed(args, str(err), err.exit_code)

@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from helpers import ROOT, rows
+from scratch_projects import FASTAPI_HEAD, FASTAPI_REVISIONS, fastapi_backend, snapshot
+from sqlalchemy.engine import make_url
 
 from neon_migrate.commands.scaffold import FILES, alembic_ini, guess_models, template
 
@@ -58,16 +61,22 @@ def test_models_are_found_where_projects_keep_them(tmp_path):
     assert guess_models(empty) is None
 
 
+INSTALL_SECONDS = {}  # the fresh virtualenv's `pip install`, for the adoption's timing
+
+
 @pytest.fixture(scope="module")
 def fresh_venv(tmp_path_factory) -> Path:
-    """The library as a user installs it: a new virtualenv, `pip install <repo>[local,check]`."""
+    """The library as a user installs it: a new virtualenv, `pip install <repo>[local,check]`
+    (and psycopg 3, which the adopted project's own engine and stock env.py use)."""
     venv = tmp_path_factory.mktemp("venv") / "v"
+    started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run(
         [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-         f"{ROOT}[local,check]", "fastapi"],
+         f"{ROOT}[local,check]", "fastapi", "psycopg[binary]"],
         check=True, timeout=600,
     )  # fmt: skip
+    INSTALL_SECONDS["pip"] = time.perf_counter() - started
     return venv / "bin"
 
 
@@ -98,7 +107,8 @@ def test_init_in_an_existing_fastapi_sqlmodel_project(fresh_venv, tmp_path, harn
     (project / "alembic.ini").write_text((project / "alembic.ini").read_text() + "# ours\n")
     again = _run(fresh_venv, ["init"], project, env)
     assert again.returncode == 0 and "init: wrote" not in again.stdout
-    assert "init: kept alembic.ini (it exists)" in again.stdout
+    assert "init: kept alembic.ini (it has every setting the harness needs)" in again.stdout
+    assert "init: kept migrations/env.py (the harness's)" in again.stdout
     assert (project / "alembic.ini").read_text().endswith("# ours\n")  # never overwritten
 
     revision = _run(fresh_venv, ["revision", "-m", "create customers"], project, env)
@@ -137,3 +147,92 @@ def test_init_keeps_alembic_configured_in_pyproject(tmp_path, harness_env):
     assert not (tmp_path / "alembic.ini").exists()
     assert (tmp_path / "db" / "env.py").read_text() == template("env.py")
     assert "[tool.neon-migrate]" in run.stdout
+
+
+def _json(run: subprocess.CompletedProcess) -> dict:
+    assert run.stdout.strip(), run.stderr
+    return json.loads(run.stdout)
+
+
+@pytest.mark.slow
+def test_adopting_an_existing_fastapi_alembic_project(fresh_venv, tmp_path, harness_env,
+                                                      db_url, capsys):  # fmt: skip
+    """The first hour on a project with its own chain (app/alembic/versions, uuid-ossp),
+    psycopg 3 engine, settings class and stock env.py: init keeps the chain and changes
+    nothing the second time; every revision is listed, applied, checked; a new revision
+    continues the old chain in the old folder."""
+    backend = fastapi_backend(tmp_path / "repo")
+    env = {k: v for k, v in harness_env.items() if k != "ALEMBIC_CONFIG"}
+    started = time.perf_counter()
+    first = _run(fresh_venv, ["init"], backend, env)
+    assert first.returncode == 0, first.stderr
+    files = snapshot(tmp_path / "repo")
+    again = _run(fresh_venv, ["init"], backend, env)
+    assert again.returncode == 0 and snapshot(tmp_path / "repo") == files, again.stdout
+
+    status = _run(fresh_venv, ["status", "--json"], backend, env)
+    assert status.returncode == 0, status.stdout + status.stderr
+    listed = _json(status)["revisions"]
+    assert [(e["revision"], e["state"]) for e in listed] == [
+        (r, "pending") for r in FASTAPI_REVISIONS
+    ]
+    migrate = _run(fresh_venv, ["migrate"], backend, env)
+    to_first_migrate = time.perf_counter() - started
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    assert "applied 4 revision(s)" in migrate.stdout and FASTAPI_HEAD in migrate.stdout
+    assert rows(db_url, "SELECT version_num FROM alembic_version") == [(FASTAPI_HEAD,)]
+
+    check = _run(fresh_venv, ["check", "--json"], backend, env)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert _json(check)["ok"] is True
+    assert "head unknown" not in check.stdout + check.stderr
+
+    models = backend / "app" / "models.py"
+    models.write_text(models.read_text() + "    priority: int | None = Field(default=None)\n")
+    versions = backend / "app" / "alembic" / "versions"
+    revision = _run(fresh_venv, ["revision", "-m", "item priority"], backend, env)
+    assert revision.returncode == 0, revision.stdout + revision.stderr
+    [written] = versions.glob("*_item_priority.py")
+    source = written.read_text()
+    assert f"down_revision = {FASTAPI_HEAD!r}" in source.replace('"', "'")
+    assert "add_column('item'" in source.replace('"', "'") and "priority" in source
+    assert not (backend / "migrations").exists()
+    second = _run(fresh_venv, ["migrate"], backend, env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "applied 1 revision(s)" in second.stdout
+    assert rows(db_url, "SELECT count(priority) FROM item") == [(0,)]
+    with capsys.disabled():
+        print(
+            f"\nadoption: pip install {INSTALL_SECONDS.get('pip', 0):.1f} s, init to first "
+            f"migrate {to_first_migrate:.1f} s; init wrote/kept/edited:\n{first.stdout}"
+        )
+
+
+@pytest.mark.slow
+def test_a_database_first_migrated_by_stock_alembic(fresh_venv, tmp_path, harness_env, db_url):
+    """Before adoption the project's own env.py applied part of the chain (no history
+    table): after init, status lists those revisions as applied without a record and
+    migrate continues from there."""
+    backend = fastapi_backend(tmp_path / "repo")
+    url = make_url(db_url)
+    env = {k: v for k, v in harness_env.items() if k != "ALEMBIC_CONFIG"}
+    stock_env = dict(env, PYTHONPATH=str(backend), POSTGRES_SERVER=url.host,
+                     POSTGRES_PORT=str(url.port), POSTGRES_USER=url.username,
+                     POSTGRES_PASSWORD=url.password, POSTGRES_DB=url.database)  # fmt: skip
+    stock = subprocess.run([str(fresh_venv / "alembic"), "upgrade", FASTAPI_REVISIONS[2]],
+                           cwd=backend, env=stock_env, capture_output=True, text=True,
+                           timeout=300)  # fmt: skip
+    assert stock.returncode == 0, stock.stdout + stock.stderr
+    assert _run(fresh_venv, ["init"], backend, env).returncode == 0
+
+    status = _run(fresh_venv, ["status", "--json"], backend, env)
+    assert status.returncode == 0, status.stdout + status.stderr
+    listed = {e["revision"]: e for e in _json(status)["revisions"]}
+    for revision in FASTAPI_REVISIONS[:3]:
+        assert listed[revision]["state"] == "applied", listed[revision]
+        assert listed[revision]["checksum"] == "no record" and not listed[revision]["applied_at"]
+    assert listed[FASTAPI_HEAD]["state"] == "pending"
+    migrate = _run(fresh_venv, ["migrate"], backend, env)
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    assert "applied 1 revision(s)" in migrate.stdout
+    assert rows(db_url, "SELECT version_num FROM alembic_version") == [(FASTAPI_HEAD,)]

@@ -11,6 +11,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from neon_migrate.commands import adopt, workflow
 from neon_migrate.commands.output import note, out
 from neon_migrate.errors import ConfigError
 
@@ -40,70 +41,122 @@ def cmd_init(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise ConfigError(f"{args.directory} is not a folder", "name the project's root folder")
     models = args.models or guess_models(root)
-    files = dict(FILES)
-    location = _toml_script_location(root)
-    if location is not None:  # Alembic is configured in pyproject.toml: keep it there
-        files.pop("alembic.ini")
-        files["env.py"] = f"{location}/env.py"
-        files["script.py.mako"] = f"{location}/script.py.mako"
-    else:
-        location = "migrations"
-    written, kept = [], []
+    changes = adopt.Changes()
     try:
-        for name, destination in files.items():
-            path = root / destination
-            if path.exists():
-                kept.append(destination)
-                continue
-            text = alembic_ini(models or "") if name == "alembic.ini" else template(name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            written.append(destination)
-        (root / location / "versions").mkdir(parents=True, exist_ok=True)
+        existing = adopt.find(root)
+        if existing is not None:  # a chain already: keep it, run it through the harness
+            adopt.adopt(root, existing, models, changes)
+            files = {k: v for k, v in FILES.items() if k in OWN_FILES}
+        else:
+            files = _new_project_files(root)
+        _write_files(root, files, models, changes)
+        _write_workflow(root, changes)
+        _ignore_local_files(root, changes)
         makefile = root / "Makefile"
         if not makefile.exists():
             makefile.write_text("include neon-migrate.mk\n")
-            written.append("Makefile")
+            changes.wrote.append("Makefile")
+        elif "neon-migrate.mk" not in makefile.read_text():
+            changes.by_hand.append("add the line `include neon-migrate.mk` to the Makefile")
     except OSError as exc:
-        done = f" (written so far: {', '.join(written)})" if written else ""
+        done = f" (written so far: {', '.join(changes.wrote)})" if changes.wrote else ""
         raise ConfigError(
             f"cannot write into {root}: {exc.strerror or exc}: {exc.filename or ''}{done}",
             "run init where you may write, with nothing in the way of those files",
         ) from None
-    for destination in written:
-        out(f"init: wrote {destination}")
-    for destination in kept:
-        out(f"init: kept {destination} (it exists): {_by_hand(destination)}")
-    if makefile.exists() and "neon-migrate.mk" not in makefile.read_text():
-        out("init: kept Makefile: add the line `include neon-migrate.mk` to it")
-    if "alembic.ini" not in files:
-        out("init: Alembic is configured in pyproject.toml [tool.alembic]: no alembic.ini "
-            "written; put target_metadata under [tool.neon-migrate] there")  # fmt: skip
-    if not models:
-        note("init: no models module found: set target_metadata = module:attribute in "
-             "alembic.ini (e.g. myapp.models:SQLModel.metadata)")  # fmt: skip
-    else:
-        note(f"init: the models are {models} (target_metadata in alembic.ini)")
-    note('init: next: set DATABASE_URL (or leave it unset for the local twin), then '
-         '`neon-migrate revision -m "create tables"` and `neon-migrate migrate`')  # fmt: skip
+    changes.by_hand.extend(adopt.alembic_pins(root, ALEMBIC_MINIMUM))
+    _report(changes, existing, models)
     return 0
 
 
-def _toml_script_location(root: Path) -> str | None:
-    """script_location of [tool.alembic] in the project's pyproject.toml, relative."""
-    import tomllib
+# Written in every project; Alembic's own files only where there is no Alembic yet.
+OWN_FILES = ("env.example", "neon-migrate.mk")
+# The lowest Alembic the harness runs on (pyproject.toml's dependency): [tool.alembic].
+ALEMBIC_MINIMUM = "1.16"
 
-    pyproject = root / "pyproject.toml"
-    if not pyproject.is_file():
-        return None
-    try:
-        tool = tomllib.loads(pyproject.read_text()).get("tool", {})
-    except tomllib.TOMLDecodeError:
-        return None
-    location = tool.get("alembic", {}).get("script_location")
-    if not location:
-        return None
-    return str(location).replace("%(here)s/", "").replace("%(here)s", ".")
+
+def _new_project_files(root: Path) -> dict[str, str]:
+    """No Alembic yet: its configuration and a migrations/ folder, all from the templates."""
+    (root / "migrations" / "versions").mkdir(parents=True, exist_ok=True)
+    return {k: v for k, v in FILES.items() if k != "database.yml"}
+
+
+def _write_files(root: Path, files: dict[str, str], models: str | None, changes) -> None:
+    for name, destination in files.items():
+        path = root / destination
+        text = alembic_ini(models or "") if name == "alembic.ini" else template(name)
+        if path.exists():
+            changes.kept.append(_kept(path, destination, text))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        changes.wrote.append(destination)
+    if "alembic.ini" in files and not models:
+        changes.by_hand.append("no models module found: set target_metadata = "
+                               "module:attribute in alembic.ini (e.g. "
+                               "myapp.models:SQLModel.metadata)")  # fmt: skip
+
+
+def _kept(path: Path, name: str, text: str, kind: str | None = None) -> str:
+    found = path.read_text(errors="replace") if path.is_file() else ""
+    if found == text:
+        return f"{name} (as init writes it)"
+    if name == ".env.example" and re.search(r"^DATABASE_URL=", found, re.MULTILINE):
+        return f"{name} (it names DATABASE_URL)"
+    return f"{name} (it exists): {_by_hand(kind or name)}"
+
+
+def _write_workflow(root: Path, changes) -> None:
+    path, text = workflow.render(root, template("database.yml"), changes.by_hand)
+    name = adopt.relative(path, root)
+    if path.exists():
+        changes.kept.append(_kept(path, name, text, ".github/workflows/database.yml"))
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    changes.wrote.append(name)
+
+
+def _ignore_local_files(root: Path, changes) -> None:
+    missing, todo = workflow.ignore_local_files(root)
+    changes.by_hand.extend(todo)
+    if not missing:
+        return
+    ignore = root / ".gitignore"
+    before = ignore.read_text() if ignore.exists() else ""
+    lines = "".join(f"{name}\n" for name in missing)
+    comment = "# neon-migrate: local settings (passwords) and the local twin's data\n"
+    gap = "" if not before else "\n" if before.endswith("\n") else "\n\n"
+    ignore.write_text(before + gap + comment + lines)
+    if before:
+        changes.edited.append(f".gitignore: added {', '.join(missing)}")
+    else:
+        changes.wrote.append(f".gitignore ({', '.join(missing)})")
+
+
+def _report(changes, existing, models: str | None) -> None:
+    for line in changes.moved:
+        out(f"init: moved {line}")
+    for line in changes.edited:
+        out(f"init: edited {line}")
+    for line in changes.wrote:
+        out(f"init: wrote {line}")
+    for line in changes.kept:
+        out(f"init: kept {line}")
+    for line in changes.found:
+        out(f"init: {line}")
+    for line in changes.by_hand:
+        out(f"init: by hand: {line}")
+    if models and existing is None:
+        note(f"init: the models are {models} (target_metadata in alembic.ini)")
+    elif models:
+        note(f"init: the models are {models}")
+    if existing is None:
+        note('init: next: set DATABASE_URL (or leave it unset for the local twin), then '
+             '`neon-migrate revision -m "create tables"` and `neon-migrate migrate`')  # fmt: skip
+    else:
+        note("init: next: `neon-migrate status` (every existing revision), then "
+             "`neon-migrate migrate`")  # fmt: skip
 
 
 def _by_hand(destination: str) -> str:
@@ -117,7 +170,9 @@ def _by_hand(destination: str) -> str:
         "migrations/env.py": "replace it with the harness's (`python -c \"from "
         "neon_migrate.commands.scaffold import template; print(template('env.py'))\"`)",
         "migrations/script.py.mako": "compare it with the harness's template",
-        ".env.example": "add the settings from the README's configuration table",
+        ".env.example": "add the lines `DATABASE_URL=` (Neon's pooled string) and "
+        "`DATABASE_URL_DIRECT=` (the direct one) to it; the rest of the README's "
+        "configuration table as needed",
         "neon-migrate.mk": "compare it with the harness's",
         ".github/workflows/database.yml": "compare it with the harness's example",
     }[destination]
@@ -126,14 +181,20 @@ def _by_hand(destination: str) -> str:
 _METADATA_HINTS = (  # (a pattern in models.py, the attribute that holds the MetaData)
     (re.compile(r"^metadata\s*=", re.MULTILINE), "metadata"),
     (re.compile(r"\bSQLModel\b"), "SQLModel.metadata"),
+    (re.compile(r"\bdb\.Model\b"), "db.metadata"),  # Flask-SQLAlchemy's models
     (re.compile(r"^class Base\b", re.MULTILINE), "Base.metadata"),
     (re.compile(r"^Base\s*=", re.MULTILINE), "Base.metadata"),
 )
 
 
 def guess_models(root: Path) -> str | None:
-    """`package.models:attribute` for the first models.py one or two folders down."""
-    candidates = sorted(root.glob("*/models.py")) + sorted(root.glob("src/*/models.py"))
+    """`package.models:attribute` for the first models module at the root or one or two
+    folders down (models.py, or a models/ package)."""
+    candidates = [
+        path
+        for pattern in ("models.py", "*/models.py", "*/models/__init__.py", "src/*/models.py")
+        for path in sorted(root.glob(pattern))
+    ]
     for path in candidates:
         if any(part.startswith(".") or part in ("migrations", "tests") for part in
                path.relative_to(root).parts):  # fmt: skip
@@ -141,6 +202,7 @@ def guess_models(root: Path) -> str | None:
         source = path.read_text(errors="replace")
         for pattern, attribute in _METADATA_HINTS:
             if pattern.search(source):
-                module = ".".join(path.relative_to(root).with_suffix("").parts)
+                parts = path.relative_to(root).with_suffix("").parts
+                module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
                 return module.removeprefix("src.") + ":" + attribute
     return None

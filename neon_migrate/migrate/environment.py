@@ -71,7 +71,8 @@ def target_metadata(config):
         raise ConfigError(
             f"target_metadata = {spec} in {project.where(config)} cannot be loaded: "
             f"{type(exc).__name__}: {exc}",
-            "name the models' MetaData as module:attribute (e.g. app.models:SQLModel.metadata)",
+            project.unloadable_module_fix(config, exc)
+            or "name the models' MetaData as module:attribute (e.g. app.models:SQLModel.metadata)",
         ) from None
 
 
