@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import psycopg2
 
-from neon_migrate.errors import HarnessError
+from neon_migrate.errors import ConfigError, HarnessError
 from neon_migrate.twin import provision
 from neon_migrate.twin.tls import Certificates, ensure_certificates
 
@@ -190,12 +190,13 @@ class LocalServer:
         made_by = (self.data_dir / "PG_VERSION").read_text().strip()
         version = self._run("pg_config", "--version", account=None).stdout.split()
         running = version[1].split(".")[0] if len(version) > 1 else made_by
-        if made_by != running:
-            raise HarnessError(
+        if made_by != running:  # a setting to change, not a failure of the server: exit 2
+            raise ConfigError(
                 f"{self.data_dir} was created by PostgreSQL {made_by}, and the local server "
                 f"is now PostgreSQL {running}",
-                f"delete {self.root} (or `make clean`) for a fresh local database, or set "
-                f"LOCAL_PG_BIN_DIR to a PostgreSQL {made_by} bin folder",
+                f"`neon-migrate db-down`, then delete {self.root} for a fresh local database "
+                f"(its data goes), or set LOCAL_PG_BIN_DIR to a PostgreSQL {made_by} bin "
+                "folder to keep it",
             )
 
     def _initdb(self, account: pwd.struct_passwd | None) -> dict:
