@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -144,3 +145,30 @@ def test_provision_without_the_tools_falls_back_in_one_line(tmp_path):
         first = result.stdout.splitlines()[0]
         assert first.startswith("provision: a PgBouncer with prepared statements (>= 1.21)")
         assert "Fix: run `python -m neon_migrate.twin.provision` once as root" in first
+
+
+@pytest.mark.slow
+def test_a_twin_that_cannot_build_says_so_and_its_pooled_door_is_stricter(harness_env, tmp_path):
+    """Nothing cached and no apt-get: the twin starts on the installed PgBouncer (Debian 12's
+    1.18 here) and says in one line that prepared statements fail there, and the fix."""
+    system = shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
+    if system is None or provision.prepares(provision.pgbouncer_version(system)):
+        pytest.skip("needs an installed PgBouncer older than 1.21 (Debian 12's)")
+    env = dict(harness_env, LOCAL_DB_DIR=str(tmp_path / "local"), PATH=str(tmp_path),
+               NEON_MIGRATE_CACHE=str(tmp_path / "cache"))  # fmt: skip
+    env.pop("DATABASE_URL")
+    try:
+        up = cli("db-up", "--env", env=env)
+        assert up.returncode == 0, up.stdout
+        fallback = [ln for ln in up.stdout.splitlines() if "could not be built" in ln]
+        assert len(fallback) == 1, up.stdout
+        assert "Fix: run `python -m neon_migrate.twin.provision` once as root" in fallback[0]
+        version = provision.pgbouncer_version(system)
+        assert f"PgBouncer {version} (transaction mode, TLS on, protocol-level prepared " in (
+            up.stdout
+        )
+        pooled = next(ln for ln in up.stdout.splitlines() if ln.startswith("export DATABASE_URL="))
+        with pytest.raises(psycopg.errors.Error, match="prepared statement"):
+            psycopg_runs(pooled.split("=", 1)[1].strip("'"))
+    finally:
+        cli("db-down", env=env)

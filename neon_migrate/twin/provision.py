@@ -313,6 +313,8 @@ class _PrivateApt:
             f"-o=Dir::State::Lists={self.root / 'lists'}",
             f"-o=Dir::Cache={self.root / 'cache'}",
             "-o=APT::Sandbox::User=root",  # as root: the private folders are root's
+            "-o=Acquire::Retries=1",  # offline: the fallback line soon, not minutes later
+            "-o=Acquire::http::Timeout=20",
         ]
         _run(["apt-get", *self.options, "-qq", "update"], self.root)
 
