@@ -104,7 +104,7 @@ def prepares(version: str) -> bool:
 
 def build_pgbouncer() -> Built:
     """PgBouncer from Debian 13's source package, into the cache; reused when there."""
-    with _locked("pgbouncer"):
+    with _unexpected(), _locked("pgbouncer"):
         if (built := cached_pgbouncer()) is not None and prepares(built.version):
             return built
         started = time.monotonic()
@@ -179,7 +179,7 @@ def install_extensions(target: Layout) -> list[str]:
 def build_uuid_ossp(major: str) -> str:
     """uuid-ossp for PostgreSQL `major`, into the cache; one line saying how it was made."""
     dest = cache_dir() / f"contrib-{major}" / "uuid-ossp"
-    with _locked(f"contrib-{major}"):
+    with _unexpected(), _locked(f"contrib-{major}"):
         with contextlib.suppress(OSError, ValueError, KeyError):
             return json.loads((dest / "build.json").read_text())["how"]
         started = time.monotonic()
@@ -194,6 +194,8 @@ def build_uuid_ossp(major: str) -> str:
             package = apt.source_of_module(major, work)
             module = work / "uuid-ossp"
             _extract(package.orig, "contrib/uuid-ossp/", module)
+            if not (module / "uuid-ossp.c").is_file():
+                raise ProvisionError(f"{package.name}'s source has no contrib/uuid-ossp")
             code = (module / "uuid-ossp.c").read_text()
             # PostgreSQL 18's magic block takes arguments; 17 and older have the bare one.
             code = re.sub(r"PG_MODULE_MAGIC_EXT\([^;]*\);", "PG_MODULE_MAGIC;", code)
@@ -225,9 +227,9 @@ def ensure_extensions(bin_dir: Path) -> Layout:
     machine can (the wheel's own major). Missing ones stay missing: CREATE EXTENSION then
     says which (neon_migrate.migrate names LOCAL_PG_BIN_DIR in its fix)."""
     target = layout(bin_dir)
-    install_extensions(target)
-    if "uuid-ossp" in target.missing():
-        with contextlib.suppress(ProvisionError):
+    with contextlib.suppress(ProvisionError), _unexpected():  # e.g. a read-only site-packages
+        install_extensions(target)
+        if "uuid-ossp" in target.missing():
             build_uuid_ossp(target.major)
             install_extensions(target)
     return target
@@ -423,6 +425,16 @@ def _locked(name: str) -> Iterator[None]:
     with open(cache_dir() / f".{name}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+@contextlib.contextmanager
+def _unexpected() -> Iterator[None]:
+    """A build step that went wrong in a way not foreseen (a file not where Debian puts
+    it, a full disk) is still a fallback line, never a traceback in the twin's start."""
+    try:
+        yield
+    except (OSError, ValueError, StopIteration, tarfile.TarError) as exc:
+        raise ProvisionError(f"{type(exc).__name__}: {exc}") from None
 
 
 def _numbers(version: str) -> tuple[int, ...]:
