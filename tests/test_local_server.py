@@ -159,7 +159,8 @@ def test_a_folder_made_by_another_major_is_named_not_started(srv):
         version_file.write_text(real)
     message = str(caught.value)
     assert "was created by PostgreSQL 18, and the local server is now PostgreSQL 17" in message
-    assert f"Fix: delete {srv.root}" in message
+    assert f"Fix: `neon-migrate db-down`, then delete {srv.root}" in message
+    assert caught.value.exit_code == 2  # a setting to change (README: exit codes)
     assert srv.start().started is True
 
 

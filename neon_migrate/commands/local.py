@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 
 from neon_migrate import project
 from neon_migrate.commands.output import note, out
@@ -12,15 +13,27 @@ from neon_migrate.errors import ConfigError
 DEFAULT_APP = "app.main:app"  # the example's; [tool.neon-migrate] app = "module:attribute"
 
 
-def cmd_db_up(_: argparse.Namespace) -> int:
+def cmd_db_up(args: argparse.Namespace) -> int:
+    from neon_migrate.connection.endpoints import local_development
     from neon_migrate.connection.urls import mask
     from neon_migrate.settings import get_settings
     from neon_migrate.twin.lifecycle import start_twin
 
     settings = get_settings()
+    export = getattr(args, "env", False)
+    not_local = local_development(settings) if export else None
+    if not_local:  # the one output that carries a password: never in a CI log
+        raise ConfigError(
+            f"db-up --env prints the local twin's password, and {not_local}",
+            "use it on a developer's machine only; elsewhere set DATABASE_URL from a secret",
+        )
     twin = start_twin(settings.local_db_dir, settings.local_pg_bin_dir)
     for line in twin.describe():
         note(f"db-up: {line}")
+    if export:  # for the app's own settings, its tests: eval "$(neon-migrate db-up --env)"
+        out(f"export DATABASE_URL={shlex.quote(twin.pooled_url)}")
+        out(f"export DATABASE_URL_DIRECT={shlex.quote(twin.direct_url)}")
+        return 0
     out(f"db-up: DATABASE_URL={mask(twin.pooled_url)}")
     out(f"db-up: DATABASE_URL_DIRECT={mask(twin.direct_url)}")
     certs = twin.server.certificates
@@ -57,7 +70,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ.setdefault("DATABASE_URL_DIRECT", endpoints.direct)
     app = args.app or _configured_app() or DEFAULT_APP
     note(f"serve: {app} on http://{args.host}:{args.port}")
-    uvicorn.run(app, host=args.host, port=args.port, reload=args.reload)
+    # The app's package is found from the project's root, as `uvicorn app.main:app` there
+    # finds it: the `neon-migrate` script's own folder is what Python puts on sys.path.
+    uvicorn.run(app, host=args.host, port=args.port, reload=args.reload, app_dir=os.getcwd())
     return 0
 
 

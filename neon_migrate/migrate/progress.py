@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 
@@ -80,6 +81,16 @@ class RevisionFailed(MigrationError):
                 "make the revision safe to run again (IF NOT EXISTS, IF EXISTS), drop any "
                 "INVALID index it left (`make verify` lists them), then migrate again"
             )
+        elif extension := missing_extension(original):  # the server's, not the revision's
+            cause = (
+                f'{label} failed during {direction}: extension "{extension}" is not '
+                "installed on this PostgreSQL server (Neon offers it)"
+            )
+            fix = (
+                f"locally, set LOCAL_PG_BIN_DIR to a PostgreSQL bin folder that has {extension} "
+                "(or unset it: the bundled 17 has it after `python -m neon_migrate.twin.provision`)"
+                "; elsewhere, install it on that server"
+            )
         elif direction == "offline rendering":  # not one that only runs online: a bug
             cause = f"{label} fails when rendered as SQL: {type(original).__name__}: " + (
                 driver_message(original)
@@ -89,6 +100,16 @@ class RevisionFailed(MigrationError):
             cause = f"{label} failed during {direction}: {driver_message(original)}"
             fix = "fix the revision and run again; it was rolled back whole"
         super().__init__(cause, fix)
+
+
+def missing_extension(exc: BaseException) -> str | None:
+    """The extension a CREATE EXTENSION found missing on the server, or None. PostgreSQL 15+
+    says `extension "x" is not available`; older ones name the control file."""
+    text = str(exc)
+    found = re.search(r'extension "([^"]+)" is not available', text) or re.search(
+        r'could not open extension control file "[^"]*/([^/"]+)\.control"', text
+    )
+    return found.group(1) if found else None
 
 
 PROGRESS_FD = "NEON_MIGRATE_PROGRESS_FD"  # set by a parent that watches the run

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from neon_migrate.branches.standin import FOLDER as API_FOLDER
 from neon_migrate.branches.standin import StandinInfo, standin_status, start_standin, stop_standin
+from neon_migrate.twin import provision
 from neon_migrate.twin.local import LocalServer, LocalServerInfo
 from neon_migrate.twin.pooler import LocalPooler, PoolerInfo, pgbouncer_path
 
@@ -24,6 +25,8 @@ class LocalTwin:
     # The Neon API stand-in: base_url, api_key, project_id for neon_migrate.branches.api.
     # None when it is not running (running_twin() of a twin started before it existed).
     api: StandinInfo | None = None
+    # Why the pooled door is stricter than Neon's (no PgBouncer >= 1.21 could be built).
+    pooler_fallback: str | None = None
 
     @property
     def direct_url(self) -> str:
@@ -45,7 +48,18 @@ class LocalTwin:
         else:
             p = self.pooler
             state = "started" if p.started else "already running"
-            lines.append(f"PgBouncer (transaction mode, TLS on) {state} at {p.host}:{p.port}")
+            most = provision.MAX_PREPARED_STATEMENTS
+            prepared = (
+                f"prepared statements passed, max_prepared_statements={most}"
+                if p.prepares
+                else "protocol-level prepared statements rejected, unlike Neon's pooler"
+            )
+            lines.append(
+                f"PgBouncer {p.version or '(version unknown)'} (transaction mode, TLS on, "
+                f"{prepared}) {state} at {p.host}:{p.port}"
+            )
+        if self.pooler_fallback:
+            lines.append(self.pooler_fallback)
         if self.api is not None:
             a = self.api
             state = "started" if a.started else "already running"
@@ -62,9 +76,21 @@ def start_twin(root: Path, bin_dir: Path | None = None) -> LocalTwin:
     for part in (server.root, pooler.root, Path(root) / API_FOLDER):
         keep_out_of_git(part)
     info = server.start()
+    fallback = ensure_pgbouncer()
     pooled = pooler.start(info) if pgbouncer_path() else None
     api = start_standin(root, info, server.bin_dir, pooler_port=pooled.port if pooled else None)
-    return LocalTwin(server=info, pooler=pooled, state_file=server.state_file, api=api)
+    return LocalTwin(server=info, pooler=pooled, state_file=server.state_file, api=api,
+                     pooler_fallback=fallback)  # fmt: skip
+
+
+def ensure_pgbouncer() -> str | None:
+    """Build the PgBouncer Neon's pooler matches, once (cached); None when there is one,
+    else the line that says why the pooled door is stricter than Neon's."""
+    try:
+        provision.build_pgbouncer()
+    except provision.ProvisionError as err:
+        return provision.pgbouncer_fallback(err.cause)
+    return None
 
 
 def running_twin(root: Path, bin_dir: Path | None = None) -> LocalTwin | None:

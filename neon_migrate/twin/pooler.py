@@ -1,9 +1,11 @@
 """PgBouncer in transaction mode in front of the local server: Neon's pooled door, locally.
 
 Neon's pooled endpoint is PgBouncer in transaction mode behind TLS. Code that works on a
-direct connection can still break there (session SET, advisory locks, prepared
-statements, unknown startup parameters), so the app side is proven against the same
-pooler, configured as Neon's is: transaction mode, SCRAM passwords, TLS for clients.
+direct connection can still break there (session SET, advisory locks, SQL PREPARE,
+unknown startup parameters), so the app side is proven against the same pooler,
+configured as Neon's is: transaction mode, SCRAM passwords, TLS for clients, and
+protocol-level prepared statements passed through (`max_prepared_statements`, PgBouncer
+1.21+: the cached build from neon_migrate.twin.provision, preferred to the system's).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neon_migrate.errors import HarnessError
+from neon_migrate.twin import provision
 from neon_migrate.twin.local import (
     HOST,
     LocalServerInfo,
@@ -63,9 +66,19 @@ class PoolerInfo:
     port: int
     started: bool
     log_file: Path
+    version: str = ""  # e.g. "1.24.1"; "" when the binary does not say
+
+    @property
+    def prepares(self) -> bool:
+        """Whether protocol-level prepared statements pass, as on Neon's pooler."""
+        return provision.prepares(self.version)
 
 
 def pgbouncer_path() -> str | None:
+    """The cached PgBouncer >= 1.21 (neon_migrate.twin.provision), else the installed one."""
+    built = provision.cached_pgbouncer()
+    if built is not None and provision.prepares(built.version):
+        return str(built.path)
     return shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin:/usr/bin")
 
 
@@ -90,8 +103,12 @@ class LocalPooler:
         """The running PgBouncer for `server`, or None; starts nothing."""
         state = self._state()
         if self._pid() and state.get("server_port") == server.port:
-            return PoolerInfo(HOST, state["port"], False, self.log_file)
+            return self._info(state["port"], False, state.get("exe"))
         return None
+
+    def _info(self, port: int, started: bool, exe: str | None) -> PoolerInfo:
+        version = provision.pgbouncer_version(exe) if exe else ""
+        return PoolerInfo(HOST, port, started, self.log_file, version)
 
     @contextlib.contextmanager
     def _locked(self):
@@ -106,13 +123,13 @@ class LocalPooler:
         if exe is None:
             raise HarnessError("pgbouncer is not installed", "apt-get install pgbouncer")
         state = self._state()
-        if self._pid() and state.get("server_port") == server.port:
-            return PoolerInfo(HOST, state["port"], False, self.log_file)
+        if self._pid() and state.get("server_port") == server.port and state.get("exe") == exe:
+            return self._info(state["port"], False, exe)
         self._stop()  # not running, or running for a server that has since moved
         self.pid_file.unlink(missing_ok=True)  # stale: pgbouncer refuses to start over one
         port = state.get("port") if state.get("port") and port_free(state["port"]) else None
         port = port or free_port()
-        self._write_config(server, port)
+        self._write_config(server, port, provision.prepares(provision.pgbouncer_version(exe)))
         account = service_account()
         args = [exe, "-d", *(["-u", account.pw_name] if account else []), str(self._ini)]
         result = subprocess.run(args, capture_output=True, text=True, timeout=30)
@@ -123,8 +140,9 @@ class LocalPooler:
             raise HarnessError(
                 f"pgbouncer did not start on port {port}: {detail}", f"see {self.log_file}"
             )
-        self.state_file.write_text(json.dumps({"port": port, "server_port": server.port}))
-        return PoolerInfo(HOST, port, True, self.log_file)
+        state = {"port": port, "server_port": server.port, "exe": exe}
+        self.state_file.write_text(json.dumps(state))
+        return self._info(port, True, exe)
 
     def _stop(self) -> bool:
         pid = self._pid()
@@ -143,15 +161,18 @@ class LocalPooler:
     def _ini(self) -> Path:
         return self.root / "pgbouncer.ini"
 
-    def _write_config(self, server: LocalServerInfo, port: int) -> None:
+    def _write_config(self, server: LocalServerInfo, port: int, prepares: bool) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         certs = server.certificates
+        extra = dict(self.extra)
+        if prepares:  # Neon's pooler setting; the tests' `extra` may say otherwise
+            extra.setdefault("max_prepared_statements", str(provision.MAX_PREPARED_STATEMENTS))
         self._ini.write_text(
             CONFIG.format(
                 host=HOST, server_port=server.port, port=port, root=self.root,
                 cert=certs.cert_file, key=certs.key_file,
                 server_tls="require" if server.tls else "disable",
-                extra="".join(f"{k} = {v}\n" for k, v in self.extra.items()),
+                extra="".join(f"{k} = {v}\n" for k, v in extra.items()),
             )
         )  # fmt: skip
         userlist = self.root / "userlist.txt"
