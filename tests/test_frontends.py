@@ -272,3 +272,30 @@ def test_other_front_ends_on_the_flask_project_get_the_same_safety(shop, db_url)
     assert code == 0, output
     assert seen(db_url, "p6pytest") == HARNESS
     assert "the database is now at p6pytest (read back)" in output
+
+
+def test_an_apps_configure_args_never_switch_the_harness_hooks_off():
+    """Migrate(app, db, include_name=..., transaction_per_migration=False, ...): the app's
+    choices apply, the harness's table stays out of autogenerate, revisions stay apart."""
+    from neon_migrate.migrate.autogenerate import autogenerate_options
+    from neon_migrate.migrate.flask_app import merged
+    from neon_migrate.migrate.revision_session import keep_stamp
+
+    def everything(name, type_, parent_names) -> bool:
+        return True
+
+    def theirs_applied(*args) -> None:
+        pass
+
+    ours = {"compare_type": True, "on_version_apply": [keep_stamp], **autogenerate_options()}
+    options = merged(ours, {
+        "compare_type": False, "render_as_batch": True, "include_name": everything,
+        "transaction_per_migration": False, "on_version_apply": theirs_applied,
+        "connection": object(),
+    })  # fmt: skip
+    assert options["compare_type"] is False and options["render_as_batch"] is True
+    assert options["transaction_per_migration"] is True
+    assert options["on_version_apply"] == [keep_stamp, theirs_applied]
+    assert "connection" not in options  # env.py's own, never the app's
+    assert options["include_name"]("customer", "table", {}) is True
+    assert options["include_name"]("neon_migrate_history", "table", {}) is False
