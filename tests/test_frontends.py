@@ -299,3 +299,23 @@ def test_an_apps_configure_args_never_switch_the_harness_hooks_off():
     assert "connection" not in options  # env.py's own, never the app's
     assert options["include_name"]("customer", "table", {}) is True
     assert options["include_name"]("neon_migrate_history", "table", {}) is False
+
+
+def test_flask_db_upgrade_refuses_to_migrate_another_database_than_the_apps(shop, db_url):
+    """DATABASE_URL unset: the app falls back to SQLite while migrations would run on
+    DATABASE_URL_DIRECT. `flask db upgrade` says so instead of migrating a database the
+    app does not use."""
+    adopt(shop)
+    env = dict(shop["env"], DATABASE_URL_DIRECT=db_url)
+    del env["DATABASE_URL"]
+    result = flask("db", "upgrade", env=env, cwd=shop["root"])
+    assert result.returncode == 1, result.stdout
+    assert "Traceback" not in result.stdout
+    line = result.stdout.strip().splitlines()[-1]
+    assert "Error: the Flask app's database (sqlite:///" in line, line
+    assert (
+        "/instance/shop.db, its SQLALCHEMY_DATABASE_URI) is not the one migrations run on "
+        "(DATABASE_URL_DIRECT: postgresql://" in line
+    ), line
+    assert "Fix: give the app the pooled URL of that database" in result.stdout
+    assert rows(db_url, "SELECT to_regclass('alembic_version')::text") == [(None,)]

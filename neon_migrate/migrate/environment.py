@@ -154,6 +154,9 @@ def migration_connection(config) -> Iterator[Connection]:
         if config.cmd_opts is not None and not waiting.installed():
             bounds.enter_context(waiting.bounded(settings.db_connect_timeout))
             bounds.enter_context(twin_may_start())
+        app = flask_app.migrate_state()
+        if app is not None and given is None:  # `flask db upgrade` migrates the app's db
+            flask_app.refuse_another_database(app, get_endpoints())
         yield from _migration_connection(config, settings, given)
 
 

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from neon_migrate.errors import ConfigError
+
 # The environment's own arguments: configure_args that named them would clash with the
 # connection (or offline dialect) env.py hands Alembic.
 _ENVIRONMENT_KEYS = {"connection", "url", "dialect_name", "dialect_opts", "literal_binds",
@@ -39,6 +41,40 @@ def metadata(state: Any) -> Any:
     if metadatas and None in metadatas:
         return metadatas[None]
     return db.metadata
+
+
+def refuse_another_database(state: Any, endpoints: Any) -> None:
+    """`flask db upgrade` must migrate the database the app uses.
+
+    The harness migrates on the direct endpoint from its own settings, never through the
+    app's engine; an app whose SQLALCHEMY_DATABASE_URI names another database (a SQLite
+    fallback when DATABASE_URL is unset, another variable) would be left unmigrated while
+    the command reports success. The app's URL must be the pooled or the direct URL of the
+    database the harness targets.
+    """
+    from sqlalchemy.engine import make_url
+
+    from neon_migrate.connection import urls
+
+    try:
+        app_url = state.db.engine.url
+    except Exception:  # an extension without a Flask-SQLAlchemy engine: nothing to compare
+        return
+
+    def place(url) -> tuple:
+        host = "local" if urls.is_local_host(url.host) else (url.host or "").lower()
+        return (url.get_backend_name(), host, url.port or 5432, url.database)
+
+    targets = {place(urls.to_sqlalchemy(u)) for u in (endpoints.pooled, endpoints.direct)}
+    if place(make_url(app_url)) in targets:
+        return
+    shown = urls.mask(app_url.render_as_string(hide_password=True))
+    raise ConfigError(
+        f"the Flask app's database ({shown}, its SQLALCHEMY_DATABASE_URI) is not the one "
+        f"migrations run on ({endpoints.direct_variable}: {urls.mask(endpoints.direct)})",
+        "give the app the pooled URL of that database (DATABASE_URL), or point "
+        f"{endpoints.direct_variable} at the app's database",
+    )
 
 
 def merged(ours: dict[str, Any], theirs: dict[str, Any] | None) -> dict[str, Any]:
