@@ -24,8 +24,6 @@ from helpers import CLI, ROOT, rows
 
 from neon_migrate.migrate.lock import LOCK_KEY
 
-pytest.importorskip("flask_migrate", reason="the dev extras bring Flask-Migrate")
-
 SHOP = ROOT / "tests" / "projects" / "flask_app"
 HEAD = "c7e93a15f402"
 # What the harness sets with its defaults (MIGRATION_LOCK_TIMEOUT=5, _STATEMENT_TIMEOUT=600).
@@ -147,6 +145,7 @@ def behind_the_lock(args: list[str], env: dict, cwd: Path, db_url: str) -> tuple
     return run.returncode, output
 
 
+@pytest.mark.slow
 def test_flask_migrate_stock_env_py_gets_no_lock_and_no_timeouts(shop, db_url):
     """Before adoption: `flask db upgrade` through Flask-Migrate's env.py works, and runs
     while another session holds the migration lock, with no timeouts set."""
@@ -301,6 +300,7 @@ def test_an_apps_configure_args_never_switch_the_harness_hooks_off():
     assert options["include_name"]("neon_migrate_history", "table", {}) is False
 
 
+@pytest.mark.slow
 def test_flask_db_upgrade_refuses_to_migrate_another_database_than_the_apps(shop, db_url):
     """DATABASE_URL unset: the app falls back to SQLite while migrations would run on
     DATABASE_URL_DIRECT. `flask db upgrade` says so instead of migrating a database the
