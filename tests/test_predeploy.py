@@ -365,6 +365,32 @@ def test_missing_lock_timeout_when_env_py_is_bypassed():
     assert findings[0].severity == "fail"
 
 
+def test_a_revision_that_drops_the_history_table_is_named_as_such(at_head):
+    """What autogenerate writes from an env.py that does not know the harness: the check
+    names the lost record of applied revisions, with the include_object line that stops it."""
+    add_revision(at_head, "r2", HEAD, source="    op.drop_table('neon_migrate_history')")
+    code, report = check(at_head["env"])
+    assert code == 1, report
+    lint = message(report, "lint")
+    named = "r2 drops-history-table: drops the record of applied revisions (neon_migrate_history)"
+    assert lint.split(": ", 1)[1].startswith(named), lint
+    finding = next(f for f in report["lint"] if f["rule"] == "drops-history-table")
+    assert finding["severity"] == "fail" and finding["source"] == "harness"
+    assert "include_object=lambda obj, name, type_, reflected, compare_to: " in finding["message"]
+    assert report["ok"] is False
+
+
+def test_creating_and_writing_the_history_table_is_not_a_drop():
+    """Every revision the harness renders creates (IF NOT EXISTS) and writes the table."""
+    rendered = PlannedRevision("r9", "ours", ROOT / "x.py", (
+        "BEGIN;\nSET LOCAL lock_timeout = '5000ms';\n"
+        "CREATE TABLE IF NOT EXISTS neon_migrate_history (id bigserial PRIMARY KEY);\n"
+        "INSERT INTO neon_migrate_history (revision) VALUES ('r9');\n"
+        "DROP TABLE IF EXISTS neon_migrate_history_old;\nCOMMIT;\n"
+    ), "")  # fmt: skip
+    assert [f.rule for f in own_rules(rendered, lambda table: None, 100_000)] == []
+
+
 def test_a_commit_inside_a_multi_statement_string_is_refused_too(at_head, db_url):
     """`op.execute("UPDATE ...; COMMIT")` would make the rest of the rehearsal real."""
     add_revision(at_head, "r2", HEAD, "CREATE TABLE leak (id int); COMMIT",

@@ -101,6 +101,10 @@ def test_console_commands_exist(command):
         declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
         for extra in ",".join(extras).split(","):
             assert not extra or extra in declared["optional-dependencies"], extra
+    elif program == "flask":  # Flask-Migrate's commands (tests/test_frontends.py runs them)
+        from flask_migrate.cli import db
+
+        assert args[0] == "db" and args[1] in db.commands, args
     elif program in ("curl", "psql"):  # the routes and the SQL are tested on their own
         pass
     else:

@@ -3,7 +3,8 @@
 squawk (a PostgreSQL migration linter) reads each revision's rendered SQL. Our own rules
 read the same SQL as a migration run will send it: a CONCURRENTLY statement inside a
 transaction, schema and data changed in one transaction, a transaction without
-lock_timeout (env.py bypassed), and an exclusive lock on a big table. Dangerous findings
+lock_timeout (env.py bypassed), an exclusive lock on a big table, and a drop of the
+harness's own history table. Dangerous findings
 fail the check unless the revision carries a waiver with a reason:
 
     # predeploy: allow ban-drop-column -- column unused since v12, reviewed in PR 481
@@ -41,12 +42,22 @@ DANGEROUS = {
     "big-table-exclusive-lock": "takes an ACCESS EXCLUSIVE lock on a big table",
     "concurrently-in-transaction": "cannot run inside a transaction block: the deploy would fail",
     "missing-lock-timeout": "runs without lock_timeout (env.py bypassed)",
+    "drops-history-table": "drops the record of applied revisions (neon_migrate_history)",
 }
 WAIVER = re.compile(r"#\s*predeploy:\s*allow\s+([\w,\s-]+?)\s+--\s*(\S.{9,})$", re.MULTILINE)
 _DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|TRUNCATE|COMMENT ON|GRANT|REVOKE)\b", re.IGNORECASE)
 _DML = re.compile(r"^\s*(INSERT|UPDATE|DELETE|COPY|MERGE)\b", re.IGNORECASE)
 # The bookkeeping every revision writes: Alembic's stamp and the harness's history row.
 _VERSION_TABLE = re.compile(r"\b(?:alembic_version|neon_migrate_history)\b", re.IGNORECASE)
+# A revision that drops or empties the harness's history: autogenerate from an env.py that
+# does not know the table (a teammate's branch, Flask-Migrate's stock env.py) writes one.
+_DROPS_HISTORY = re.compile(
+    r"^\s*(?:DROP\s+TABLE|TRUNCATE)\b[^;]*\bneon_migrate_history\b", re.IGNORECASE
+)
+KEEP_HISTORY = (
+    "include_object=lambda obj, name, type_, reflected, compare_to: "
+    "not (type_ == 'table' and name == 'neon_migrate_history')"
+)
 _EXCLUSIVE = re.compile(
     r"^\s*(?:ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?|DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?"
     r"|TRUNCATE\s+(?:TABLE\s+)?)(\"?[\w.$]+\"?)",
@@ -108,6 +119,14 @@ def own_rules(
             continue
         if upper.startswith("SET "):
             continue
+        if _DROPS_HISTORY.match(statement):
+            add(
+                "drops-history-table",
+                line,
+                "drops neon_migrate_history, the record of every applied revision (status, "
+                "validate): remove that op from the revision; an env.py that is not the "
+                f"harness's must pass context.configure(..., {KEEP_HISTORY})",
+            )
         if "CONCURRENTLY" in upper and in_transaction:
             add(
                 "concurrently-in-transaction",

@@ -176,9 +176,13 @@ def say_pools(command: str) -> None:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     """Offline SQL on stdout; with --pending only what the database does not have yet."""
+    import sys
+
     from alembic import command
 
-    config = project.alembic_config()
+    # The SQL goes to stdout either way; naming it makes env.py raise its error to us
+    # (one `error:` line) rather than print it and exit, as it does for `alembic --sql`.
+    config = project.alembic_config(output_buffer=sys.stdout)
     target = args.to or "heads"
     if not args.pending:
         command.upgrade(config, target, sql=True)

@@ -36,7 +36,7 @@ from neon_migrate.connection.waiting import (
     unconfirmed_cancel,
 )
 from neon_migrate.errors import ConfigError, HarnessError, MigrationError, UnreachableError
-from neon_migrate.migrate import revision_session
+from neon_migrate.migrate import alembic_compat, flask_app, revision_session
 from neon_migrate.migrate.lock import migration_lock
 from neon_migrate.migrate.progress import APPLIED, UNCOMMITTED
 from neon_migrate.migrate.revision_session import RevisionSession, keep_stamp
@@ -77,19 +77,27 @@ def target_metadata(config):
 
 
 def _skip_empty_autogenerate(ctx: MigrationContext, revision: Any, directives: list) -> None:
-    cmd_opts = getattr(ctx.config, "cmd_opts", None)
-    if getattr(cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
+    if alembic_compat.writes_a_revision_file(ctx) and directives[0].upgrade_ops.is_empty():
         directives[:] = []
         log.info("no changes between the models and the database: no revision written")
 
 
 def configure_options(config) -> dict[str, Any]:
-    """Options shared by online and offline `context.configure()`."""
+    """Options shared by online and offline `context.configure()`.
+
+    Inside a Flask app (`flask db ...`) the models are the app's Flask-SQLAlchemy `db`
+    and the app's Flask-Migrate options (compare_type, render_as_batch, ...) apply, as
+    with Flask-Migrate's own env.py; the harness's safety hooks stay on either way.
+    """
     from neon_migrate.migrate.autogenerate import autogenerate_options
 
-    return {
-        # Commands that only read (current, history) send no DDL: no models to load.
-        "target_metadata": None if reads_only(config) else target_metadata(config),
+    app = flask_app.migrate_state()
+    if reads_only():  # `current`: no DDL, no comparison: no models to load
+        metadata = None
+    else:
+        metadata = flask_app.metadata(app) if app is not None else target_metadata(config)
+    ours = {
+        "target_metadata": metadata,
         "transaction_per_migration": True,
         "compare_type": True,
         "compare_server_default": True,
@@ -97,6 +105,7 @@ def configure_options(config) -> dict[str, Any]:
         "on_version_apply": [keep_stamp],
         **autogenerate_options(),  # SQLModel's types rendered as sa.*, our own table ignored
     }
+    return flask_app.merged(ours, app.configure_args if app is not None else None)
 
 
 def refuse_pooled(given: Connection | Engine) -> None:
@@ -116,21 +125,14 @@ def refuse_pooled(given: Connection | Engine) -> None:
         )
 
 
-# Not `revision`: autogenerate must not compare against a half-migrated schema.
-READ_ONLY_COMMANDS = {"current", "check", "heads", "history", "show", "branches"}
-
-
-def reads_only(config) -> bool:
-    """`alembic current`, `history` and the like: no DDL, no comparison with the models."""
-    options = config.cmd_opts
-    return options is not None and options.cmd[0].__name__ in READ_ONLY_COMMANDS - {"check"}
-
-
-def takes_lock(config) -> bool:
-    """Commands that only read (`alembic current`, `check`, `history`) must not queue
-    behind a running migration. API callers are not known to read only: they lock."""
-    options = config.cmd_opts
-    return options is None or options.cmd[0].__name__ not in READ_ONLY_COMMANDS
+def reads_only() -> bool:
+    """The command leaves the database alone, as Alembic itself tells env.py (`current`,
+    whichever front-end runs it): it neither queues behind a running migration nor loads
+    the models. Everything else takes the lock, comparisons with the models included
+    (`revision --autogenerate`, `check`): a schema half-way through a migration is no
+    baseline. Never read from the `alembic` command line's own objects, which Flask-Migrate
+    and API callers do not build."""
+    return alembic_compat.changes_nothing()
 
 
 @contextmanager
@@ -148,9 +150,14 @@ def migration_connection(config) -> Iterator[Connection]:
     if given is not None:
         refuse_pooled(given)
     with contextlib.ExitStack() as bounds:
-        if config.cmd_opts is not None and not waiting.installed():  # the alembic command
+        # A command line (`alembic`, `flask db`: both hand Alembic a cmd_opts namespace)
+        # may start the twin; an app calling alembic.command at start-up keeps its waits.
+        if config.cmd_opts is not None and not waiting.installed():
             bounds.enter_context(waiting.bounded(settings.db_connect_timeout))
             bounds.enter_context(twin_may_start())
+        app = flask_app.migrate_state()
+        if app is not None and given is None:  # `flask db upgrade` migrates the app's db
+            flask_app.refuse_another_database(app, get_endpoints())
         yield from _migration_connection(config, settings, given)
 
 
@@ -167,7 +174,7 @@ def _migration_connection(config, settings, given) -> Iterator[Connection]:
         )
     try:
         with stop_on_signals(canceller(conn)):
-            if takes_lock(config):
+            if not reads_only():
                 token = SESSION_TOKEN if given is None else None  # our engine's sessions
                 with migration_lock(conn, settings, token) as scope:
                     session = RevisionSession(conn, settings, scope)
@@ -245,9 +252,14 @@ def emit_timeouts_in_each_transaction(ctx: MigrationContext) -> None:
 def one_line_errors(config) -> Iterator[None]:
     """Turn our errors, stray driver errors and signals into Alembic's one-line `FAILED:`.
 
-    Alembic prints `FAILED:` on stdout; for `alembic upgrade --sql > file` stdout is the
-    SQL, so there the line goes to stderr and the exit code alone tells the shell.
+    A front-end reports a CommandError its own way (`alembic` prints `FAILED:` on stdout).
+    When the offline SQL itself goes to stdout (`alembic upgrade --sql > file`, `flask db
+    upgrade --sql`: no `output_buffer` given), that line would land in the SQL, so the
+    line goes to stderr here and the exit code alone tells the shell. A caller that
+    wants the exception hands Alembic an `output_buffer`.
     """
+    from alembic import context
+
     attributes = config.attributes
     try:
         yield
@@ -259,7 +271,7 @@ def one_line_errors(config) -> Iterator[None]:
         error = _as_harness_error(err, attributes)
         if error is None:
             raise  # a bug: let its traceback show
-        if config.cmd_opts is not None and getattr(config.cmd_opts, "sql", False):
+        if context.is_offline_mode() and config.output_buffer is None:
             print(f"FAILED: {error}", file=sys.stderr, flush=True)
             raise SystemExit(error.exit_code) from None
         raise CommandError(str(error)) from error

@@ -1,7 +1,8 @@
 """Alembic environment. Offline: SQL out, no database. Online: the harness's safe path.
 
-Every `alembic` command goes through here, so a plain `alembic upgrade head` gets the
-same safety as `make migrate`: direct endpoint only, retried connect, advisory lock,
+Every way of running Alembic goes through here (`alembic`, `neon-migrate`, `flask db`,
+`alembic.command` from a program, pytest-alembic), so each gets the same safety as
+`make migrate`: direct endpoint only, retried connect, advisory lock,
 lock/statement timeouts, one transaction per migration, a revision that hits a busy
 table retried, Ctrl-C / SIGTERM cancelling the running statement. The logic is in
 neon_migrate.migrate.

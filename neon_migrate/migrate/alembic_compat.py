@@ -1,0 +1,60 @@
+"""The only places the harness reads Alembic state that Alembic does not document.
+
+env.py must behave the same whichever front-end runs Alembic: the `alembic` command,
+`neon-migrate`, Flask-Migrate's `flask db`, `alembic.command.*` called from Python,
+pytest-alembic. So it decides what a command does from what every front-end hands
+Alembic's EnvironmentContext (the same keyword arguments, set by `alembic.command` or by
+the caller), never from the `alembic` command line's own argument object, which the
+others do not build. Three facts are needed that Alembic has no public getter for; each
+access below is tagged PRIVATE with its reason, so an Alembic upgrade that moves them
+breaks here, in one small file, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def _environment_options() -> Mapping[str, Any]:
+    """The keyword arguments the running command gave EnvironmentContext."""
+    from alembic import context
+
+    # PRIVATE: `alembic.context` proxies the EnvironmentContext's methods only; the object
+    # itself, which holds the command's arguments, is the module's `_proxy`.
+    environment = getattr(context, "_proxy", None)
+    # PRIVATE: EnvironmentContext keeps those arguments in `context_opts`; the public
+    # getters (is_offline_mode, get_revision_argument) read from it, but none exposes
+    # `dont_mutate`.
+    return getattr(environment, "context_opts", None) or {}
+
+
+def changes_nothing() -> bool:
+    """True when Alembic itself says the command leaves the database alone.
+
+    `alembic.command.current` (hence `alembic current`, `flask db current`) passes
+    `dont_mutate=True`, as pytest-alembic does for a run with no target revision. Every
+    other command may write (upgrade, downgrade, stamp, ensure_version) or compares the
+    database with the models (revision --autogenerate, check), and a command this module
+    does not know is taken to write: the safe side.
+    """
+    return bool(_environment_options().get("dont_mutate", False))
+
+
+def writes_a_revision_file(migration_context: Any) -> bool:
+    """True inside `revision --autogenerate` (`flask db migrate`): the one command whose
+    empty result must not be written. False for `alembic check` (`flask db check`), which
+    reads that same result afterwards, and for a plain `revision` run through env.py
+    (`revision_environment = true`), whose empty revision the user asked for."""
+    # PRIVATE: `opts` holds what EnvironmentContext was given; `revision_context` is the
+    # RevisionContext that `alembic.command.revision` and `check` build, and its
+    # `command_args` the one place the autogenerate flag is kept for every front-end.
+    opts = getattr(migration_context, "opts", None) or {}
+    command_args = getattr(opts.get("revision_context"), "command_args", None) or {}
+    if not command_args.get("autogenerate", False):
+        return False
+    # PRIVATE: `check` builds the same command_args as `revision --autogenerate`; only the
+    # migration function it hands EnvironmentContext (`fn`, defined inside
+    # alembic.command.check) tells the two apart.
+    fn = opts.get("fn")
+    return not getattr(fn, "__qualname__", "").startswith("check.")
