@@ -182,3 +182,27 @@ def test_a_silent_link_ends_the_check_with_exit_3_and_the_server_lets_go(pooled_
     assert ended - silent_at[0] < 30
     assert released_at and released_at[0] - silent_at[0] < 15
     assert "nickname" not in columns(db_url)
+
+
+def test_a_migrate_started_during_the_check_waits_for_it_within_the_bound(pooled_project):
+    """The rehearsal holds the migration lock in its transaction (a migrate must not run
+    into its locks), so a deploy started meanwhile waits, for the bound at most."""
+    add_revision(pooled_project, "r2", HEAD, SLOW[0], "SELECT pg_sleep(3)")
+    env = pooled_project["env"]
+    command = [sys.executable, SCRIPT, "--json", "--skip", "lint"]
+    checking = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    with psycopg.connect(pooled_project["db_url"], autocommit=True) as conn:
+        while not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                               "AND query LIKE 'SELECT pg_sleep(3)%'").fetchone()[0]:  # fmt: skip
+            assert time.monotonic() < deadline and checking.poll() is None
+            time.sleep(0.05)
+    started = time.monotonic()
+    migrated = alembic("upgrade", "head", env=env)
+    took = time.monotonic() - started
+    out, _ = checking.communicate(timeout=60)
+    assert rehearsal(json.loads(out))["status"] == "pass"
+    assert migrated.returncode == 0, migrated.stdout
+    assert "waiting up to 60s for the migration lock" in migrated.stdout
+    assert took < 3 + 5 + 3, took  # the rest of the rehearsal, then r2's own 3 s
+    assert "nickname" in columns(pooled_project["db_url"])

@@ -524,7 +524,11 @@ def _rehearse_in_transaction(ctx: Context) -> str:
             **details,
         )
     ctx.details["rehearsal"] = details
-    return f"{done} (on production, rolled back; schema unchanged); {HOW_TO_BRANCH}"
+    return (
+        f"{done} (on production, rolled back; schema unchanged; no lock held over {limit:g} s:"
+        " it sees failures on production's data, not how long a real run's locks last); "
+        + HOW_TO_BRANCH
+    )
 
 
 def check_drift(ctx: Context) -> str:
