@@ -29,6 +29,10 @@ true}` (the next branch's create operation ends `failed`), `{"fail_delete": n | 
 (the next n DELETEs, or every one until `false`, answer 500); `GET` shows them and the
 counts of faults served.
 
+Neon's behaviours past the happy path (the branch limit, annotations, pages, 204 on a
+repeated DELETE, `error` operations, a lost creation answer, 429, 412, compute sizes,
+compare_schema) are in standin_neon.py, each with its switch in the same hook.
+
 Run by `start_standin()` (the twin's lifecycle) as `python -m neon_migrate.branches.standin
 serve <folder> --daemon`: it outlives the command that started it, as PgBouncer does.
 """
