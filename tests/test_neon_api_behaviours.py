@@ -7,6 +7,7 @@ size, compare_schema, and 429 with Retry-After. Switches: the stand-in's test ho
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -176,3 +177,16 @@ def test_the_api_calls_of_one_rehearsal_are_counted(branched):
     served = standin_state(branched)["requests"] - before
     print(f"API calls of one rehearsal: {calls} (the stand-in served {served})")
     assert calls == served and 6 <= calls <= 30 and code == 0
+
+
+def test_the_schema_diff_never_shows_a_user_mappings_password(branched):
+    add_revision(branched, "r2", HEAD, "CREATE EXTENSION IF NOT EXISTS postgres_fdw",
+                 "CREATE SERVER other FOREIGN DATA WRAPPER postgres_fdw",
+                 "CREATE USER MAPPING FOR CURRENT_USER SERVER other "
+                 "OPTIONS (user 'u', password 'S3cretMapping')")  # fmt: skip
+    result = subprocess.run([sys.executable, SCRIPT, "--json", "--skip", "lint"],
+                            env=branched["env"], capture_output=True, text=True,
+                            timeout=180)  # fmt: skip
+    diff = json.loads(result.stdout)["checks"][-2]["details"]["schema_diff"]
+    assert "CREATE USER MAPPING" in diff and "password '***'" in diff, diff
+    assert "S3cretMapping" not in diff  # (the revision's own SQL, in the plan, has it)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -118,8 +119,8 @@ def rehearse_on_branch(
             result.seconds["compare"] = time.monotonic() - started
         if result.applied:
             try:
-                result.schema_diff = api.compare_schema(created.branch_id, parent,
-                                                        parsed.database)  # fmt: skip
+                diff = api.compare_schema(created.branch_id, parent, parsed.database)
+                result.schema_diff = _SECRET_OPTION.sub(r"\1'***'", diff)
             except HarnessError as err:  # evidence only: its absence is said, not fatal
                 result.schema_diff_error = str(err)
     except (HarnessError, OSError, psycopg2.Error, SQLAlchemyError) as exc:
@@ -142,6 +143,8 @@ def rehearse_on_branch(
 
 
 COMPUTE = ("autoscaling_limit_min_cu", "autoscaling_limit_max_cu")
+# A schema dump holds a foreign server's user mapping options, passwords included.
+_SECRET_OPTION = re.compile(r"\b(password\s+)'(?:[^']|'')*'", re.IGNORECASE)
 
 
 def _clear_stale(api) -> tuple[list[str], list[str]]:
