@@ -244,7 +244,8 @@ class NeonApi:
                 raise
             raise ConfigError(  # the project's setting, not the branch: say which
                 f"Neon does not store role passwords in project {self.project_id}, so it "
-                f"cannot give a connection URI for role {role} on a new branch ({err.cause})",
+                f"cannot give a connection URI for role {role} on a new branch "
+                f"({getattr(err, 'said', err.cause)})",
                 "the branch rehearsal needs them: use a project that stores role passwords "
                 "(Neon's default), or unset NEON_API_KEY to rehearse on production instead",
             ) from None
