@@ -206,3 +206,62 @@ def test_a_migrate_started_during_the_check_waits_for_it_within_the_bound(pooled
     assert "waiting up to 60s for the migration lock" in migrated.stdout
     assert took < 3 + 5 + 3, took  # the rest of the rehearsal, then r2's own 3 s
     assert "nickname" in columns(pooled_project["db_url"])
+
+
+def test_a_slow_statement_holding_no_blocking_lock_is_cut_and_said(pooled_project):
+    add_revision(pooled_project, "r2", HEAD, "SELECT pg_sleep(15)")
+    code, report, took = check(dict(pooled_project["env"], CHECK_MAX_LOCK_SECONDS="2"),
+                               "--skip", "lint")  # fmt: skip
+    result = rehearsal(report)
+    assert result["status"] == "warn", result
+    assert result["message"].startswith(
+        "r2 ran a statement longer than 2 s, holding no lock that blocks the app: stopped on "
+        "production after 2 s (CHECK_MAX_LOCK_SECONDS)"
+    ), result["message"]
+    assert code == 0 and took < 12
+
+
+def test_a_link_gone_silent_between_statements_lets_the_locks_go_too(pooled_project,
+                                                                     pg_server):  # fmt: skip
+    """The link goes silent while the revision works in Python between two statements:
+    the session sits idle in its transaction, holding ACCESS EXCLUSIVE, until the server
+    ends it; the next statement never arrives."""
+    add_revision(pooled_project, "r2", HEAD, source=(
+        "    op.execute('ALTER TABLE account ADD COLUMN nickname text')\n"
+        "    import time\n"
+        "    time.sleep(2)\n"
+        "    op.execute('SELECT pg_sleep(15)')"))  # fmt: skip
+    db_url = pooled_project["db_url"]
+    proxy = FaultProxy(pg_server.port)
+    times: list[float] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            while time.monotonic() < deadline and not times:
+                idle = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid "
+                    "WHERE a.state = 'idle in transaction' AND l.granted "
+                    "AND l.relation = 'account'::regclass AND l.mode = 'AccessExclusiveLock'"
+                ).fetchone()[0]
+                if idle:
+                    proxy.go_silent()
+                    times.append(time.monotonic())
+                time.sleep(0.02)
+        while times and time.monotonic() < deadline and _locks_on_account(db_url):
+            time.sleep(0.1)
+        times.append(time.monotonic())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    direct = db_url.replace(f":{pg_server.port}/", f":{proxy.port}/")
+    try:
+        watcher.start()
+        code, report, took = check(dict(pooled_project["env"], DATABASE_URL_DIRECT=direct),
+                                   "--skip", "lint", timeout=90)  # fmt: skip
+        watcher.join(timeout=60)
+    finally:
+        proxy.close()
+    assert code == 3, [(c["id"], c["status"], c["message"]) for c in report["checks"]]
+    assert len(times) == 2 and times[1] - times[0] < 6, times  # idle 5 s at most, then ended
+    assert took < 30
+    assert "nickname" not in columns(db_url)
