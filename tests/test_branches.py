@@ -378,12 +378,12 @@ def test_retries_follow_neons_reference(monkeypatch):
     assert api().branches() == []
     script[:] = [503, 423, 429, 201]
     assert api().create_branch("br-0", "x").branch_id == "br-1"
-    script[:] = [502]
+    script[:] = [502, 200, 502, 200]  # each lost creation: is it there? (no branch: no)
     seen.clear()
     with pytest.raises(UnreachableError, match="HTTP 502"):
         api().create_branch("br-0", "x")
-    assert seen == ["POST"]
-    script[:] = [httpx.ReadTimeout("timed out")]
+    assert seen == ["POST", "GET", "POST", "GET"]  # repeated once only, never blindly
+    script[:] = [httpx.ReadTimeout("timed out"), 200] * 2
     with pytest.raises(UnreachableError, match="may have been created anyway"):
         api().create_branch("br-0", "x")
     script[:] = [httpx.ConnectError("refused"), 201]  # never sent: safe to repeat

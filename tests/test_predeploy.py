@@ -488,5 +488,6 @@ def test_the_check_opens_one_working_connection_whatever_lint_looks_up(project, 
     finally:
         proxy.close()
     assert statuses(report)["lint"] in ("pass", "warn"), report
-    # direct health, pooled health (the same URL here), and the one shared connection
-    assert proxy.connections == 3, report
+    # direct health, pooled health (the same URL here), the one shared connection, and
+    # the rehearsal's lock guard (its own session, so it can end the rehearsal's)
+    assert proxy.connections == 4, report

@@ -5,13 +5,17 @@ on every request, pluggable transports for tests). Shapes follow Neon's API refe
 (https://neon.com/docs/reference/api/): `POST /projects/{id}/branches` answers 201 with
 `branch`, `endpoints[]`, `operations[]` (and `roles`, `databases`, optionally
 `connection_uris`); an operation is `scheduling`, `running`, `finished`, `failed`,
-`cancelling`, `cancelled` or `skipped`; errors are `{"code", "message"}`.
+`error`, `cancelling`, `cancelled` or `skipped`; errors are `{"code", "message"}`. Branch
+lists come in pages (`limit`, `cursor`, `pagination.next`), with each branch's
+`annotation_value` under `annotations`.
 
 Retries, as the reference allows them: `423 Locked` (another operation runs in the
-project) and `503` are always safe to retry; `429` was refused before any work. Other 5xx
-and network failures after the request was sent may have been processed, so they are
-retried for GET and DELETE (a repeated DELETE answers 404: already gone) but never for
-POST, which could create a second branch. Every wait is jittered and bounded in total.
+project) and `503` are always safe to retry; `429` was refused before any work (its
+`Retry-After` is waited for). Other 5xx (and Cloudflare's 524) and network failures
+after the request was sent may have been processed, so they are retried for GET and
+DELETE (a repeated DELETE answers 204, or 404: already gone) but never blindly for POST:
+a branch creation that may have happened is looked up by its name first, and repeated
+once only if Neon has no such branch. Every wait is jittered and bounded in total.
 
 The API key is only ever in the `Authorization` header of the httpx client: never in a
 message, a log line, an exception or a repr. Connection URIs carry a password: show them
@@ -40,14 +44,17 @@ log = logging.getLogger(__name__)
 NEON_API_URL = "https://console.neon.tech/api/v2"
 KEY_VARIABLE, PROJECT_VARIABLE = "NEON_API_KEY", "NEON_PROJECT_ID"
 
-# Operation statuses (Neon's reference): terminal ones are finished, skipped and cancelled;
-# `failed` is not terminal, the control plane may retry the operation itself.
+# Operation statuses (Neon's reference): terminal ones are finished, skipped, cancelled and
+# error; `failed` is not terminal, the control plane may retry the operation itself.
 DONE = frozenset({"finished", "skipped"})
 CANCELLED = frozenset({"cancelling", "cancelled"})
 FAILED = "failed"
+ERROR = "error"
+LIMIT_CODE = "BRANCHES_LIMIT_EXCEEDED"  # 422 from POST /branches past the plan's limit
+PAGE = 100  # branches asked for per page; pages are followed whatever the server's size
 
 RETRY_ANY_METHOD = frozenset({423, 429, 503})  # safe whatever the method (see the docstring)
-RETRY_UNLESS_POST = frozenset({500, 502, 504})  # may have been processed: not for POST
+RETRY_UNLESS_POST = frozenset({500, 502, 504, 524})  # may have been processed: not for POST
 MAX_EXPIRY = timedelta(days=30)  # Neon: expires_at at most 30 days ahead, in the future
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _KEY_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: fits in a header
@@ -129,6 +136,7 @@ class NeonApi:
             )
         self.project_id = project_id
         self.retry_total_s = retry_total_s
+        self.requests = 0  # every request sent, retries included: a rehearsal's API cost
         self._client = httpx.Client(
             base_url=self.base_url,
             headers={
@@ -158,17 +166,58 @@ class NeonApi:
         """The project's compute endpoints (`id`, `host`, `branch_id`, `type`, ...)."""
         return self._get_list("endpoints")
 
-    def branches(self) -> list[dict[str, Any]]:
-        """The project's branches (`id`, `name`, `parent_id`, `default`, `expires_at`, ...)."""
-        return self._get_list("branches")
+    def branches(self, search: str | None = None) -> list[dict[str, Any]]:
+        """The project's branches (`id`, `name`, `parent_id`, `default`, `expires_at`, ...),
+        every page of them, each with its `annotation_value` ({} when it has none);
+        `search` narrows them by (part of) a name or id, as Neon's list does."""
+        found: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": PAGE} | ({"search": search} if search else {})
+        seen: set[str] = set()
+        while True:
+            body = self._request("GET", f"{self._project}/branches", params=params,
+                                 project_level=True)  # fmt: skip
+            page = [b for b in _field(body, "branches", list, "branches") if isinstance(b, dict)]
+            notes = body.get("annotations") or {}
+            for branch in page:
+                note = notes.get(branch.get("id")) if isinstance(notes, dict) else None
+                value = note.get("value") if isinstance(note, dict) else None
+                branch["annotation_value"] = value if isinstance(value, dict) else {}
+            found += page
+            cursor = (body.get("pagination") or {}).get("next")
+            if not page or not cursor or cursor in seen:  # the last page (or a loop)
+                return found
+            seen.add(cursor)
+            params = params | {"cursor": cursor}
+
+    def branch(self, branch_id: str) -> dict[str, Any]:
+        body = self._request("GET", f"{self._project}/branches/{quote(branch_id)}")
+        return _field(body, "branch", dict, f"branch {branch_id}")
+
+    def branch_endpoints(self, branch_id: str) -> list[dict[str, Any]]:
+        body = self._request("GET", f"{self._project}/branches/{quote(branch_id)}/endpoints")
+        return [e for e in _field(body, "endpoints", list, "endpoints") if isinstance(e, dict)]
+
+    def compare_schema(self, branch_id: str, base_branch_id: str, database: str) -> str:
+        """Neon's schema diff of `database` between `branch_id` and `base_branch_id`: a
+        unified diff of their schema dumps, base first ("" when they are the same)."""
+        params = {"base_branch_id": base_branch_id, "db_name": database}
+        path = f"{self._project}/branches/{quote(branch_id)}/compare_schema"
+        body = self._request("GET", path, params=params)
+        diff = body.get("diff") if isinstance(body, dict) else None
+        return diff if isinstance(diff, str) else ""
 
     def endpoint_for_host(self, host: str) -> tuple[str, str] | None:
         """(endpoint_id, branch_id) of the endpoint whose host `host` is, or None. A pooled
         host (`ep-…-pooler.…`) finds its endpoint too: Neon lists the direct host."""
+        found = self.endpoint_of_host(host)
+        return None if found is None else (str(found["id"]), str(found["branch_id"]))
+
+    def endpoint_of_host(self, host: str) -> dict[str, Any] | None:
+        """The endpoint (all its fields: compute size too) whose host `host` is, or None."""
         wanted = _endpoint_host(host)
         for endpoint in self.endpoints():
             if _endpoint_host(str(endpoint.get("host", ""))) == wanted:
-                return str(endpoint["id"]), str(endpoint["branch_id"])
+                return endpoint
         return None
 
     def operation(self, operation_id: str, *, budget: float | None = None) -> dict[str, Any]:
@@ -188,23 +237,74 @@ class NeonApi:
             "role_name": role,
             "pooled": "true" if pooled else "false",
         }
-        body = self._request("GET", f"{self._project}/connection_uri", params=params)
+        try:
+            body = self._request("GET", f"{self._project}/connection_uri", params=params)
+        except NeonApiError as err:
+            if err.status != 412:
+                raise
+            raise ConfigError(  # the project's setting, not the branch: say which
+                f"Neon does not store role passwords in project {self.project_id}, so it "
+                f"cannot give a connection URI for role {role} on a new branch "
+                f"({getattr(err, 'said', err.cause)})",
+                "the branch rehearsal needs them: use a project that stores role passwords "
+                "(Neon's default), or unset NEON_API_KEY to rehearse on production instead",
+            ) from None
         return _field(body, "uri", str, "connection_uri")
 
     # --- changes ----------------------------------------------------------------------------
     def create_branch(
-        self, parent_id: str | None, name: str, expires_at: datetime | None = None
+        self,
+        parent_id: str | None,
+        name: str,
+        expires_at: datetime | None = None,
+        *,
+        annotation: dict[str, str] | None = None,
+        compute: dict[str, Any] | None = None,
     ) -> CreatedBranch:
         """Create a branch of `parent_id` (None: the default branch) with a read-write
         endpoint. Wait for `operation_ids` before connecting. `expires_at` (timezone-aware,
-        within 30 days) lets Neon delete the branch if nobody else does."""
+        within 30 days) lets Neon delete the branch if nobody else does; `annotation`
+        marks it (`annotation_value`); `compute` sizes its endpoint
+        (`autoscaling_limit_min_cu` / `_max_cu`; without them, the project's default).
+
+        A creation whose answer was lost (5xx, 524, a dropped link) may have happened: the
+        branch is looked up by its name, and only if Neon has none is the POST repeated,
+        once. Past the plan's branch limit: NeonApiError with code BRANCHES_LIMIT_EXCEEDED."""
         branch: dict[str, Any] = {"name": name}
         if parent_id:
             branch["parent_id"] = parent_id
         if expires_at is not None:
             branch["expires_at"] = rfc3339(expires_at)
-        body = {"branch": branch, "endpoints": [{"type": "read_write"}]}
-        answer = self._request("POST", f"{self._project}/branches", json=body, creating=name)
+        body: dict[str, Any] = {
+            "branch": branch,
+            "endpoints": [{"type": "read_write"} | (compute or {})],
+        }
+        if annotation:
+            body["annotation_value"] = annotation
+        for attempt in (1, 2):
+            try:
+                answer = self._request("POST", f"{self._project}/branches", json=body,
+                                       creating=name)  # fmt: skip
+                break
+            except NeonApiError as err:
+                if err.status == 422 and err.code == LIMIT_CODE:
+                    raise NeonApiError(
+                        f"the Neon project {self.project_id} is at its plan's branch limit "
+                        f"({getattr(err, 'said', err.cause)})",
+                        "delete branches you no longer need in the Neon console (previews "
+                        "and snapshots count too), or raise the limit with the plan",
+                        status=422,
+                        code=LIMIT_CODE,
+                    ) from None
+                raise
+            except UnreachableError as err:
+                if not getattr(err, "maybe_done", False):
+                    raise
+                made = [b for b in self.branches(search=name) if b.get("name") == name]
+                if made:  # it was created: use it, never make a second one
+                    return self._adopt(made[0])
+                if attempt == 2:
+                    raise
         made = _field(answer, "branch", dict, "the created branch")
         endpoints = _field(answer, "endpoints", list, "the created branch's endpoints")
         writable = [e for e in endpoints if isinstance(e, dict) and e.get("type") == "read_write"]
@@ -221,6 +321,34 @@ class NeonApi:
             endpoint_id=str(writable[0]["id"]),
             host=str(writable[0].get("host", "")),
             operation_ids=tuple(str(op["id"]) for op in operations if isinstance(op, dict)),
+            expires_at=made.get("expires_at"),
+        )
+
+    def _adopt(self, made: dict[str, Any]) -> CreatedBranch:
+        """A branch whose creation's answer was lost, found by name: its read-write endpoint
+        from the API, and its readiness waited for (no operation ids came back)."""
+        branch_id = str(made["id"])
+        end = time.monotonic() + 300
+        while True:
+            state = self.branch(branch_id).get("current_state")
+            writable = [e for e in self.branch_endpoints(branch_id)
+                        if e.get("type") == "read_write"]  # fmt: skip
+            if state == "ready" and writable:
+                break
+            if time.monotonic() > end:
+                raise NeonApiError(
+                    f"branch {made.get('name')} ({branch_id}) was created but is not ready "
+                    "after 300 s",
+                    f"delete branch {branch_id} in the Neon console; retry later",
+                )
+            time.sleep(0.5)
+        return CreatedBranch(
+            branch_id=branch_id,
+            name=str(made.get("name")),
+            parent_id=made.get("parent_id"),
+            endpoint_id=str(writable[0]["id"]),
+            host=str(writable[0].get("host", "")),
+            operation_ids=(),
             expires_at=made.get("expires_at"),
         )
 
@@ -247,6 +375,8 @@ class NeonApi:
                     continue
                 if status in CANCELLED:
                     raise _operation_error(op, "was cancelled")
+                if status == ERROR:  # terminal: Neon does not retry it
+                    raise _operation_error(op, "ended in error")
                 if status == FAILED:
                     first = failed_since.setdefault(op_id, time.monotonic())
                     if time.monotonic() - first >= failed_grace_s:
@@ -271,9 +401,12 @@ class NeonApi:
             interval = min(interval * 1.6, 2.0)
 
     def delete_branch(self, branch_id: str, *, wait_s: float | None = 60.0) -> bool:
-        """Delete a branch; True if it was deleted, False if it was already gone (404).
-        With `wait_s`, also wait that long for the deletion's operations: a failure of the
-        deletion is then an error, not a branch silently left behind."""
+        """Delete a branch; True if it was deleted, False if it was already gone (204 with
+        no body, as Neon answers a DELETE of a deleted branch, e.g. a repeated one whose
+        first answer was lost; or 404). Deletion is soft on Neon: the branch stops counting,
+        and is recoverable for a while. With `wait_s`, also wait that long for the
+        deletion's operations: a failure of the deletion is then an error, not a branch
+        silently left behind."""
         answer = self._request(
             "DELETE", f"{self._project}/branches/{quote(branch_id)}", missing_ok=True
         )
@@ -311,16 +444,19 @@ class NeonApi:
         attempt = 0
         while True:
             attempt += 1
+            self.requests += 1
             try:
                 response = self._client.request(method, path, json=json, params=params)
             except httpx.TransportError as exc:
                 sent = not isinstance(exc, _NOT_SENT)
                 if (not sent or method != "POST") and _pause(deadline, attempt, None, what, exc):
                     continue
-                raise self._unreachable(
-                    what, exc, sent, creating, time.monotonic() - started
-                ) from None
+                error = self._unreachable(what, exc, sent, creating, time.monotonic() - started)
+                error.maybe_done = sent and method == "POST"
+                raise error from None
             status = response.status_code
+            if status == 204:  # No Content: e.g. a DELETE of a branch already deleted
+                return None
             if status < 400:
                 try:
                     return response.json()
@@ -335,7 +471,9 @@ class NeonApi:
             retry = status in RETRY_ANY_METHOD or (status in RETRY_UNLESS_POST and method != "POST")
             if retry and _pause(deadline, attempt, _retry_after(response), what, status):
                 continue
-            raise self._refused(what, response, time.monotonic() - started, project_level)
+            error = self._refused(what, response, time.monotonic() - started, project_level)
+            error.maybe_done = method == "POST" and status >= 500 and status != 503
+            raise error
 
     def _refused(
         self, what: str, response: httpx.Response, waited: float, project_level: bool
@@ -369,13 +507,24 @@ class NeonApi:
                 status=status,
                 code=code,
             )
-        if status == 429 or status >= 500:
+        if status == 429:
+            after = _retry_after(response)
+            return UnreachableError(
+                f"the Neon API rate-limited {what} ({said})"
+                + (f" and asked to wait {after:g} s more" if after else "")
+                + f", after {waited:.0f} s of retries (the budget is {self.retry_total_s:g} s)",
+                "retry later: Neon allows about 700 requests a minute per account; other "
+                "jobs may be using the same API key",
+            )
+        if status >= 500:
             return UnreachableError(
                 f"the Neon API answered {what} with {said}"
                 + (f" for {waited:.0f} s" if waited >= 1 else ""),
                 "retry later; Neon's status: https://neonstatus.com",
             )
-        return NeonApiError(f"the Neon API refused {what} ({said})", status=status, code=code)
+        refused = NeonApiError(f"the Neon API refused {what} ({said})", status=status, code=code)
+        refused.said = said  # what Neon said, for a caller that words the cause itself
+        return refused
 
     def _unreachable(
         self, what: str, exc: Exception, sent: bool, creating: str | None, waited: float
@@ -405,7 +554,7 @@ def _pause(
     """Sleep before retry `attempt` (jittered exponential backoff, at least `retry_after`);
     False when the total budget is spent."""
     remaining = deadline - time.monotonic()
-    if remaining <= 0.05:
+    if remaining <= 0.05 or (retry_after or 0.0) > remaining:  # never ask again too early
         return False
     step = min(8.0, 0.25 * 2 ** (attempt - 1))
     delay = max(random.uniform(step / 2, step), retry_after or 0.0)

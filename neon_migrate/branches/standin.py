@@ -29,6 +29,10 @@ true}` (the next branch's create operation ends `failed`), `{"fail_delete": n | 
 (the next n DELETEs, or every one until `false`, answer 500); `GET` shows them and the
 counts of faults served.
 
+Neon's behaviours past the happy path (the branch limit, annotations, pages, 204 on a
+repeated DELETE, `error` operations, a lost creation answer, 429, 412, compute sizes,
+compare_schema) are in standin_neon.py, each with its switch in the same hook.
+
 Run by `start_standin()` (the twin's lifecycle) as `python -m neon_migrate.branches.standin
 serve <folder> --daemon`: it outlives the command that started it, as PgBouncer does.
 """
@@ -64,6 +68,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import psycopg2
 from psycopg2 import sql
 
+from neon_migrate.branches.standin_neon import NeonBehaviours
 from neon_migrate.errors import HarnessError
 
 HOST = "127.0.0.1"
@@ -331,6 +336,7 @@ class Project:
         self.served = {"locked": 0, "fail_operation": 0, "fail_delete": 0}
         self.children: set[subprocess.Popen] = set()
         self._load_registry()
+        self.neon = NeonBehaviours(self, ApiError)  # limits, pages, faults past the happy path
 
     # --- registry: survives restarts, so branches (databases) are never orphaned
     def _load_registry(self) -> None:
@@ -417,8 +423,8 @@ class Project:
             "id": b["endpoint_id"],
             "project_id": self.project_id,
             "branch_id": b["id"],
-            "autoscaling_limit_min_cu": 0.25,
-            "autoscaling_limit_max_cu": 0.25,
+            "autoscaling_limit_min_cu": self.neon.compute(b)[0],
+            "autoscaling_limit_max_cu": self.neon.compute(b)[1],
             "region_id": "local-twin",
             "type": "read_write",
             "current_state": "active" if b["state"] == "ready" else "init",
@@ -477,13 +483,11 @@ class Project:
         route = parts[2:]
         with self.lock:
             self.reap()  # expiry is checked on every request (and on a timer)
-            if route == ["branches"] and method == "GET":
-                return 200, {
-                    "branches": [self.branch_json(b) for b in self._listed()],
-                    "annotations": {},
-                }
+            answered = self.neon.before(method, route, query, body)  # the branch list too
+            if answered is not None:
+                return answered
             if route == ["branches"] and method == "POST":
-                return 201, self.create_branch(body if isinstance(body, dict) else {})
+                return self.create_branch(body if isinstance(body, dict) else {})
             if len(route) == 2 and route[0] == "branches" and method == "GET":
                 return 200, {"branch": self.branch_json(self._branch(route[1]))}
             if len(route) == 2 and route[0] == "branches" and method == "DELETE":
@@ -564,6 +568,9 @@ class Project:
         if fail:
             self.faults["fail_operation"] = False
             self.served["fail_operation"] += 1
+        if self.neon.take_error_operation():
+            fail = True
+            self.neon.error_ops.add(ops[0]["id"])
         self.branches[branch_id] = branch
         self._save()
         worker = threading.Thread(
@@ -611,7 +618,7 @@ class Project:
                     },
                 }
             ]
-        return answer
+        return self.neon.created(branch, body, answer, ops)
 
     def _expiry(self, value: Any) -> tuple[str | None, int | None]:
         if value is None:
@@ -693,9 +700,11 @@ class Project:
                 if "fail_delete" in body:
                     value = body["fail_delete"]
                     self.faults["fail_delete"] = value if isinstance(value, bool) else int(value)
+                self.neon.configure(body)
             elif method != "GET":
                 raise ApiError(405, "faults: GET or POST")
-            return 200, {"faults": dict(self.faults), "served": dict(self.served)}
+            return 200, {"faults": dict(self.faults), "served": dict(self.served),
+                         "neon": self.neon.state()}  # fmt: skip
 
     # --- expiry
     def reap(self) -> None:
@@ -939,6 +948,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         status, body = 500, {"code": "", "message": "internal error"}
+        headers: dict[str, str] = {}
         try:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
@@ -950,9 +960,10 @@ class Handler(BaseHTTPRequestHandler):
             except ValueError:
                 raise ApiError(400, "the request body is not JSON") from None
             target = urlsplit(self.path)
-            status, body = self.project.handle(
+            status, body, *more = self.project.handle(
                 method, target.path.rstrip("/"), parse_qs(target.query), payload
             )
+            headers = more[0] if more else {}
         except ApiError as exc:
             status, body = (
                 exc.status,
@@ -960,9 +971,12 @@ class Handler(BaseHTTPRequestHandler):
             )
         except Exception:
             log.error("%s %s failed:\n%s", method, self.path, traceback.format_exc())
-        data = json.dumps(body).encode()
+        data = b"" if body is None else str(body).encode() if isinstance(body, str) else (
+            json.dumps(body).encode())  # fmt: skip
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        kind = "text/html" if isinstance(body, str) else "application/json"
+        for name, value in ({"Content-Type": kind} if data else {}).items() | headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

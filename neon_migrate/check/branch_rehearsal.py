@@ -5,12 +5,20 @@ the rehearsal can run exactly what `migrate` runs (autocommit blocks and concurr
 indexes included) against production's data and size, time each revision, and watch the
 locks it takes, while production itself is not touched. The branch is deleted whatever
 happens; its `expires_at` is the safety net if this process dies first.
+
+The branch's endpoint gets the autoscaling limits of production's (a new endpoint would
+get the project's default compute, maybe smaller, and lock times measured there would be
+longer than production's). Before it is deleted, Neon's own schema diff between it and
+production (compare_schema) goes into the report: the DDL the deploy would make. Each
+branch is named with PREFIX and marked with ANNOTATION; before creating one, those of
+ours past DEADLINE (a killed check's) are deleted, never a branch without both marks.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -30,6 +38,7 @@ from neon_migrate.errors import ConfigError, HarnessError
 from neon_migrate.migrate.progress import PROGRESS_FD
 
 PREFIX = "neon-migrate-rehearsal-"  # every branch we make, so a stale one can be named
+ANNOTATION = {"neon-migrate": "pre-deploy-rehearsal"}  # annotation_value: ours, for sure
 LIFETIME = timedelta(hours=1)  # expires_at: how long a branch outlives a killed check
 DEADLINE = LIFETIME - timedelta(minutes=5)  # the upgrade on the copy, before it expires
 
@@ -46,7 +55,12 @@ class BranchRehearsal:
     deleted: bool = False
     delete_error: str | None = None
     stale: list[str] = field(default_factory=list)  # earlier rehearsal branches still there
+    stale_deleted: list[str] = field(default_factory=list)  # ours, past DEADLINE: removed
     seconds: dict[str, float] = field(default_factory=dict)  # create, upgrade, compare, delete
+    compute: dict[str, float] = field(default_factory=dict)  # min_cu, max_cu of the copy's
+    schema_diff: str | None = None  # Neon's compare_schema: production -> after the upgrade
+    schema_diff_error: str | None = None
+    api_calls: int = 0  # requests to Neon's API for this rehearsal, retries included
 
 
 def rehearse_on_branch(
@@ -56,24 +70,41 @@ def rehearse_on_branch(
     models, delete it. `api` is a `neon_migrate.branches.api.NeonApi`; `expected` are the
     pending revisions, which the run on the copy must report back, each of them."""
     host = urls.host_of(direct_url)
-    found = api.endpoint_for_host(host)
-    if found is None:
+    endpoint = api.endpoint_of_host(host)
+    if endpoint is None:
         raise ConfigError(
             f"no endpoint of Neon project {api.project_id} has the host {host}",
             "set NEON_PROJECT_ID to the project DATABASE_URL_DIRECT points at",
         )
-    _, parent = found
-    stale = [b["name"] for b in api.branches() if b.get("name", "").startswith(PREFIX)]
+    parent = str(endpoint["branch_id"])
+    compute = {k: endpoint[k] for k in COMPUTE if isinstance(endpoint.get(k), (int, float))}
+    stale, stale_deleted = _clear_stale(api)
     name = f"{PREFIX}{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
     started = time.monotonic()
-    created = api.create_branch(parent, name, datetime.now(UTC) + LIFETIME)
-    result = BranchRehearsal(branch=name, parent=parent, stale=stale)
     try:
-        api.wait_for_operations(created.operation_ids, deadline_s=300)
-        parsed = urls.to_sqlalchemy(direct_url)  # the same database and role, on the copy
-        uri = api.connection_uri(
-            created.branch_id, created.endpoint_id, parsed.database, parsed.username
-        )
+        created = api.create_branch(parent, name, datetime.now(UTC) + LIFETIME,
+                                    annotation=ANNOTATION, compute=compute)  # fmt: skip
+    except HarnessError as err:
+        if stale and getattr(err, "code", None) == "BRANCHES_LIMIT_EXCEEDED":
+            raise err.amended(
+                f"branches named as rehearsals still there (deleted by the check only when "
+                f"marked as its own and over {DEADLINE.seconds // 60} min old): {', '.join(stale)}"
+            ) from None
+        raise
+    result = BranchRehearsal(branch=name, parent=parent, stale=stale,
+                             stale_deleted=stale_deleted)  # fmt: skip
+    result.compute = {k.removeprefix("autoscaling_limit_"): v for k, v in compute.items()}
+    setup_error: HarnessError | None = None
+    parsed = urls.to_sqlalchemy(direct_url)  # the same database and role, on the copy
+    try:
+        try:
+            api.wait_for_operations(created.operation_ids, deadline_s=300)
+            uri = api.connection_uri(
+                created.branch_id, created.endpoint_id, parsed.database, parsed.username
+            )
+        except HarnessError as err:  # Neon's, not the revisions': said as such, below
+            setup_error = err
+            raise
         result.seconds["create"] = time.monotonic() - started
         _upgrade(uri, config_file, root, result)
         missing = [r for r in expected if r not in {rev for rev, _ in result.applied}]
@@ -86,8 +117,15 @@ def rehearse_on_branch(
             started = time.monotonic()
             result.drift = _drift(uri, config_file)
             result.seconds["compare"] = time.monotonic() - started
+        if result.applied:
+            try:
+                diff = api.compare_schema(created.branch_id, parent, parsed.database)
+                result.schema_diff = _SECRET_OPTION.sub(r"\1'***'", diff)
+            except HarnessError as err:  # evidence only: its absence is said, not fatal
+                result.schema_diff_error = str(err)
     except (HarnessError, OSError, psycopg2.Error, SQLAlchemyError) as exc:
-        result.error = _one_line(exc)  # said with the branch's fate, below
+        if setup_error is None:
+            result.error = _one_line(exc)  # said with the branch's fate, below
     finally:
         started = time.monotonic()
         try:
@@ -96,7 +134,52 @@ def rehearse_on_branch(
         except HarnessError as err:  # reported, never hidden: the expiry still removes it
             result.delete_error = str(err)
         result.seconds["delete"] = time.monotonic() - started
+        result.api_calls = api.requests
+    if setup_error is not None:
+        if result.delete_error:
+            raise setup_error.amended(f"branch {name} was NOT deleted ({result.delete_error})")
+        raise setup_error
     return result
+
+
+COMPUTE = ("autoscaling_limit_min_cu", "autoscaling_limit_max_cu")
+# A schema dump holds a foreign server's user mapping options, passwords included.
+_SECRET_OPTION = re.compile(r"\b(password\s+)'(?:[^']|'')*'", re.IGNORECASE)
+
+
+def _clear_stale(api) -> tuple[list[str], list[str]]:
+    """(ours still there, ours deleted now): branches named PREFIX… *and* annotated as
+    ours that were created more than DEADLINE ago, or have expired, are a killed check's
+    (a running check's upgrade ends by DEADLINE): deleted, so they do not count against
+    the plan's branch limit. Younger ones may be another check's: only named."""
+    now = datetime.now(UTC)
+    left, deleted = [], []
+    for branch in api.branches(search=PREFIX):
+        name = str(branch.get("name", ""))
+        if not name.startswith(PREFIX):
+            continue
+        ours = branch.get("annotation_value") == ANNOTATION
+        created = _moment(branch.get("created_at"))
+        expires = _moment(branch.get("expires_at"))
+        old = (created is not None and now - created > DEADLINE) or (
+            expires is not None and expires <= now
+        )
+        if ours and old:
+            try:
+                api.delete_branch(str(branch["id"]), wait_s=None)
+                deleted.append(name)
+                continue
+            except HarnessError:  # named below, as before
+                pass
+        left.append(name)
+    return left, deleted
+
+
+def _moment(value) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -210,7 +293,13 @@ def verdict(result: BranchRehearsal, max_seconds: float, setting: str) -> tuple[
     """(status, message, details) for the check's report. Whatever the outcome, it says
     what became of the branch when it was not deleted."""
 
-    where = f"on branch {result.branch} (a copy of {result.parent})"
+    size = result.compute
+    on = (
+        f", compute {size['min_cu']:g}-{size['max_cu']:g} CU as production's"
+        if len(size) == 2
+        else ""
+    )
+    where = f"on branch {result.branch} (a copy of {result.parent}{on})"
     details = {
         "mode": "branch",
         "branch": result.branch,
@@ -223,7 +312,12 @@ def verdict(result: BranchRehearsal, max_seconds: float, setting: str) -> tuple[
         "deleted": result.deleted,
         "delete_error": result.delete_error,
         "stale_branches": result.stale,
+        "stale_deleted": result.stale_deleted,
         "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
+        "compute": result.compute,  # the copy's autoscaling limits: the locks' context
+        "schema_diff": result.schema_diff,  # Neon's compare_schema, production -> branch
+        "schema_diff_error": result.schema_diff_error,
+        "api_calls": result.api_calls,
     }
     notes = []
     if result.delete_error:
@@ -231,6 +325,9 @@ def verdict(result: BranchRehearsal, max_seconds: float, setting: str) -> tuple[
             f"branch {result.branch} was NOT deleted ({result.delete_error}); it expires by "
             "itself within the hour"
         )
+    if result.stale_deleted:
+        notes.append(f"deleted {len(result.stale_deleted)} stale rehearsal branch(es) of "
+                     f"killed checks: {', '.join(result.stale_deleted)}")  # fmt: skip
     if result.stale:
         stale = ", ".join(result.stale)
         notes.append(
@@ -241,7 +338,7 @@ def verdict(result: BranchRehearsal, max_seconds: float, setting: str) -> tuple[
     if result.lock_error and status == "pass":
         status, message = "warn", f"{message}; locks not measured: {result.lock_error}"
     if notes:
-        status = "warn" if status == "pass" else status
+        status = "warn" if status == "pass" and (result.stale or result.delete_error) else status
         message = f"{message}; {'; '.join(notes)}"
     return status, message, details
 
@@ -254,7 +351,10 @@ def _outcome(result: BranchRehearsal, where: str, max_seconds: float, setting: s
     long = too_long(result.holds, max_seconds)
     if long:
         said = "; ".join(f"{h.revision} would hold {h.words()} (blocks {h.blocks})" for h in long)
-        return "fail", f"{said}: over {setting}={max_seconds:g} s, the app would wait"
+        size = result.compute
+        measured = (f" (measured on a compute of {size['min_cu']:g}-{size['max_cu']:g} CU, as "
+                    "production's, with a cold cache)" if len(size) == 2 else "")  # fmt: skip
+        return "fail", f"{said}: over {setting}={max_seconds:g} s, the app would wait{measured}"
     if result.drift:
         return ("fail", f"applied cleanly {where}, but the models differ from the result: "
                 f"{'; '.join(result.drift)}")  # fmt: skip

@@ -473,9 +473,18 @@ def _rehearse_in_transaction(ctx: Context) -> str:
             f"a migration is running now (the migration lock is held by {holder}): "
             "nothing was rehearsed; run the check again when it has finished",
         )
-    outcome = rehearse(conn, ctx.config_file, ctx.pending)
+    settings = get_settings()
+    limit = settings.check_max_lock_seconds or settings.migration_lock_timeout
+    setting = "CHECK_MAX_LOCK_SECONDS" if settings.check_max_lock_seconds else (
+        "CHECK_MAX_LOCK_SECONDS (unset: MIGRATION_LOCK_TIMEOUT)")  # fmt: skip
+    outcome = rehearse(conn, ctx.config_file, ctx.pending, limit)
     details = {
         "mode": "transaction",
+        "max_lock_seconds": limit,
+        "cut": outcome.cut,
+        "cut_lock": None
+        if outcome.cut_lock is None
+        else {"table": outcome.cut_lock.table, "mode": outcome.cut_lock.mode},
         "rehearsed": outcome.rehearsed,
         "skipped": outcome.skipped,
         "why_skipped": outcome.why_skipped,
@@ -487,6 +496,21 @@ def _rehearse_in_transaction(ctx: Context) -> str:
         raise Outcome("fail", "the database changed during the rehearsal", **details)
     if outcome.error:
         raise Outcome("fail", f"a real run would fail: {outcome.error}", **details)
+    if outcome.cut:
+        stopped = (f"stopped on production after {limit:g} s ({setting}) and rolled back; "
+                   "a branch rehearsal measures it on a copy instead")  # fmt: skip
+        if outcome.cut_lock is not None:
+            raise Outcome(
+                "fail",
+                f"{outcome.cut} would hold {outcome.cut_lock.words(limit)}: {stopped}",
+                **details,
+            )
+        raise Outcome(
+            "warn",
+            f"{outcome.cut} ran a statement longer than {limit:g} s, holding no lock that "
+            f"blocks the app: {stopped}; not rehearsed from it on",
+            **details,
+        )
     done = f"{len(outcome.rehearsed)} revision(s) would apply cleanly"
     if outcome.sequences_advanced:  # PostgreSQL never rolls a sequence back
         moved = ", ".join(outcome.sequences_advanced)
@@ -500,7 +524,11 @@ def _rehearse_in_transaction(ctx: Context) -> str:
             **details,
         )
     ctx.details["rehearsal"] = details
-    return f"{done} (on production, rolled back; schema unchanged); {HOW_TO_BRANCH}"
+    return (
+        f"{done} (on production, rolled back; schema unchanged; no lock held over {limit:g} s:"
+        " it sees failures on production's data, not how long a real run's locks last); "
+        + HOW_TO_BRANCH
+    )
 
 
 def check_drift(ctx: Context) -> str:

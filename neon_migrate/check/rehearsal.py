@@ -9,6 +9,13 @@ right after the last stamp (a revision's locks last through the later revisions:
 one transaction); the models are compared on a branch only, never while they are held.
 A revision that controls transactions itself (autocommit_block, a COMMIT, also one hidden
 in a multi-statement string) is reported as not rehearsable instead of run.
+
+Production is held for at most `limit` seconds (CHECK_MAX_LOCK_SECONDS): each statement
+runs under that statement_timeout, the session ends itself after that long idle in its
+transaction (a client gone silent), and a guard on its own session ends the rehearsal
+when a lock that blocks the app has been held that long across statements (guard.py).
+A cut is reported, with the lock and table, never passed over; a link gone silent is
+exit 3 within `limit` + DB_CONNECT_TIMEOUT of the statement that went unanswered.
 """
 
 from __future__ import annotations
@@ -25,8 +32,11 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 
 from neon_migrate import project
+from neon_migrate.check.guard import Blocking, LockGuard
 from neon_migrate.check.plan import PlannedRevision
-from neon_migrate.errors import HarnessError
+from neon_migrate.connection.timeouts import pg_ms
+from neon_migrate.connection.waiting import lost_connection
+from neon_migrate.errors import HarnessError, UnreachableError
 from neon_migrate.migrate.environment import target_metadata
 from neon_migrate.migrate.progress import RevisionFailed
 
@@ -58,6 +68,8 @@ class Rehearsal:
     error: str | None  # what a real run would hit
     unchanged: bool  # the fingerprint after the rollback equals the one before
     fingerprint: str
+    cut: str | None = None  # the revision stopped at the bound (CHECK_MAX_LOCK_SECONDS)
+    cut_lock: Blocking | None = None  # the lock it held then, if one blocked the app
 
 
 def fingerprint(conn: Connection) -> str:
@@ -161,8 +173,11 @@ def _refusal(exc: BaseException) -> tuple[str, str] | None:
     return None
 
 
-def rehearse(conn: Connection, config_file: str, revisions: list[PlannedRevision]) -> Rehearsal:
-    """Apply what can be rehearsed in one transaction, compare, roll back, prove it."""
+def rehearse(
+    conn: Connection, config_file: str, revisions: list[PlannedRevision], limit: float
+) -> Rehearsal:
+    """Apply what can be rehearsed in one transaction, compare, roll back, prove it; no
+    lock that blocks the app held longer than `limit` seconds (see the module's text)."""
     before, counters = fingerprint(conn), sequences(conn)
     conn.rollback()
     rehearsable = []
@@ -171,9 +186,15 @@ def rehearse(conn: Connection, config_file: str, revisions: list[PlannedRevision
             break
         rehearsable.append(revision)
     skipped = [r.revision for r in revisions[len(rehearsable) :]]
-    error, why = None, None
+    error, why, cut, cut_lock = None, None, None, None
     if rehearsable:
-        with conn.begin() as transaction:
+        pid = conn.connection.dbapi_connection.info.backend_pid
+        idle = _idle_limit(conn, limit)
+        with (
+            LockGuard(conn.engine, pid, limit) as guard,
+            _statement_limit(limit),
+            conn.begin() as transaction,
+        ):
             config = project.alembic_config(config_file)
             config.attributes.update(connection=conn, configure_logger=False)
             try:
@@ -181,9 +202,15 @@ def rehearse(conn: Connection, config_file: str, revisions: list[PlannedRevision
                     command.upgrade(config, rehearsable[-1].revision)
             except Exception as exc:  # whatever a real run would hit
                 refusal = _refusal(exc)
-                if refusal:  # that revision and those after it cannot be rehearsed
+                ids = [r.revision for r in revisions]
+                if guard.cut is not None or _timed_out(exc):  # stopped at the bound
+                    cut, cut_lock = _failed_revision(exc), guard.strongest()
+                    rehearsable = rehearsable[: ids.index(cut)] if cut in ids else []
+                elif lost_connection(exc):  # not the revision's doing: the network's
+                    conn.invalidate()
+                    raise _silent(exc, limit) from None
+                elif refusal:  # that revision and those after it cannot be rehearsed
                     revision, why = refusal
-                    ids = [r.revision for r in revisions]
                     skipped = ids[ids.index(revision) :]
                     rehearsable = rehearsable[: ids.index(revision)]
                 else:
@@ -191,6 +218,10 @@ def rehearse(conn: Connection, config_file: str, revisions: list[PlannedRevision
                     ours = isinstance(cause, HarnessError)
                     error = cause.cause if ours else " ".join(str(exc).split())
             transaction.rollback()
+        if guard.cut is not None:  # the guard ended that session: a new one, to compare
+            conn.invalidate()
+        else:
+            idle()
     after, moved = fingerprint(conn), sequences(conn)
     conn.rollback()
     return Rehearsal(
@@ -201,4 +232,79 @@ def rehearse(conn: Connection, config_file: str, revisions: list[PlannedRevision
         error=error,
         unchanged=before == after,
         fingerprint=after,
+        cut=cut,
+        cut_lock=cut_lock,
+    )
+
+
+def _idle_limit(conn: Connection, limit: float):
+    """The session ends itself when its client leaves it idle in the rehearsal's
+    transaction for `limit` seconds (a link gone silent), so its locks go with it; set for
+    the session, before the transaction begins, as Alembic loads the scripts first. Returns
+    what puts the session's own value back."""
+    previous = conn.execute(
+        text(
+            "SELECT current_setting('idle_in_transaction_session_timeout'), "
+            "set_config('idle_in_transaction_session_timeout', :idle, false)"
+        ),
+        {"idle": pg_ms(limit)},
+    ).scalar_one()
+    conn.commit()
+
+    def restore() -> None:
+        conn.execute(
+            text("SELECT set_config('idle_in_transaction_session_timeout', :v, false)"),
+            {"v": previous},
+        )
+        conn.commit()
+
+    return restore
+
+
+@contextmanager
+def _statement_limit(limit: float) -> Iterator[None]:
+    """Each statement of the rehearsal under statement_timeout = `limit`: env.py sets the
+    migration's MIGRATION_STATEMENT_TIMEOUT (and the client's matching deadline) from the
+    settings, so the rehearsal, which runs in this process, lowers that value meanwhile."""
+    from neon_migrate.settings import get_settings
+
+    settings = get_settings()
+    saved = settings.migration_statement_timeout
+    settings.migration_statement_timeout = min(saved, limit) if saved else limit
+    try:
+        yield
+    finally:
+        settings.migration_statement_timeout = saved
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """statement_timeout cancelled a statement (SQLSTATE 57014 with that reason)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        orig = getattr(seen, "orig", None) or getattr(seen, "original", None)
+        if getattr(orig, "pgcode", None) == "57014" and "timeout" in str(orig):
+            return True
+        if isinstance(orig, BaseException) and orig is not seen and _timed_out(orig):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _failed_revision(exc: BaseException) -> str | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, RevisionFailed):
+            return seen.revision
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _silent(exc: BaseException, limit: float) -> UnreachableError:
+    revision = _failed_revision(exc)
+    return UnreachableError(
+        "the database stopped answering during the rehearsal"
+        + (f" of {revision}" if revision else "")
+        + f" (nothing for over {limit:g} s + DB_CONNECT_TIMEOUT)",
+        f"the server ends the rehearsal's session, and its locks, within {limit:g} s of "
+        "its statement's end; check the network, then run the check again",
     )

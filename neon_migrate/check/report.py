@@ -79,6 +79,16 @@ def as_table(ctx: Context, target: list[str], total_ms: float, colour: bool) -> 
                 "  to accept a reviewed risk, add to the revision file: "
                 "# predeploy: allow <rule> -- <reason>"
             )
+    rehearsal = ctx.results.get("rehearsal")
+    diff = rehearsal.details.get("schema_diff") if rehearsal is not None else None
+    if diff:  # Neon's own account of the DDL: what the deploy will change
+        changed = [ln for ln in diff.splitlines()
+                   if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]  # fmt: skip
+        lines.append("")
+        lines.append("schema change on the branch (Neon's compare_schema, production -> after):")
+        lines.extend(f"  {ln}" for ln in changed[:40])
+        if len(changed) > 40:
+            lines.append(f"  … {len(changed) - 40} more line(s) in --json (details.schema_diff)")
     if ctx.pools:
         lines.append("")
         lines.extend(f"pool: {pool_text(snapshot)}" for snapshot in ctx.pools)
