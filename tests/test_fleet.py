@@ -502,3 +502,133 @@ def test_each_target_process_draws_its_own_session_token():
     )
     assert result.returncode == 0, result.stderr
     assert "neon_migrate.connection.targets" not in result.stdout
+
+
+# --- the [neon] form ------------------------------------------------------------------------
+
+NEON_FILE = """\
+[neon]
+project_id_env = "FLEET_NEON_PROJECT"
+api_key_env = "FLEET_NEON_KEY"
+branches = "tenant-*"
+database = "{database}"
+role = "{role}"
+"""
+
+
+def test_the_neon_form_migrates_the_matching_branches_of_the_standin(
+    pg_server, harness_env, tmp_path
+):
+    """The local stand-in of Neon's API: its default branch and 11 more, 5 of them
+    tenant-*. The fleet is those 5, in name order, each a real copy migrated on its own."""
+    from helpers import standin_server
+
+    from neon_migrate.branches.api import NeonApi
+    from neon_migrate.branches.standin import start_standin, stop_standin
+    from neon_migrate.twin.local import bundled_bin_dir
+
+    parent = f"fleetneon_{uuid.uuid4().hex[:8]}"
+    conn = admin(pg_server)
+    conn.cursor().execute(f"CREATE DATABASE {parent}")
+    root = tmp_path / "standin"
+    bin_dir = Path(os.environ.get("LOCAL_PG_BIN_DIR") or bundled_bin_dir())
+    info = start_standin(root, standin_server(pg_server, parent), bin_dir)
+    try:
+        api = NeonApi(info.base_url, info.api_key, info.project_id)
+        main = next(b["id"] for b in api.branches() if b.get("default"))
+        names = [f"preview-{i}" for i in range(5)] + [
+            "tenant-e",
+            "tenant-b",
+            "staging",
+            "tenant-a",
+            "tenant-d",
+            "tenant-c",
+        ]
+        branches = {}
+        for name in names:
+            made = api.create_branch(main, name)
+            api.wait_for_operations(made.operation_ids, 120)
+            branches[name] = api.connection_uri(
+                made.branch_id, made.endpoint_id, parent, pg_server.user
+            )
+        assert len(api.branches()) == 12
+        path = tmp_path / "neon.toml"
+        path.write_text(NEON_FILE.format(database=parent, role=pg_server.user))
+        env = dict(
+            harness_env,
+            NEON_API_URL=info.base_url,
+            FLEET_NEON_KEY=info.api_key,
+            FLEET_NEON_PROJECT=info.project_id,
+        )
+        result = fleet_cmd("migrate", "--targets", str(path), "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        document = report(result)
+        tenants = [f"tenant-{c}" for c in "abcde"]
+        assert [t["name"] for t in document["targets"]] == tenants
+        assert set(outcomes(document).values()) == {"applied"}
+        assert "fleet: start tenant-a (canary)" in result.stderr
+        for name, uri in branches.items():
+            at = rows(uri, "SELECT to_regclass('alembic_version')::text")[0][0]
+            assert (at is not None) == name.startswith("tenant-"), name
+        assert rows(pg_server.url(parent), "SELECT to_regclass('alembic_version')") == [(None,)]
+        assert info.api_key not in result.stdout + result.stderr
+        assert pg_server.password not in result.stdout + result.stderr
+
+        status = fleet_cmd("status", "--targets", str(path), "--json", env=env)
+        assert status.returncode == 0, status.stderr
+        assert {t["state"] for t in report(status)["targets"]} == {"at-head"}
+        api.close()
+    finally:
+        stop_standin(root)
+        with conn.cursor() as cur:
+            cur.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (parent + "%",))
+            for (name,) in cur.fetchall():
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+
+
+def test_every_page_of_the_branch_list_is_read():
+    """Neon pages its branch list (limit, cursor, pagination.next): a fleet of more
+    branches than a page holds is read whole, and a repeating cursor ends the walk."""
+    import httpx
+
+    from neon_migrate.branches.api import NeonApi
+    from neon_migrate.fleet.neon import NeonFleet
+    from neon_migrate.fleet.targets import NeonSpec
+
+    pages = {None: ("c1", range(0, 3)), "c1": ("c2", range(3, 6)), "c2": ("c2", range(6, 7))}
+    cursors: list = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/branches"):
+            cursor = request.url.params.get("cursor")
+            cursors.append(cursor)
+            following, numbers = pages[cursor]
+            body = {
+                "branches": [{"id": f"br-{i}", "name": f"tenant-{i}"} for i in numbers]
+                + [{"id": f"br-x{cursor}", "name": f"other-{cursor}"}],
+                "pagination": {"next": following},
+            }
+            return httpx.Response(200, json=body)
+        if request.url.path.endswith("/endpoints"):
+            endpoints = [
+                {"id": f"ep-{i}", "branch_id": f"br-{i}", "type": "read_write"} for i in range(7)
+            ]
+            return httpx.Response(200, json={"endpoints": endpoints})
+        branch = request.url.params["branch_id"]
+        return httpx.Response(200, json={"uri": f"postgresql://u:pw@{branch}.example/db"})
+
+    api = NeonApi(
+        "https://console.neon.tech/api/v2", "k" * 20, "p-1", transport=httpx.MockTransport(answer)
+    )
+    spec = NeonSpec(1, "P", "K", "tenant-*", "db", "owner")
+    with NeonFleet(spec, {}, api=api) as fleet:
+        targets = fleet.targets()
+        assert [t.name for t in targets] == [f"tenant-{i}" for i in range(7)]
+        assert cursors == [None, "c1", "c2"]
+        with_urls = fleet.with_urls(targets[:2])
+    assert [t.url for t in with_urls] == [
+        "postgresql://u:pw@br-0.example/db",
+        "postgresql://u:pw@br-1.example/db",
+    ]
+    assert "pw" not in repr(with_urls)
