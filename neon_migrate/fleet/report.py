@@ -30,9 +30,10 @@ class Progress:
     def ended(self, name: str, result: dict[str, Any]) -> None:
         self.done += 1
         outcome = result["outcome"]
+        before, after = result.get("from"), result.get("to")
         span = ""
-        if result.get("from") is not None:
-            span = f" {result['from']}" + (f" -> {result['to']}" if result.get("to") else "")
+        if before is not None:
+            span = f" {before} -> {after}" if after and after != before else f" at {before}"
         error = f": {result['error']}" if result.get("error") else ""
         note(
             f"fleet: [{self.done}/{self.total}] {name} {outcome}{span} "

@@ -42,6 +42,7 @@ PRELOAD = [
     "psycopg2.extras",
     "sqlmodel",  # the example's (and many projects') models
     "pydantic_settings",
+    "tenacity",
     "neon_migrate.settings",
     "neon_migrate.connection.urls",
 ]
