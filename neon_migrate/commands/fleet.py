@@ -150,7 +150,7 @@ def _entries(chosen, action: str, wanted, to=None, known=frozenset(), below=None
         try:
             variables = target.variables(os.environ)
         except TargetProblem as problem:
-            made.append(Entry(target.name, None, f"{target.name}: {problem}"))
+            made.append(Entry(target.name, None, str(problem)))
             continue
         renames = {
             "DATABASE_URL_DIRECT": target.url_env or f"the connection URI of branch {target.name}"
@@ -182,12 +182,8 @@ def _migrate(args: argparse.Namespace) -> int:
         f"at once; wanted: {header['wanted']}{' (dry run)' if args.dry_run else ''}"
     )
     progress = Progress(total, verbose())
-    runner = Runner(
-        args.concurrency if not args.dry_run else max(args.concurrency, 8),
-        args.keep_going or args.dry_run,
-        progress.started,
-        progress.ended,
-    )
+    keep_going = args.keep_going or args.dry_run
+    runner = Runner(args.concurrency, keep_going, progress.started, progress.ended)
     if args.dry_run:  # nothing changes: no canary order to keep
         others, canary = canary + others, []
     results = runner.run(canary, others)

@@ -60,11 +60,13 @@ def entry(name: str, result: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def exit_code(rows: list[dict], signals: list[int]) -> int:
+def exit_code(rows: list[dict], signals: list[int], dry_run: bool = False) -> int:
+    """128 + the signal; 1 if a target failed or (for real) did not run; 3 if the only
+    problem is unreachable targets; else 0. A dry run runs nothing: not-run is its answer."""
     if signals:
         return 128 + signals[0]
     outcomes = {row["outcome"] for row in rows}
-    if outcomes & {"failed", "not-run"}:
+    if "failed" in outcomes or ("not-run" in outcomes and not dry_run):
         return 1
     return 3 if "unreachable" in outcomes else 0
 
@@ -78,9 +80,7 @@ def migrate_report(
     as_json: bool,
     dry_run: bool,
 ) -> int:
-    code = exit_code(rows, signals)
-    if dry_run and not signals:  # nothing is applied: only failures count
-        code = 1 if any(r["outcome"] == "failed" for r in rows) else code if code == 3 else 0
+    code = exit_code(rows, signals, dry_run)
     counts = {outcome: sum(r["outcome"] == outcome for r in rows) for outcome in OUTCOMES}
     summary = {
         "selected": len(rows),

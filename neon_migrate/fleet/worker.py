@@ -89,6 +89,8 @@ def run(job: Job, writer) -> None:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         result = _outcome(job)
+        for sig in (signal.SIGINT, signal.SIGTERM):  # done: the result must get out
+            signal.signal(sig, signal.SIG_IGN)
         sys.stderr.flush()
         log.seek(0)
         result["log"] = log.read().decode("utf-8", "replace")[-LOG_TAIL:]
