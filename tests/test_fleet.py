@@ -259,7 +259,7 @@ def test_sigterm_mid_fleet_then_a_rerun_migrates_each_database_once(make_fleet, 
     assert "not-run" in got.values() and "applied" in got.values()
     interrupted = [t for t in document["targets"] if t["outcome"] == "failed"]
     assert interrupted, got
-    assert all("SIGTERM" in t["error"] for t in interrupted)
+    assert all("SIGTERM" in t["error"] for t in interrupted), interrupted
     assert document["summary"]["signal"] == "SIGTERM"
     for i, name in enumerate(fleet.names):
         expected = {"applied": ("slow0002",), "not-run": ()}.get(got[name])

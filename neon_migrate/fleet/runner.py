@@ -52,18 +52,24 @@ class Runner:
         self._ctx = None
 
     def run(self, canary: list[Entry], rest: list[Entry]) -> dict[str, dict[str, Any]]:
+        if any(entry.job for entry in [*canary, *rest]):
+            self._ctx = worker.context()  # started now: it must not inherit a blocked signal
         with self._forwarding_signals():
             for entry in canary:
-                if self.stopped:
-                    break
-                self._start(entry, canary=True)
+                with _signals_held():
+                    if self.stopped:
+                        break
+                    self._start(entry, canary=True)
                 self._collect_all()
                 if self.results[entry.name]["outcome"] not in OK:
                     self.stopped = self.stopped or f"the canary {entry.name} did not succeed"
             waiting = deque(rest)
             while waiting or self._running:
-                while waiting and not self.stopped and len(self._running) < self.concurrency:
-                    self._start(waiting.popleft(), canary=False)
+                while waiting and len(self._running) < self.concurrency:
+                    with _signals_held():  # no signal between this check and the start
+                        if self.stopped:
+                            break
+                        self._start(waiting.popleft(), canary=False)
                 if not self._running:
                     break
                 self._collect(timeout=0.5)
@@ -81,8 +87,6 @@ class Runner:
                 time.monotonic(),
             )
             return
-        if self._ctx is None:
-            self._ctx = worker.context()
         reader, writer = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(
             target=worker.run, args=(entry.job, writer), name=f"fleet {entry.name}"
@@ -91,8 +95,6 @@ class Runner:
         process.start()
         writer.close()
         self._running[entry.name] = (process, reader, began)
-        if self.signals:  # a signal came while it was starting: it gets it too
-            self._signal(process, self.signals[0])
 
     def _collect_all(self) -> None:
         while self._running:
@@ -124,11 +126,15 @@ class Runner:
     @staticmethod
     def _died(process) -> dict[str, Any]:
         process.join(timeout=5)
+        code = process.exitcode
+        how = f"exit code {code}"
+        if code is not None and code < 0:
+            how = f"ended by {signal.Signals(-code).name}"
         return {
             "outcome": "failed",
             "exit_code": 1,
-            "error": f"its process ended without a result (exit code {process.exitcode}); "
-            "see where the database is with `neon-migrate fleet status`",
+            "error": f"its process ended before it reported ({how}); where its database "
+            "is, `neon-migrate fleet status` says",
         }
 
     def _end(self, name: str, result: dict[str, Any], began: float) -> None:
@@ -163,3 +169,14 @@ class Runner:
                 os.kill(process.pid, signum)
         except ProcessLookupError:
             pass
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait (blocked, not lost) while a target starts: the handler then
+    finds it among the running ones and forwards the signal to it too."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)

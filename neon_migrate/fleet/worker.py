@@ -64,11 +64,13 @@ class Job:
 
 
 def context():
-    """The fork server (started at the first target, once per run)."""
+    """The fork server, started (once per run) with the heavy imports done."""
     import multiprocessing
+    from multiprocessing import forkserver
 
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
+    forkserver.ensure_running()
     return ctx
 
 
@@ -85,6 +87,7 @@ def run(job: Job, writer) -> None:
     os.setpgrp()  # a terminal's Ctrl-C reaches the runner only; it forwards one signal
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM))
     with tempfile.TemporaryFile() as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
