@@ -282,6 +282,52 @@ def test_sigterm_mid_fleet_then_a_rerun_migrates_each_database_once(make_fleet, 
         assert marks == [("mark0001", 1), ("slow0002", 1)]
 
 
+def test_ctrl_c_to_the_whole_process_group_reaches_each_target_once(make_fleet, project):
+    """A terminal's Ctrl-C signals every process of the foreground group. Each target's
+    process is in a group of its own and gets SIGINT once, from the runner: it cancels and
+    rolls back as `migrate` does (a second signal would have killed it mid-revision)."""
+    add_revision(project, "slow0001", HEAD, "SELECT pg_sleep(4)", "CREATE TABLE done (id int)")
+    fleet = make_fleet(4, env=project["env"])
+    command = [
+        *CLI,
+        "fleet",
+        "migrate",
+        "--targets",
+        str(fleet.file),
+        "--canary",
+        "0",
+        "--concurrency",
+        "2",
+        "--json",
+    ]
+    job = subprocess.Popen(
+        command,
+        env=fleet.env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    seen = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and sum(s.startswith("fleet: start") for s in seen) < 2:
+        seen.append(job.stderr.readline())
+    time.sleep(2)  # both are inside (or about to be inside) their slow revision
+    os.killpg(job.pid, signal.SIGINT)
+    stdout, stderr = job.communicate(timeout=300)
+    assert job.returncode == 130, "".join(seen) + stderr
+    targets = json.loads(stdout)["targets"]
+    stopped = [t for t in targets if t["outcome"] == "failed"]
+    assert stopped, targets
+    assert all(
+        "interrupted by SIGINT" in t["error"] and "ended by" not in t["error"] for t in stopped
+    ), stopped
+    assert [t["outcome"] for t in targets].count("not-run") == 2
+    for i, target in enumerate(targets):  # the interrupted revision rolled back whole
+        expected = {"applied": [("slow0001",)], "failed": [(), (HEAD,)], "not-run": [()]}
+        assert fleet.revision(i) in expected[target["outcome"]], target
+
+
 # --- bad input and faults -------------------------------------------------------------------
 
 

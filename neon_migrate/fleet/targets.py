@@ -52,8 +52,8 @@ class Target:
         """
         if self.problem:
             raise TargetProblem(self.problem)
-        direct = self.url if self.url is not None else _required(environ, self.url_env)
-        pooled = _required(environ, self.pooled_url_env) if self.pooled_url_env else ""
+        direct = self.url if self.url is not None else _required(environ, self.url_env, "direct")
+        pooled = _required(environ, self.pooled_url_env, "pooled") if self.pooled_url_env else ""
         return {"DATABASE_URL_DIRECT": direct, "DATABASE_URL": pooled}
 
 
@@ -62,11 +62,11 @@ class TargetProblem(Exception):
     migration would, and the others go on only with --keep-going."""
 
 
-def _required(environ: Mapping[str, str], name: str | None) -> str:
+def _required(environ: Mapping[str, str], name: str | None, door: str) -> str:
     value = environ.get(name or "", "").strip()
     if not value:
         raise TargetProblem(
-            f"{name} is not set. Fix: export this database's direct URL in {name} "
+            f"{name} is not set. Fix: export this database's {door} URL in {name} "
             "(the targets file names the variable)"
         )
     return value
