@@ -328,6 +328,40 @@ def test_ctrl_c_to_the_whole_process_group_reaches_each_target_once(make_fleet, 
         assert fleet.revision(i) in expected[target["outcome"]], target
 
 
+def test_a_targets_pooled_door_is_verified_after_it_is_migrated(make_fleet, pgbouncer):
+    """pooled_url_env names the app's door (PgBouncer here): `migrate` verifies it as it
+    does for one database. A pooled door onto another database fails that target."""
+    fleet = make_fleet(3)
+    fleet.env["POOLED_00"] = fleet.pg.pooled_url(fleet.databases[0])
+    fleet.env["POOLED_01"] = fleet.pg.pooled_url(fleet.databases[2])  # the wrong database
+    text = (
+        fleet.file.read_text()
+        .replace(
+            'url_env = "FLEET_DB_00"\n', 'url_env = "FLEET_DB_00"\npooled_url_env = "POOLED_00"\n'
+        )
+        .replace(
+            'url_env = "FLEET_DB_01"\n', 'url_env = "FLEET_DB_01"\npooled_url_env = "POOLED_01"\n'
+        )
+    )
+    fleet.file.write_text(text)
+    result = fleet_cmd(
+        "migrate",
+        "--targets",
+        str(fleet.file),
+        "--json",
+        "--keep-going",
+        "--concurrency",
+        "1",
+        env=fleet.env,
+    )
+    assert result.returncode == 1, result.stderr
+    targets = report(result)["targets"]
+    assert [t["outcome"] for t in targets] == ["applied", "failed", "applied"]
+    assert targets[1]["to"] == HEAD  # migrated, then its pooled door disagreed
+    assert targets[1]["error"].startswith("verify pooled: revision none")
+    assert fleet.pg.password not in result.stdout + result.stderr
+
+
 # --- bad input and faults -------------------------------------------------------------------
 
 
