@@ -7,6 +7,6 @@ environment (Alembic's `context` is process-wide), a canary first, bounded concu
 and one report of which database ended how.
 
 targets.py reads the targets file, neon.py expands its `[neon]` table through Neon's
-API, shard.py picks a job's share, worker.py is one database's process, runner.py runs
-them, report.py says what happened.
+API, shard.py picks a job's share, revisions.py reads what the scripts aim at, worker.py
+is one database's process, runner.py runs them, report.py says what happened.
 """
