@@ -105,6 +105,13 @@ def _commands() -> dict[str, tuple[str, str, str]]:
             "deployment's pools against the compute's ceiling (read from the database "
             "when a URL is configured, else --max-connections or a 0.25 CU compute's).",
         ),
+        "fleet": (
+            "fleet:cmd_fleet",
+            "migrate many databases: canary first, bounded concurrency, shards",
+            "`neon-migrate migrate` on every database of a targets file, each in its own "
+            "process: `fleet migrate` (canary first, then --concurrency at once; --shard "
+            "I/N for a CI matrix) and `fleet status`.",
+        ),
         "init": (
             "scaffold:cmd_init",
             "add the harness to this project",
@@ -151,6 +158,10 @@ def _arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--reload", action="store_true", help="restart on code changes")
     if name == "pool-size":
         _pool_size_arguments(parser)
+    if name == "fleet":
+        from neon_migrate.commands.fleet import add_arguments
+
+        add_arguments(parser)
     if name == "init":
         parser.add_argument("directory", nargs="?", default=".", help="the project's root")
         parser.add_argument(

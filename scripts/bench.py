@@ -9,8 +9,8 @@ URL, measured in the same run. Results print as one table and go to BENCHMARKS.m
     python scripts/bench.py [--rtt-ms 20] [--runs 5] [--chain 200] [--pg-bin DIR]
                             [--only p1,p7] [--before REV] [--output FILE]
 
---only runs some sections (p1, connect, p2, p3, p4, p5, p6, p7, p8; p5 needs p1's database, so
-it brings p1) and writes no file unless --output is given: a partial run never replaces
+--only runs some sections (p1, connect, p2, p3, p4, p5, p6, p7, p8, fleet; p5 needs p1's
+database, so it brings p1) and writes no file unless --output is given: a partial run never replaces
 BENCHMARKS.md. --before REV adds a P7 row for that commit's check (run from a git
 worktree of it, removed at the end).
 """
@@ -72,7 +72,11 @@ databases behind the same proxy) production is only read. P8 checks `neon-migrat
 pool-size` under load on a server with max_connections=20 behind PgBouncer: requests/s,
 p99 and p50 checkout wait (from the pool statistics) and connections opened, for the
 recommended pool and one too small, interleaved; the lines under the table are the
-sizing's arithmetic and what verify says for one process and for four.
+sizing's arithmetic and what verify says for one process and for four. F1 migrates 40
+fresh databases (one revision each) through the proxy: `neon-migrate migrate` on each in
+turn, each a new process, against `neon-migrate fleet migrate` (a process per database
+forked from a fork server with the imports preloaded) at several concurrencies; its ratio
+is against the sequential loop. F2 reruns the fleet when every database is at head.
 """
 FAST_SERVER = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
@@ -649,6 +653,107 @@ class Bench:
                              f"worktree's code")  # fmt: skip
         return [PY, str(tree / "scripts" / "predeploy_check.py"), "--json"], env, tree, None
 
+    def fleet(self) -> None:
+        """F: 40 databases behind the proxy, migrated to head: `neon-migrate migrate` on
+        each in turn, then `fleet migrate` at --concurrency 1, 4, 8, 16 (fresh databases
+        each time), then a rerun with every database at head. The wall includes each
+        command's start-up; the ratio is against the sequential loop."""
+        count = FLEET_SIZE
+        names = [f"fleet_{i:02d}" for i in range(count)]
+        mode = "require" if self.info.tls else "disable"
+        targets = self.work / "fleet.toml"
+        targets.write_text(
+            "".join(f'[[target]]\nname = "{n}"\nurl_env = "{n.upper()}"\n\n' for n in names)
+        )
+        env = self.env(
+            ALEMBIC_CONFIG=str(ROOT / "alembic.ini"),
+            **{n.upper(): self.url(n, mode) for n in names},
+        )
+
+        def fresh() -> None:
+            for name in names:
+                self.fresh_database(name)
+
+        fresh()
+        chunks, conns = self.proxy.client_chunks, self.proxy.connections
+        started = time.perf_counter()
+        for name in names:
+            subprocess.run(
+                [PY, "-m", "neon_migrate.cli", "migrate"],
+                check=True,
+                cwd=self.work,
+                capture_output=True,
+                env=env | {"DATABASE_URL": self.url(name, mode)},
+            )
+        sequential = time.perf_counter() - started
+        self.rows.append(
+            (
+                f"F1 {count} databases: `neon-migrate migrate` on each in turn",
+                sequential,
+                self.proxy.client_chunks - chunks,
+                self.proxy.connections - conns,
+                None,
+                None,
+                None,
+                None,
+            )
+        )
+        command = [
+            PY,
+            "-m",
+            "neon_migrate.cli",
+            "fleet",
+            "migrate",
+            "--targets",
+            str(targets),
+            "--json",
+            "--concurrency",
+        ]
+        for concurrency in (1, 4, 8, 16):
+            fresh()
+            wall, flushes, opened = self.measure([*command, str(concurrency)], env, self.work)
+            self._check_fleet(names)
+            self.rows.append(
+                (
+                    f"F1 {count} databases: fleet migrate --concurrency {concurrency}",
+                    wall,
+                    flushes,
+                    opened,
+                    sequential,
+                    None,
+                    None,
+                    wall / sequential,
+                )
+            )
+        wall, flushes, opened = self.measure([*command, "8"], env, self.work)
+        self.rows.append(
+            (
+                f"F2 rerun, all {count} at head: fleet migrate --concurrency 8",
+                wall,
+                flushes,
+                opened,
+                None,
+                None,
+                None,
+                None,
+            )
+        )
+        self.notes.append(
+            f"F2: a target already at head costs {opened / count:g} connection "
+            f"and {flushes / count:g} client flushes (handshake with TLS, one "
+            "query, Terminate); `neon-migrate migrate` at head costs two "
+            "connections (it verifies the pooled door too)."
+        )
+
+    def _check_fleet(self, names: list[str]) -> None:
+        for name in names:
+            conn = psycopg2.connect(self.url(name, "disable", through_proxy=False))
+            with conn.cursor() as cur:
+                cur.execute("SELECT version_num FROM alembic_version")
+                if not cur.fetchall():
+                    raise SystemExit(f"bench: fleet left {name} without a revision")
+            conn.close()
+
     def env(self, **extra: str) -> dict:
         base = {k: v for k, v in os.environ.items()
                 if not k.startswith(("DATABASE_URL", "DB_", "MIGRATION_"))}  # fmt: skip
@@ -668,6 +773,7 @@ class Bench:
         self.server.stop()
 
 
+FLEET_SIZE = 40
 P7_ACCOUNTS = 10_000
 _P7_REVISION = '''"""add account.nickname (P7's pending revision)"""
 from alembic import op
@@ -772,6 +878,11 @@ def table(rows: list[tuple], rtt_ms: float) -> str:
         elif name.startswith("P7"):
             lines.append(f"| {name} | {wall:.2f} s | app max {flushes:.0f} ms | app p99 "
                          f"{conns:.0f} ms | rehearsal {raw_wall:.2f} s | | | |")  # fmt: skip
+        elif name.startswith("F1") and raw_wall is not None:
+            lines.append(f"| {name} | {wall:.2f} s | {flushes:g} | {conns:g} | sequential "
+                         f"{raw_wall:.2f} s | | | {ratio:.2f}x |")  # fmt: skip
+        elif name.startswith(("F1", "F2")):
+            lines.append(f"| {name} | {wall:.2f} s | {flushes:g} | {conns:g} | | | | |")
         elif name.startswith("P3"):
             lines.append(f"| {name} | {wall * 1000:.1f} ms | {flushes:g} per request | | | | | |")
         elif raw_wall is None:
@@ -791,7 +902,7 @@ def machine(info) -> str:
             f"psycopg2 libpq {psycopg2.extensions.libpq_version()}")  # fmt: skip
 
 
-SECTIONS = ("p1", "connect", "p2", "p3", "p4", "p5", "p6", "p7", "p8")
+SECTIONS = ("p1", "connect", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "fleet")
 
 
 def main() -> int:
@@ -855,6 +966,8 @@ def main() -> int:
                 bench.p7()
             if "p8" in wanted:
                 bench.p8()
+            if "fleet" in wanted:
+                bench.fleet()
         finally:
             bench.close()
         info = bench.info
