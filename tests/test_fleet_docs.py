@@ -39,12 +39,12 @@ def commands(body: str) -> list[list[str]]:
 
 def test_the_section_has_its_examples():
     langs = [lang for lang, _ in BLOCKS]
-    assert langs.count("TOML") == 2 and langs.count("yaml") == 2 and "console" in langs
+    assert langs.count("toml") == 2 and langs.count("yaml") == 2 and "console" in langs
 
 
 def test_the_targets_files_parse():
     for lang, body in BLOCKS:
-        if lang == "TOML":
+        if lang == "toml":
             assert parse(body, ROOT / "fleet.toml").targets or "[neon]" in body
 
 

@@ -113,5 +113,12 @@ def test_console_commands_exist(command):
 
 @pytest.mark.parametrize("body", blocks("toml"), ids=_id)
 def test_toml_blocks_name_options_the_harness_reads(body):
-    options = tomllib.loads(body)["tool"]["neon-migrate"]
+    """A TOML block is pyproject.toml's table for the harness, or a fleet's targets file."""
+    document = tomllib.loads(body)
+    if "tool" not in document:
+        from neon_migrate.fleet.targets import parse
+
+        assert parse(body, ROOT / "fleet.toml").targets or "neon" in document
+        return
+    options = document["tool"]["neon-migrate"]
     assert set(options) <= {"target_metadata", "app"}  # what project.option() is asked for

@@ -25,8 +25,6 @@ from typing import Any
 from neon_migrate.errors import ConfigError
 from neon_migrate.fleet.targets import NeonSpec, Target
 
-PAGE = 100
-
 
 class NeonFleet:
     """The project's matching branches; use as a context manager (it holds a client)."""
@@ -101,29 +99,13 @@ class NeonFleet:
 
 
 def every_branch(api: Any) -> list[dict[str, Any]]:
-    """Every branch of the project, page after page, until a page is empty or has no next
-    cursor (a cursor seen before also ends it: a server that repeats must not loop us)."""
-    from neon_migrate.branches.api import NeonApiError
-
-    branches: dict[str, dict] = {}
-    cursor, seen = None, set()
-    while True:
-        params = {"limit": PAGE} | ({"cursor": cursor} if cursor else {})
-        # private: NeonApi.branches() reads one page; its request method retries as Neon allows
-        body = api._request("GET", f"{api._project}/branches", params=params, project_level=True)
-        page = body.get("branches") if isinstance(body, dict) else None
-        if not isinstance(page, list):
-            raise NeonApiError(
-                "the Neon API's branch list has no 'branches'",
-                "the API may have changed: report this",
-            )
-        for branch in page:
-            if isinstance(branch, dict) and branch.get("id"):
-                branches.setdefault(str(branch["id"]), branch)
-        cursor = (body.get("pagination") or {}).get("next")
-        if not page or not cursor or cursor in seen:
-            return list(branches.values())
-        seen.add(cursor)
+    """Every branch of the project, each once: the client reads every page, and a branch
+    may show on two pages when the list changes between two requests."""
+    unique: dict[str, dict[str, Any]] = {}
+    for branch in api.branches():
+        if branch.get("id"):
+            unique.setdefault(str(branch["id"]), branch)
+    return list(unique.values())
 
 
 def _variable(environ: Mapping[str, str], name: str, what: str) -> str:
