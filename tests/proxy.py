@@ -9,6 +9,7 @@ client sends (one per client flush, i.e. a round trip's worth).
 from __future__ import annotations
 
 import contextlib
+import queue
 import socket
 import struct
 import threading
@@ -105,6 +106,20 @@ class FaultProxy:
             self._reset_on, self._reset_armed_by = marker, once_seen
             self._reset_forwards = forward
 
+    @staticmethod
+    def _deliver(outbox: queue.Queue, sink: socket.socket) -> None:
+        while True:
+            item = outbox.get()
+            try:
+                if item is None:
+                    return
+                due, chunk = item
+                time.sleep(max(0.0, due - time.monotonic()))
+                with contextlib.suppress(OSError):
+                    sink.sendall(chunk)
+            finally:
+                outbox.task_done()
+
     def close(self) -> None:
         self._stopped.set()
         self.refuse()
@@ -123,6 +138,8 @@ class FaultProxy:
                 client.close()
                 continue
             server.settimeout(None)
+            for sock in (client, server):  # no Nagle: a reply in pieces is not held for an ACK
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self.connections += 1
                 self._live |= {client, server}
@@ -130,8 +147,15 @@ class FaultProxy:
             threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+        # With a delay, a chunk is sent `delay` after it arrived, by a thread of its own: a
+        # reply that arrives in two pieces costs one delay, as on a real network, not two.
+        outbox: queue.Queue | None = None
+        if self.delay:
+            outbox = queue.Queue()
+            threading.Thread(target=self._deliver, args=(outbox, sink), daemon=True).start()
         try:
             while chunk := source.recv(65536):
+                arrived = time.monotonic()
                 reset = False
                 with self._lock:
                     if from_client:
@@ -149,8 +173,12 @@ class FaultProxy:
                     silent = self.silent and not reset
                 if silent:
                     continue  # read and dropped: the peer stays connected, and hears nothing
-                if self.delay:
-                    time.sleep(self.delay)
+                if outbox is not None and not reset:
+                    outbox.put((arrived + self.delay, chunk))
+                    continue
+                if outbox is not None:  # what came before it goes first
+                    outbox.join()
+                    time.sleep(max(0.0, arrived + self.delay - time.monotonic()))
                 if not reset or self._reset_forwards:
                     sink.sendall(chunk)
                 if reset:
@@ -165,6 +193,9 @@ class FaultProxy:
         except OSError:
             pass
         finally:
+            if outbox is not None:
+                outbox.put(None)  # the sender ends once it has sent what was due
+                outbox.join()
             with self._lock:
                 held = self.silent  # a black hole passes no FIN either, until the link heals
                 if held:
