@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -116,3 +117,8 @@ def psql(url: str, sql: str, timeout: float = 120) -> subprocess.CompletedProces
 
     command = [str(bundled_bin_dir() / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", url]
     return subprocess.run(command, input=sql, capture_output=True, text=True, timeout=timeout)
+
+
+def expires_in(seconds: float) -> datetime:
+    """A UTC expiry `seconds` from now, for NeonApi.create_branch(..., expires_at)."""
+    return datetime.now(UTC) + timedelta(seconds=seconds)

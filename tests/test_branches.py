@@ -22,9 +22,9 @@ from types import SimpleNamespace
 import httpx
 import psycopg2
 import pytest
-from helpers import ROOT, standin_server
+from helpers import ROOT, expires_in, standin_server
 
-from neon_migrate.branches.api import NeonApi, NeonApiError, expires_in
+from neon_migrate.branches.api import NeonApi, NeonApiError
 from neon_migrate.branches.standin import standin_status, start_standin, stop_standin
 from neon_migrate.connection.urls import mask
 from neon_migrate.errors import ConfigError, UnreachableError

@@ -14,7 +14,7 @@ import time
 
 import httpx
 import pytest
-from helpers import add_revision
+from helpers import add_revision, expires_in
 from test_branch_rehearsal import (  # noqa: F401  (branched: a fixture)
     HEAD,
     SCRIPT,
@@ -26,7 +26,7 @@ from test_branch_rehearsal import (  # noqa: F401  (branched: a fixture)
     rehearsal,
 )
 
-from neon_migrate.branches.api import NeonApiError, expires_in
+from neon_migrate.branches.api import NeonApiError
 from neon_migrate.check.branch_rehearsal import ANNOTATION, PREFIX
 from neon_migrate.errors import UnreachableError
 

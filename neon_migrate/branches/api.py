@@ -85,11 +85,6 @@ class CreatedBranch:
     expires_at: str | None
 
 
-def expires_in(seconds: float) -> datetime:
-    """A UTC expiry `seconds` from now, for `create_branch(..., expires_at=...)`."""
-    return datetime.now(UTC) + timedelta(seconds=seconds)
-
-
 def rfc3339(moment: datetime) -> str:
     """`moment` as Neon wants `expires_at`: RFC 3339, seconds precision, UTC (`...Z`)."""
     if moment.tzinfo is None or moment.utcoffset() is None:

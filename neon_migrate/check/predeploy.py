@@ -1,9 +1,9 @@
 """The pre-deploy check: is this build safe to ship to this database? Changes nothing.
 
 Checks run in order, each reading what earlier ones found; a check whose prerequisite did
-not pass is skipped with the reason. Exit codes (the contract in DESIGN.md): 0 every check
-passed (warnings allowed), 1 a check failed, 2 configuration or usage error, 3 a database
-endpoint unreachable.
+not pass is skipped with the reason. Exit codes (a contract: the README's table states it):
+0 every check passed (warnings allowed), 1 a check failed, 2 configuration or usage error,
+3 a database endpoint unreachable.
 """
 
 from __future__ import annotations

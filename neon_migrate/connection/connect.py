@@ -81,14 +81,6 @@ def is_transient(exc: BaseException) -> bool:
     return any(marker in text for marker in TRANSIENT)
 
 
-def scrub(text: str, password: str | Iterable[str | None] | None) -> str:
-    """A message with any password in it masked, whatever its source: every URL and
-    "key=value" string in it by structure, and the known password(s) (plain or
-    percent-encoded) where that cannot hide other words. See urls.mask_text."""
-    secrets = (password,) if isinstance(password, str) else tuple(password or ())
-    return urls.mask_text(text, secrets)
-
-
 def _secrets(url: object) -> tuple[str, ...]:
     """The passwords a Target or a SQLAlchemy URL holds, for masking messages about it."""
     found = [*getattr(url, "secrets", ()), getattr(url, "password", None)]

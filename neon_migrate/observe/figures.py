@@ -14,8 +14,6 @@ if TYPE_CHECKING:
     from neon_migrate.connection.health import EndpointHealth
     from neon_migrate.observe.pool_stats import PoolSnapshot
 
-REVISION_STATES = ("at_head", "behind", "ahead", "unknown")
-
 
 def revision_state(
     seen: tuple[str, ...], heads: tuple[str, ...] | None, known: frozenset[str] | None
