@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, rows
-from scratch_projects import FASTAPI_HEAD, FASTAPI_REVISIONS, fastapi_backend, snapshot
+from scratch_projects import FASTAPI_HEAD, FASTAPI_REVISIONS, fastapi_backend, snapshot, write
 from sqlalchemy.engine import make_url
 
 from neon_migrate.commands.scaffold import FILES, alembic_ini, guess_models, template
@@ -234,6 +234,30 @@ def test_adopting_an_existing_fastapi_alembic_project(fresh_venv, tmp_path, defa
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "1 passed" in tests.stdout
+
+    # README's "Wiring an existing FastAPI app" on this project: the route now takes the
+    # harness's SessionDep on its engine, with the twin's URLs as `db-up --env` gives them.
+    readme = (ROOT / "README.md").read_text().split("### Wiring an existing FastAPI app\n")[1]
+    deps = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert deps.startswith("# app/api/deps.py")
+    write(backend, {"app/api/__init__.py": "", "app/api/deps.py": deps})
+    main = backend / "app" / "main.py"
+    swap = {"from app.core.db import get_db": "from app.api.deps import SessionDep",
+            "session: Session = Depends(get_db)": "session: SessionDep"}  # fmt: skip
+    text = main.read_text()
+    for before, after in swap.items():
+        text = text.replace(before, after)
+    main.write_text(text)
+    assert "SessionDep" in main.read_text() and "get_db" not in main.read_text()
+    program = ("from fastapi.testclient import TestClient\nfrom app.main import app\n"
+               "answer = TestClient(app).get('/items')\n"
+               "print(answer.status_code, [i['title'] for i in answer.json()])\n")  # fmt: skip
+    wired = dict(env, PYTHONPATH=str(backend), DATABASE_URL=urls["DATABASE_URL"].strip("'"),
+                 DATABASE_URL_DIRECT=urls["DATABASE_URL_DIRECT"].strip("'"))  # fmt: skip
+    served = subprocess.run([str(fresh_venv / "python"), "-c", program], cwd=backend, env=wired,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert served.returncode == 0, served.stdout + served.stderr
+    assert served.stdout.strip() == "200 ['first']", served.stdout + served.stderr
     with capsys.disabled():
         print(
             f"\nadoption: pip install {INSTALL_SECONDS.get('pip', 0):.1f} s, init to first "
