@@ -2,9 +2,10 @@
 
 `fastapi_backend`: a FastAPI + SQLModel backend in the `backend/` folder of a git
 repository, as many teams lay one out: its Alembic chain under app/alembic/versions (one
-revision creates the uuid-ossp extension), a psycopg 3 engine, its own pydantic Settings
-with POSTGRES_* variables, a stock Alembic env.py that takes the URL from those settings,
-and an alembic.ini without prepend_sys_path (the package is installed in its own setup).
+revision creates the uuid-ossp extension), a psycopg 3 engine with its defaults, its own
+pydantic Settings with POSTGRES_* variables, its own tests (app/tests), a stock Alembic
+env.py that takes the URL from those settings, and an alembic.ini without
+prepend_sys_path (the package is installed in its own setup).
 
 `flask_app`: the files of a Flask + Flask-SQLAlchemy + Flask-Migrate app that `init` reads
 (it imports nothing): an app factory calling Migrate(), db.Model models and Flask-Migrate's
@@ -171,6 +172,31 @@ app = FastAPI()
 @app.get("/items")
 def items(session: Session = Depends(get_db)) -> list[Item]:
     return list(session.exec(select(Item)).all())
+""",
+    "app/tests/__init__.py": "",
+    "app/tests/test_items.py": """\
+from sqlmodel import Session, select
+
+from app.core.db import engine
+from app.models import Item, User
+
+
+def test_two_connections_take_turns_reading_items():
+    # Two requests at once, each query its own transaction: the same statement, 50 times.
+    with Session(engine) as setup:
+        user = User(email="owner@example.com")
+        setup.add(user)
+        setup.commit()
+        setup.add(Item(title="first", owner_id=user.id))
+        setup.commit()
+        owner = user.id
+    query = select(Item.title).where(Item.owner_id == owner)
+    with engine.connect() as one, engine.connect() as two:
+        for n in range(50):
+            connection = (one, two)[n % 2]
+            found = connection.execute(query).scalars().all()
+            connection.commit()
+            assert found == ["first"]
 """,
     "app/alembic/env.py": """\
 from logging.config import fileConfig

@@ -1,12 +1,11 @@
 """Every Alembic front-end gets the harness's safety from its env.py, on a real server.
 
 A Flask + Flask-SQLAlchemy + Flask-Migrate app (tests/projects/flask_app) starts with
-Flask-Migrate's own env.py, made by `flask db init` here; it is then adopted by hand (the
-harness's env.py copied over Flask-Migrate's, its alembic.ini told where the scripts and
-models are). Each front-end then applies a probe revision while another session holds the
-migration lock: it must wait for it, run the revision with the harness's timeouts while
-holding the lock itself (the probe records both from inside the revision), and read the
-database's revision back at the end.
+Flask-Migrate's own env.py and alembic.ini, made by `flask db init` here; it is then
+adopted as a user would, with `neon-migrate init`. Each front-end then applies a probe
+revision while another session holds the migration lock: it must wait for it, run the
+revision with the harness's timeouts while holding the lock itself (the probe records both
+from inside the revision), and read the database's revision back at the end.
 """
 
 from __future__ import annotations
@@ -71,12 +70,10 @@ def shop(tmp_path: Path, harness_env: dict) -> dict:
     """The Flask app in a scratch folder, with Flask-Migrate's own env.py and alembic.ini."""
     root = tmp_path / "shop"
     shutil.copytree(SHOP, root, ignore=shutil.ignore_patterns("__pycache__"))
-    env = dict(
-        harness_env,
-        FLASK_APP="shop:create_app",
-        PYTHONPATH=str(root),
-        ALEMBIC_CONFIG=str(root / "migrations" / "alembic.ini"),
-    )
+    # No ALEMBIC_CONFIG: each front-end finds Flask-Migrate's migrations/alembic.ini itself
+    # (`alembic` is told with -c, as init says).
+    env = dict(harness_env, FLASK_APP="shop:create_app", PYTHONPATH=str(root))
+    del env["ALEMBIC_CONFIG"]
     made = flask("db", "init", "-d", "stock", env=env, cwd=root)
     assert made.returncode == 0, made.stdout
     for name in ("alembic.ini", "env.py", "script.py.mako"):
@@ -85,18 +82,15 @@ def shop(tmp_path: Path, harness_env: dict) -> dict:
     return {"root": root, "env": env, "head": HEAD}
 
 
-def adopt(shop: dict) -> None:
-    """What adopting the harness means for this layout, done by hand: the harness's env.py
-    over Flask-Migrate's, and the one alembic.ini (Flask-Migrate's, which every front-end
-    reads here) naming the scripts' folder and the models for front-ends outside the app."""
-    migrations = shop["root"] / "migrations"
-    shutil.copy(ROOT / "neon_migrate" / "templates" / "env.py", migrations / "env.py")
-    ini = migrations / "alembic.ini"
-    ours = (
-        "[alembic]\nscript_location = %(here)s\nprepend_sys_path = .\n"
-        "target_metadata = shop.models:db.metadata\n"
-    )
-    ini.write_text(ini.read_text().replace("[alembic]\n", ours, 1))
+def adopt(shop: dict) -> str:
+    """`neon-migrate init` in the app's folder, as the README's Flask section says; its
+    output (its report, then its notes). It must have put the harness's env.py where
+    Flask-Migrate's was."""
+    result = subprocess.run([*CLI, "init"], env=shop["env"], cwd=shop["root"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "current_app" not in (shop["root"] / "migrations" / "env.py").read_text()
+    return result.stdout + result.stderr
 
 
 def add_probe(shop: dict, rev: str) -> None:
@@ -163,7 +157,28 @@ def test_flask_migrate_stock_env_py_gets_no_lock_and_no_timeouts(shop, db_url):
 def test_every_flask_db_command_runs_through_the_harness(shop, db_url):
     root, env = shop["root"], shop["env"]
     assert flask("db", "upgrade", env=env, cwd=root).returncode == 0  # adopting a live db
-    adopt(shop)
+    said = adopt(shop)
+    # One configuration, Flask-Migrate's, with what the front-ends outside the app need.
+    assert "init: edited migrations/alembic.ini: added script_location = %(here)s, " \
+        "prepend_sys_path = ., path_separator = os, " \
+        "target_metadata = shop.models:db.metadata" in said, said  # fmt: skip
+    assert "init: moved migrations/env.py to env.py.before-neon-migrate" in said
+    assert "init: Flask-Migrate's layout (migrations/alembic.ini; current_app in " in said
+    assert "init: kept the existing chain: 3 revision(s) in migrations/versions, " \
+        f"head {HEAD}" in said  # fmt: skip
+    assert "init: the models are shop.models:db.metadata" in said
+    assert not (root / "alembic.ini").exists() and "wrote alembic.ini" not in said
+    ini = (root / "migrations" / "alembic.ini").read_text()  # [alembic]'s lines stay in it
+    assert ini.index("target_metadata = shop") < ini.index("# Logging configuration\n[loggers]")
+    readme = (ROOT / "README.md").read_text().split("## Using it from Flask\n")[1]
+    shown = [ln for ln in readme.split("\n## ")[0].splitlines() if ln.startswith("init: ")]
+    assert shown == said.splitlines()  # the README's Flask section shows what init prints
+    files = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    again = _run([*CLI, "init"], env, root)
+    assert again.returncode == 0 and "edited" not in again.stdout, again.stdout
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == files
+    status = _run([*CLI, "status"], env, root)  # what `flask db upgrade` applied before
+    assert status.returncode == 0 and f"at {HEAD}" in status.stdout, status.stdout
     flask_db = [sys.executable, "-m", "flask", "db"]
 
     add_probe(shop, "p1flask")
@@ -229,8 +244,8 @@ def test_other_front_ends_on_the_flask_project_get_the_same_safety(shop, db_url)
     assert flask("db", "upgrade", env=env, cwd=root).returncode == 0
 
     add_probe(shop, "p3alembic")
-    code, output = behind_the_lock([sys.executable, "-m", "alembic", "upgrade", "head"],
-                                   env, root, db_url)  # fmt: skip
+    alembic = [sys.executable, "-m", "alembic", "-c", "migrations/alembic.ini"]
+    code, output = behind_the_lock([*alembic, "upgrade", "head"], env, root, db_url)
     assert code == 0, output
     assert seen(db_url, "p3alembic") == HARNESS
     assert "the database is now at p3alembic (read back)" in output
@@ -243,6 +258,17 @@ def test_other_front_ends_on_the_flask_project_get_the_same_safety(shop, db_url)
     status = _run([*CLI, "status"], env, root)
     assert status.returncode == 0, status.stdout
     assert "p4neon" in status.stdout and "0 pending" in status.stdout
+
+    # The check rehearses a pending revision; never while another run holds the lock.
+    add_probe(shop, "p4check")
+    with psycopg.connect(db_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        check = _run([*CLI, "check"], env, root)
+    assert check.returncode == 1, check.stdout
+    assert "a migration is running now (the migration lock is held by" in check.stdout
+    check = _run([*CLI, "check"], env, root)
+    assert check.returncode == 0 and "SAFE TO SHIP" in check.stdout, check.stdout
+    assert rows(db_url, "SELECT count(*) FROM probe.seen WHERE revision = 'p4check'") == [(0,)]
 
     add_probe(shop, "p5api")
     program = textwrap.dedent(f"""

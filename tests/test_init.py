@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers import ROOT, rows
-from scratch_projects import FASTAPI_HEAD, FASTAPI_REVISIONS, fastapi_backend, snapshot
+from scratch_projects import FASTAPI_HEAD, FASTAPI_REVISIONS, fastapi_backend, snapshot, write
 from sqlalchemy.engine import make_url
 
 from neon_migrate.commands.scaffold import FILES, alembic_ini, guess_models, template
@@ -67,13 +67,14 @@ INSTALL_SECONDS = {}  # the fresh virtualenv's `pip install`, for the adoption's
 @pytest.fixture(scope="module")
 def fresh_venv(tmp_path_factory) -> Path:
     """The library as a user installs it: a new virtualenv, `pip install <repo>[local,check]`
-    (and psycopg 3, which the adopted project's own engine and stock env.py use)."""
+    (and psycopg 3 and pytest, which the adopted project's own engine, stock env.py and
+    tests use)."""
     venv = tmp_path_factory.mktemp("venv") / "v"
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run(
         [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-         f"{ROOT}[local,check]", "fastapi", "psycopg[binary]"],
+         f"{ROOT}[local,check]", "fastapi", "psycopg[binary]", "pytest"],
         check=True, timeout=600,
     )  # fmt: skip
     INSTALL_SECONDS["pip"] = time.perf_counter() - started
@@ -154,15 +155,29 @@ def _json(run: subprocess.CompletedProcess) -> dict:
     return json.loads(run.stdout)
 
 
+@pytest.fixture
+def default_twin(harness_env, tmp_path) -> dict[str, str]:
+    """The environment of a developer with no URL set: commands use the default twin (the
+    bundled PostgreSQL 17 with uuid-ossp, the twin's PgBouncer), whatever server this test
+    run uses; stopped afterwards."""
+    env = {k: v for k, v in harness_env.items()
+           if k not in ("ALEMBIC_CONFIG", "DATABASE_URL", "LOCAL_PG_BIN_DIR")}  # fmt: skip
+    env["LOCAL_DB_DIR"] = str(tmp_path / "twin")
+    yield env
+    subprocess.run([sys.executable, "-m", "neon_migrate.cli", "db-down"], env=env,
+                   capture_output=True, timeout=120)  # fmt: skip
+
+
 @pytest.mark.slow
-def test_adopting_an_existing_fastapi_alembic_project(fresh_venv, tmp_path, harness_env,
-                                                      db_url, capsys):  # fmt: skip
+def test_adopting_an_existing_fastapi_alembic_project(fresh_venv, tmp_path, default_twin,
+                                                      capsys):  # fmt: skip
     """The first hour on a project with its own chain (app/alembic/versions, uuid-ossp),
-    psycopg 3 engine, settings class and stock env.py: init keeps the chain and changes
-    nothing the second time; every revision is listed, applied, checked; a new revision
-    continues the old chain in the old folder."""
+    psycopg 3 engine, settings class and stock env.py, on the default twin: init keeps the
+    chain and changes nothing the second time; every revision is listed, applied, checked;
+    a new revision continues the old chain in the old folder; the project's own tests pass
+    through the twin's pooled door with psycopg 3's defaults (prepared statements)."""
     backend = fastapi_backend(tmp_path / "repo")
-    env = {k: v for k, v in harness_env.items() if k != "ALEMBIC_CONFIG"}
+    env = default_twin
     started = time.perf_counter()
     first = _run(fresh_venv, ["init"], backend, env)
     assert first.returncode == 0, first.stderr
@@ -180,7 +195,15 @@ def test_adopting_an_existing_fastapi_alembic_project(fresh_venv, tmp_path, harn
     to_first_migrate = time.perf_counter() - started
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
     assert "applied 4 revision(s)" in migrate.stdout and FASTAPI_HEAD in migrate.stdout
-    assert rows(db_url, "SELECT version_num FROM alembic_version") == [(FASTAPI_HEAD,)]
+    up = _run(fresh_venv, ["db-up", "--env"], backend, env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    urls = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines()
+                if line.startswith("export "))  # fmt: skip
+    direct = make_url(urls["DATABASE_URL_DIRECT"].strip("'"))
+    pooled = make_url(urls["DATABASE_URL"].strip("'"))
+    assert rows(direct.render_as_string(hide_password=False),
+                "SELECT version_num, current_setting('server_version_num')::int / 10000 "
+                "FROM alembic_version") == [(FASTAPI_HEAD, 17)]  # fmt: skip
 
     check = _run(fresh_venv, ["check", "--json"], backend, env)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -200,7 +223,41 @@ def test_adopting_an_existing_fastapi_alembic_project(fresh_venv, tmp_path, harn
     second = _run(fresh_venv, ["migrate"], backend, env)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "applied 1 revision(s)" in second.stdout
-    assert rows(db_url, "SELECT count(priority) FROM item") == [(0,)]
+
+    # The project's own tests, its own settings pointed at the twin's pooled door.
+    assert "prepared statements passed" in up.stdout + up.stderr, up.stdout + up.stderr
+    own = dict(env, POSTGRES_SERVER=pooled.host, POSTGRES_PORT=str(pooled.port),
+               POSTGRES_USER=pooled.username, POSTGRES_PASSWORD=pooled.password,
+               POSTGRES_DB=pooled.database, PYTHONPATH=str(backend))  # fmt: skip
+    tests = subprocess.run([str(fresh_venv / "python"), "-m", "pytest", "-q", "-p",
+                            "no:cacheprovider", "app/tests"], cwd=backend, env=own,
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "1 passed" in tests.stdout
+
+    # README's "Wiring an existing FastAPI app" on this project: the route now takes the
+    # harness's SessionDep on its engine, with the twin's URLs as `db-up --env` gives them.
+    readme = (ROOT / "README.md").read_text().split("### Wiring an existing FastAPI app\n")[1]
+    deps = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    assert deps.startswith("# app/api/deps.py")
+    write(backend, {"app/api/__init__.py": "", "app/api/deps.py": deps})
+    main = backend / "app" / "main.py"
+    swap = {"from app.core.db import get_db": "from app.api.deps import SessionDep",
+            "session: Session = Depends(get_db)": "session: SessionDep"}  # fmt: skip
+    text = main.read_text()
+    for before, after in swap.items():
+        text = text.replace(before, after)
+    main.write_text(text)
+    assert "SessionDep" in main.read_text() and "get_db" not in main.read_text()
+    program = ("from fastapi.testclient import TestClient\nfrom app.main import app\n"
+               "answer = TestClient(app).get('/items')\n"
+               "print(answer.status_code, [i['title'] for i in answer.json()])\n")  # fmt: skip
+    wired = dict(env, PYTHONPATH=str(backend), DATABASE_URL=urls["DATABASE_URL"].strip("'"),
+                 DATABASE_URL_DIRECT=urls["DATABASE_URL_DIRECT"].strip("'"))  # fmt: skip
+    served = subprocess.run([str(fresh_venv / "python"), "-c", program], cwd=backend, env=wired,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert served.returncode == 0, served.stdout + served.stderr
+    assert served.stdout.strip() == "200 ['first']", served.stdout + served.stderr
     with capsys.disabled():
         print(
             f"\nadoption: pip install {INSTALL_SECONDS.get('pip', 0):.1f} s, init to first "

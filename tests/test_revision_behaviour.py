@@ -406,6 +406,22 @@ def test_python_work_longer_than_the_idle_timeout_is_named_as_such(project):
     assert "Fix: raise MIGRATION_IDLE_TIMEOUT" in last
 
 
+def test_models_slow_to_import_never_hold_a_migration_session_open(project, db_url):
+    """Importing the models (here 3 s) happens before the migration session is opened:
+    a MIGRATION_IDLE_TIMEOUT shorter than that import does not end the run."""
+    root = project["root"]
+    (root / "slow_models.py").write_text(
+        "import time\n\ntime.sleep(3)\nfrom app.models import metadata  # noqa: E402,F401\n"
+    )
+    ini = root / "alembic.ini"
+    ini.write_text(ini.read_text().replace("app.models:metadata", "slow_models:metadata"))
+    add_revision(project, "afterslow", HEAD, "CREATE TABLE after_slow (id int)")
+    result = cli("migrate", env=dict(project["env"], MIGRATION_IDLE_TIMEOUT="1"))
+    assert result.returncode == 0, result.stdout
+    assert "the database is now at afterslow (read back)" in result.stdout
+    assert stamp(db_url) == ["afterslow"]
+
+
 def test_calling_alembic_in_process_leaves_the_processs_waits_alone(harness_env):
     """An app running alembic.config.main() at start-up keeps blocking psycopg2 waits."""
     import psycopg2.extensions

@@ -172,3 +172,39 @@ def test_a_twin_that_cannot_build_says_so_and_its_pooled_door_is_stricter(harnes
             psycopg_runs(pooled.split("=", 1)[1].strip("'"))
     finally:
         cli("db-down", env=env)
+
+
+def test_the_async_app_engine_prepares_through_the_pooled_door(prepared_door, twin_env):
+    """The async engine keeps psycopg 3's prepare_threshold: two pooled connections take
+    turns, each query in its own transaction, so the pooler must follow each prepared
+    statement onto whichever server connection it lends; the server shows it prepared."""
+    from sqlalchemy import text
+
+    from neon_migrate.connection.async_engine import get_async_app_engine
+
+    async def main() -> tuple[list[int], list[int], int]:
+        engine = get_async_app_engine()
+        try:
+            async with engine.connect() as first, engine.connect() as second:
+                clients = (first, second)
+                thresholds = []
+                for client in clients:
+                    raw = await client.get_raw_connection()
+                    thresholds.append(raw.driver_connection.prepare_threshold)
+                    await client.commit()
+                answers = []
+                for i in range(RUNS):
+                    client = clients[i % 2]
+                    answers.append((await client.execute(text("SELECT :n + 1"), {"n": i})).scalar())
+                    await client.commit()
+                await first.execute(text("SELECT :n + 1"), {"n": 0})  # the same server session
+                prepared = await first.scalar(text(
+                    "SELECT count(*) FROM pg_prepared_statements WHERE NOT from_sql"))  # fmt: skip
+            return answers, thresholds, prepared
+        finally:
+            await engine.dispose()
+
+    answers, thresholds, prepared = asyncio.run(main())
+    assert thresholds == [5, 5]  # psycopg 3's default, untouched
+    assert answers == list(range(1, RUNS + 1))
+    assert prepared >= 1

@@ -243,10 +243,17 @@ def _add_to_toml(root: Path, toml: Path, models: str | None, changes: Changes) -
 
 def _insert_in_section(text: str, header: str, lines: list[str]) -> str:
     """`lines` at the end of the section `header` starts (before the blank lines that
-    precede the next section), its other lines untouched."""
+    precede the next section, and a comment block right above its header after a blank
+    line: Flask-Migrate's `# Logging configuration` introduces [loggers]), its other lines
+    untouched."""
     rows = text.splitlines(keepends=True)
     start = next(i for i, row in enumerate(rows) if re.match(header + r"[ \t]*(#.*)?$", row))
     end = next((i for i in range(start + 1, len(rows)) if rows[i].startswith("[")), len(rows))
+    block = end
+    while end < len(rows) and block > start + 1 and rows[block - 1].startswith("#"):
+        block -= 1
+    if block < end and block > start + 1 and not rows[block - 1].strip():
+        end = block
     while end > start + 1 and not rows[end - 1].strip():
         end -= 1
     if rows[end - 1] and not rows[end - 1].endswith("\n"):

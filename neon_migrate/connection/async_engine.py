@@ -1,9 +1,10 @@
 """The app engine for asyncio code (async FastAPI routes): psycopg 3 through the pooler.
 
-PgBouncer in transaction mode cannot follow a server-side prepared statement from one
-transaction to the next (Neon's pooler included, unless configured for it), and psycopg 3
-prepares a query once it has run five times on a connection; `prepare_threshold=None`
-turns that off. Imported only by async code, so sync users never load psycopg 3.
+psycopg 3 keeps its default and prepares a query once it has run five times on a
+connection (protocol-level prepared statements, which save the server parsing and
+planning it again). Neon's pooler follows them from one transaction to the next
+(PgBouncer >= 1.21 with max_prepared_statements), and so does the twin's; only SQL
+`PREPARE` breaks there. Imported only by async code, so sync users never load psycopg 3.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ def get_async_app_engine() -> AsyncEngine:
     connect_args = {
         "connect_timeout": settings.db_connect_timeout,
         "application_name": APP_NAME,
-        "prepare_threshold": None,
     } | LIVENESS
     # The sync engine's socket check needs a blocking driver's file descriptor; here the
     # pool pings instead.

@@ -51,8 +51,9 @@ def run_offline() -> None:
 
 def run_online() -> None:
     report_each_revision(context.script)
+    options = configure_options(config)  # imports the models: before a session is opened
     with migration_connection(config) as connection:
-        context.configure(connection=connection, **configure_options(config))
+        context.configure(connection=connection, **options)
         run_with_lock_retries(connection, get_settings(), run_migrations)
 
 
