@@ -82,6 +82,11 @@ def _toml_path(config: Config) -> Path | None:
     return None
 
 
+def has_tool_table(path: Path | None, tool: str) -> bool:
+    """Whether pyproject.toml at `path` has a [tool.<tool>] table."""
+    return bool(_tool_table(path, tool))
+
+
 def _tool_table(path: Path | None, tool: str) -> dict:
     if path is None:
         return {}

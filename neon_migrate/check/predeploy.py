@@ -35,7 +35,7 @@ from neon_migrate.connection.endpoints import WEAK_SSLMODES, get_endpoints
 from neon_migrate.connection.engines import get_migration_engine
 from neon_migrate.connection.health import check_connection
 from neon_migrate.errors import ConfigError, HarnessError, UnreachableError
-from neon_migrate.migrate.heads import quick_graph, revision_files
+from neon_migrate.migrate.heads import graph, script_files
 from neon_migrate.migrate.lock import lock_holder
 from neon_migrate.migrate.status import read_status
 from neon_migrate.observe.figures import endpoint_figures, endpoint_text
@@ -147,10 +147,10 @@ def _check_endpoint(ctx: Context, endpoint: str) -> str:
     """The figures /health/db reports, under the same keys, in the check's details."""
     health = check_connection(endpoint)  # type: ignore[arg-type]
     ctx.health[endpoint] = health
-    known, heads = (quick_graph(Path(ctx.config_file)) if ctx.config_file else None) or (
-        None,
-        None,
-    )
+    try:
+        known, heads = graph(*project.config_files(ctx.config_file or None))
+    except Exception:  # a broken graph: the `scripts` check says what is wrong with it
+        known, heads = None, None
     figures = endpoint_figures(health, heads, known)
     if endpoint == "pooled":  # the same database: its indexes are the direct check's
         figures["invalid_indexes"] = []
@@ -192,9 +192,9 @@ def check_scripts(ctx: Context) -> str:
         ctx.script = ScriptDirectory.from_config(project.alembic_config(ctx.config_file))
     except Exception as exc:  # no script_location, or not a folder
         raise Outcome("fail", f"no migrations folder: {' '.join(str(exc).split())}") from None
-    versions = Path(ctx.script.versions)
-    files = revision_files(versions)
+    files = script_files(ctx.script)
     if not files:
+        versions = ", ".join(ctx.script.version_locations) or Path(ctx.script.dir, "versions")
         ctx.script = None
         raise Outcome(
             "fail",
