@@ -414,3 +414,36 @@ def test_calling_alembic_in_process_leaves_the_processs_waits_alone(harness_env)
     assert psycopg2.extensions.get_wait_callback() is None
     main(argv=["-c", str(ROOT / "alembic.ini"), "upgrade", "head"])
     assert psycopg2.extensions.get_wait_callback() is None
+
+
+@pytest.mark.parametrize("call", ["sys.exit(0)", "os._exit(0)"])
+def test_a_revision_that_exits_the_process_is_a_failure_not_a_success(project, db_url, call):
+    """Before: `migrate` exited 0, printed nothing, and the revision was not applied: a
+    deploy would have shipped code ahead of its schema."""
+    source = f"    import os, sys\n    op.execute('CREATE TABLE quits (id int)')\n    {call}\n"
+    add_revision(project, "quits", HEAD, source=source)
+    add_revision(project, "later", "quits", "CREATE TABLE later (id int)")
+    result = cli("migrate", env=project["env"])
+    assert result.returncode == 1, result.stdout
+    assert f"revision quits (quits test revision) called {call}" in result.stdout
+    assert f"the database is now at {HEAD}" in result.stdout
+    assert stamp(db_url) == [HEAD]
+    assert rows(db_url, "SELECT to_regclass('quits') IS NULL") == [(True,)]
+    plain = alembic("upgrade", "head", env=project["env"])
+    assert plain.returncode != 0 and f"called {call}" in plain.stdout, plain.stdout
+    sql = cli("sql", env=project["env"])
+    assert sql.returncode == 1 and f"called {call}" in sql.stdout, sql.stdout[-500:]
+
+
+def test_a_forked_child_in_a_revision_still_ends_with_os_exit(project, db_url):
+    """multiprocessing ends its forked children with os._exit: that must still work."""
+    source = (
+        "    import multiprocessing\n"
+        "    child = multiprocessing.get_context('fork').Process(target=print)\n"
+        "    child.start(); child.join()\n"
+        "    op.execute(f'CREATE TABLE child_{child.exitcode} (id int)')\n"
+    )
+    add_revision(project, "forks", HEAD, source=source)
+    result = cli("migrate", env=project["env"])
+    assert result.returncode == 0, result.stdout
+    assert rows(db_url, "SELECT to_regclass('child_0') IS NOT NULL") == [(True,)]

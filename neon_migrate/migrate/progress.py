@@ -13,7 +13,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from alembic import context
 from alembic.script import Script, ScriptDirectory
@@ -47,7 +48,16 @@ class RevisionFailed(MigrationError):
         # It had ended Alembic's transaction (autocommit_block, commit()) before failing:
         # that part of its work is committed, and running it again may not be safe.
         self.commits_midway = commits_midway
-        if any(m in str(original).lower() for m in IDLE_ENDED):  # the server, on purpose
+        if isinstance(original, SystemExit):  # the revision tried to end the process
+            how = getattr(original, "how", "sys.exit")
+            cause = (
+                f"{label} called {how}({original.code!r}) during {direction}: the run was "
+                "stopped there and the revision is not applied"
+                + ("; it had committed part of its work first" if commits_midway else "")
+            )
+            fix = "raise an exception instead of exiting (a deploy must not see a failed "
+            fix += "revision end with its exit code), then run again"
+        elif any(m in str(original).lower() for m in IDLE_ENDED):  # the server, on purpose
             cause = (
                 f"{label} sat idle in its session longer than MIGRATION_IDLE_TIMEOUT (Python "
                 "work between its statements?), and the server ended it: "
@@ -103,6 +113,33 @@ def announce(event: str, revision: str, direction: str, ms: float | None = None)
         os.write(int(fd), (json.dumps(line) + "\n").encode())
 
 
+class ProcessExit(SystemExit):
+    """os._exit() called by a revision, turned into an exception the run can report."""
+
+    how = "os._exit"
+
+
+@contextmanager
+def no_process_exit() -> Iterator[None]:
+    """While a revision runs, os._exit() in this process raises instead of ending it.
+
+    os._exit(0) skips every handler: the run would end with exit 0, the revision rolled
+    back by the server, and a deploy would ship code ahead of its schema. A forked child
+    (multiprocessing) still ends with the real os._exit."""
+    real, pid = os._exit, os.getpid()
+
+    def refuse(code: int) -> None:
+        if os.getpid() != pid:
+            real(code)
+        raise ProcessExit(code)
+
+    os._exit = refuse
+    try:
+        yield
+    finally:
+        os._exit = real
+
+
 def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(fn)
     def run(*args, **kwargs) -> None:
@@ -110,9 +147,10 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
         label = f"revision {script.revision} ({' '.join((script.doc or '').split())})"
         if context.is_offline_mode():
             try:
-                offline.render(context.get_context().impl, attributes, script,
-                               functools.partial(fn, *args, **kwargs))  # fmt: skip
-            except Exception as exc:
+                with no_process_exit():
+                    offline.render(context.get_context().impl, attributes, script,
+                                   functools.partial(fn, *args, **kwargs))  # fmt: skip
+            except (Exception, SystemExit) as exc:
                 raise RevisionFailed(script.revision, label, "offline rendering", exc,
                                      commits_midway=False) from exc  # fmt: skip
             return
@@ -125,7 +163,8 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
         announce("start", script.revision, direction)
         started = time.perf_counter()
         try:
-            fn(*args, **kwargs)
+            with no_process_exit():
+                fn(*args, **kwargs)
         except HarnessError:
             raise
         except KeyboardInterrupt as exc:  # a signal: say which revision it stopped, and how
@@ -133,7 +172,7 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
             midway = session.finish(ok=False) if session is not None else False
             exc.commits_midway = midway  # type: ignore[attr-defined]
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit(0) must not read as success
             midway = session.finish(ok=False) if session is not None else False
             raise RevisionFailed(script.revision, label, direction, exc, midway) from exc
         if session is not None:
