@@ -447,3 +447,45 @@ def test_a_forked_child_in_a_revision_still_ends_with_os_exit(project, db_url):
     result = cli("migrate", env=project["env"])
     assert result.returncode == 0, result.stdout
     assert rows(db_url, "SELECT to_regclass('child_0') IS NOT NULL") == [(True,)]
+
+
+def test_a_rerun_over_an_index_left_invalid_is_not_stamped(project, db_url):
+    """The README's advice after a failed concurrent build is IF NOT EXISTS; on the rerun
+    that clause skipped the INVALID index and the revision was stamped over it (plain
+    `alembic upgrade head` exit 0, `status` exit 0 and `ok`)."""
+    assert cli("migrate", env=project["env"]).returncode == 0
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO account (email, display_name) VALUES ('a@x', 'a'), ('b@x', 'a')")
+    add_revision(project, "uniq", HEAD, source=(
+        "    with op.get_context().autocommit_block():\n"
+        "        op.create_index('ix_Uniq_name', 'account', ['display_name'], unique=True,\n"
+        "                        postgresql_concurrently=True, if_not_exists=True)\n"))  # fmt: skip
+    first = cli("migrate", env=project["env"])
+    assert first.returncode == 1 and "could not create unique index" in first.stdout
+    rerun = alembic("upgrade", "head", env=project["env"])  # the duplicates are still there
+    assert rerun.returncode != 0, rerun.stdout
+    assert 'an index it creates is INVALID: "ix_Uniq_name"' in rerun.stdout, rerun.stdout
+    assert 'DROP INDEX CONCURRENTLY "ix_Uniq_name";' in rerun.stdout
+    assert stamp(db_url) == [HEAD]
+    status = cli("status", env=project["env"])
+    assert status.returncode == 1, status.stdout
+    assert 'problem: index "ix_Uniq_name" is INVALID' in status.stdout
+    report = json.loads(cli("status", "--json", env=project["env"]).stdout)
+    assert report["invalid_indexes"] == ['"ix_Uniq_name"']
+    with psycopg.connect(db_url, autocommit=True) as conn:  # the fix the message gives
+        conn.execute("DELETE FROM account WHERE email = 'b@x'")
+        conn.execute('DROP INDEX CONCURRENTLY "ix_Uniq_name"')
+    assert cli("migrate", env=project["env"]).returncode == 0
+    assert stamp(db_url) == ["uniq"]
+    assert cli("status", env=project["env"]).returncode == 0
+
+
+def test_index_names_a_revision_creates():
+    from neon_migrate.migrate.invalid_indexes import created_names
+
+    sql = (
+        'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "Ix_A" ON t (a); '
+        "create index ix_b on s.t using gin (b); CREATE INDEX ON t (c); "
+        "CREATE INDEX CONCURRENTLY ON t (d)"
+    )
+    assert created_names(sql) == ["Ix_A", "ix_b"]

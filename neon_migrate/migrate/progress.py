@@ -22,7 +22,7 @@ from alembic.script import Script, ScriptDirectory
 from neon_migrate.connection.connect import driver_message
 from neon_migrate.connection.waiting import IDLE_ENDED, lost_connection
 from neon_migrate.errors import HarnessError, MigrationError
-from neon_migrate.migrate import offline, revision_session
+from neon_migrate.migrate import invalid_indexes, offline, revision_session
 
 log = logging.getLogger("neon_migrate.migrate")
 
@@ -57,6 +57,13 @@ class RevisionFailed(MigrationError):
             )
             fix = "raise an exception instead of exiting (a deploy must not see a failed "
             fix += "revision end with its exit code), then run again"
+        elif isinstance(original, invalid_indexes.IndexesLeftInvalid):
+            cause = (
+                f"{label} ran, but an index it creates is INVALID: {original} (a concurrent "
+                "build that failed earlier, which IF NOT EXISTS skipped); it is not stamped"
+            )
+            drops = " ".join(f"DROP INDEX CONCURRENTLY {n};" for n in original.names)
+            fix = f"{drops} then migrate again: the revision builds it anew"
         elif any(m in str(original).lower() for m in IDLE_ENDED):  # the server, on purpose
             cause = (
                 f"{label} sat idle in its session longer than MIGRATION_IDLE_TIMEOUT (Python "
@@ -162,9 +169,11 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
         log.info("%s %s  %s ...", starting, script.revision, script.doc)  # a slow one shows
         announce("start", script.revision, direction)
         started = time.perf_counter()
+        conn = context.get_bind()
         try:
-            with no_process_exit():
+            with no_process_exit(), invalid_indexes.watch(conn) as created:
                 fn(*args, **kwargs)
+            invalid_indexes.raise_if_invalid(conn, created)  # before its stamp: none then
         except HarnessError:
             raise
         except KeyboardInterrupt as exc:  # a signal: say which revision it stopped, and how

@@ -40,7 +40,13 @@ from neon_migrate.settings import get_settings
 JSON_VERSION = 1
 
 _TABLES = text(
-    f"SELECT to_regclass('alembic_version') IS NOT NULL, to_regclass('{HISTORY_TABLE}') IS NOT NULL"
+    "SELECT to_regclass('alembic_version') IS NOT NULL, "
+    f"to_regclass('{HISTORY_TABLE}') IS NOT NULL, "
+    # left by a failed (or still running) CREATE INDEX CONCURRENTLY: as verify lists them
+    "ARRAY(SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_class c "
+    "ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE NOT i.indisvalid AND n.nspname <> 'pg_catalog' AND n.nspname NOT LIKE 'pg_toast%' "
+    "ORDER BY 1)"
 )
 _VERSIONS = text("SELECT version_num FROM alembic_version ORDER BY 1")
 _LAST_ROWS = text(  # each revision's latest row, upgrade or downgrade
@@ -89,6 +95,7 @@ class Status:
     current: list[str] | None = None  # alembic_version's rows; None: no database read
     problems: list[str] = field(default_factory=list)
     running: str | None = None  # who holds the migration lock now, in words
+    invalid_indexes: list[str] = field(default_factory=list)  # a failed concurrent build's
 
     def count(self, **where) -> int:
         return sum(all(getattr(e, k) == v for k, v in where.items()) for e in self.revisions)
@@ -101,6 +108,7 @@ class Status:
             "current": self.current,
             "heads": self.heads,
             "running": self.running,
+            "invalid_indexes": self.invalid_indexes,
         }
 
 
@@ -161,7 +169,7 @@ def read_status(script: ScriptDirectory, conn: Connection) -> Status:
     """The status of every revision on `conn` (read-only, no lock); rolls back after."""
     entries = script_entries(script)
     try:
-        has_versions, has_history = conn.execute(_TABLES).one()
+        has_versions, has_history, invalid = conn.execute(_TABLES).one()
         current = list(conn.execute(_VERSIONS).scalars()) if has_versions else []
         last = {row.revision: row for row in conn.execute(_LAST_ROWS)} if has_history else {}
         running = lock_holder(conn)
@@ -185,7 +193,8 @@ def read_status(script: ScriptDirectory, conn: Connection) -> Status:
             _add_record(entry, last.get(revision), compare=False)
             entries.append(entry)
     heads = sorted(e.revision for e in entries if e.is_head)
-    status = Status(revisions=entries, heads=heads, current=current, running=running)
+    status = Status(revisions=entries, heads=heads, current=current, running=running,
+                    invalid_indexes=list(invalid))  # fmt: skip
     status.problems = problems(status)
     return status
 
@@ -255,8 +264,8 @@ def history(config) -> Status:
 
 
 def exit_code(status: Status) -> int:
-    """0 fine (pending revisions are fine), 1 validate problems."""
-    return 1 if status.problems else 0
+    """0 fine (pending revisions are fine), 1 validate problems or an INVALID index."""
+    return 1 if status.problems or status.invalid_indexes else 0
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -312,6 +321,11 @@ def render_text(status: Status) -> str:
     if status.running:
         lines.append(f"a migration is running now (the migration lock is held by {status.running})")
     lines.extend(f"problem: {problem}" for problem in status.problems)
+    lines.extend(
+        f"problem: index {name} is INVALID (a concurrent build failed, or is running now): "
+        f"if no migration runs, DROP INDEX CONCURRENTLY {name}; then migrate again"
+        for name in status.invalid_indexes
+    )
     return "\n".join(lines)
 
 
