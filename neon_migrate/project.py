@@ -75,8 +75,8 @@ def root(config: Config) -> Path:
 
 
 def _toml_path(config: Config) -> Path | None:
-    if config.toml_file_name:
-        return Path(config.toml_file_name)
+    if config.toml_file_name:  # the alembic command names ./pyproject.toml even if absent
+        return _existing(config.toml_file_name)
     if config.config_file_name:  # an API caller's Config: pyproject.toml beside its ini
         return _existing(Path(config.config_file_name).parent / "pyproject.toml")
     return None
