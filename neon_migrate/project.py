@@ -9,8 +9,10 @@ models' `target_metadata`, the app to serve) go in alembic.ini's [alembic] secti
 
 from __future__ import annotations
 
+import configparser
 import os
 import tomllib
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -61,6 +63,58 @@ def option(config: Config, name: str) -> str | None:
         return value
     toml_value = _tool_table(_toml_path(config), TOOL_SECTION).get(name)
     return str(toml_value) if toml_value else None
+
+
+@dataclass(frozen=True)
+class VersionTable:
+    """Where Alembic stamps the revision: `version_table` in `version_table_schema`.
+
+    Two projects sharing a database (or one schema per app) each name their own table;
+    every read-back, verify, status and the check read the configured one, and the
+    migration lock is derived from it (neon_migrate.migrate.lock.lock_key)."""
+
+    name: str = "alembic_version"
+    schema: str | None = None
+
+    @property
+    def sql(self) -> str:
+        """The table as SQL, quoted: `"alembic_version"`, `"app"."versions"`."""
+        quote = lambda part: '"' + part.replace('"', '""') + '"'  # noqa: E731
+        return f"{quote(self.schema)}.{quote(self.name)}" if self.schema else quote(self.name)
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+    def configure(self) -> dict[str, str | None]:
+        """What context.configure() takes."""
+        return {"version_table": self.name, "version_table_schema": self.schema}
+
+
+def version_table(config: Config | None = None) -> VersionTable:
+    """The configured version table: from an Alembic Config, or else from the files the
+    `alembic` command would read (the app's health check has no Config)."""
+    if config is not None:
+        name, schema = option(config, "version_table"), option(config, "version_table_schema")
+    else:
+        ini, toml = config_files()
+        name = file_option(ini, toml, "version_table")
+        schema = file_option(ini, toml, "version_table_schema")
+    return VersionTable(name or "alembic_version", schema or None)
+
+
+def file_option(ini: Path | None, toml: Path | None, name: str) -> str | None:
+    """`option()` read from the files alone: [alembic] of alembic.ini, then [tool.neon-migrate]."""
+    if ini is not None:
+        parser = configparser.ConfigParser(defaults={"here": str(ini.absolute().parent)})
+        try:
+            parser.read(ini, encoding="utf-8")
+            value = parser.get("alembic", name, fallback=None)
+        except configparser.Error as exc:
+            raise ConfigError(f"{ini} cannot be read: {exc}", "fix the file") from None
+        if value:
+            return value
+    value = _tool_table(toml, TOOL_SECTION).get(name)
+    return str(value) if value else None
 
 
 def where(config: Config) -> str:

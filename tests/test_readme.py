@@ -110,4 +110,5 @@ def test_console_commands_exist(command):
 @pytest.mark.parametrize("body", blocks("toml"), ids=_id)
 def test_toml_blocks_name_options_the_harness_reads(body):
     options = tomllib.loads(body)["tool"]["neon-migrate"]
-    assert set(options) <= {"target_metadata", "app"}  # what project.option() is asked for
+    asked = {"target_metadata", "app", "version_table", "version_table_schema"}
+    assert set(options) <= asked  # what project.option() is asked for

@@ -36,7 +36,7 @@ from neon_migrate.connection.engines import get_migration_engine
 from neon_migrate.connection.health import check_connection
 from neon_migrate.errors import ConfigError, HarnessError, UnreachableError
 from neon_migrate.migrate.heads import graph, script_files
-from neon_migrate.migrate.lock import lock_holder
+from neon_migrate.migrate.lock import lock_holder, lock_key
 from neon_migrate.migrate.status import read_status
 from neon_migrate.observe.figures import endpoint_figures, endpoint_text
 from neon_migrate.observe.pool_stats import all_stats
@@ -316,10 +316,14 @@ def _unknown(script: ScriptDirectory, revision: str) -> bool:
         return True
 
 
+def _version_table(ctx: Context) -> project.VersionTable:
+    return project.version_table(project.alembic_config(ctx.config_file or None))
+
+
 def check_validate(ctx: Context) -> str:
     """Applied revisions still match their files (their checksums in the history), and
     every revision the database is at has a file."""
-    status = read_status(ctx.script, ctx.direct())
+    status = read_status(ctx.script, ctx.direct(), _version_table(ctx))
     if status.problems:
         raise Outcome(
             "fail",
@@ -448,11 +452,12 @@ def _production_untouched(ctx: Context) -> None:
     have ended it (MIGRATION_IDLE_TIMEOUT)."""
     ctx.close()
     conn = ctx.direct()
+    table = _version_table(ctx)
     now = conn.execute(text(
-        "SELECT CASE WHEN to_regclass('alembic_version') IS NULL THEN '' ELSE "
+        "SELECT CASE WHEN to_regclass(:table) IS NULL THEN '' ELSE "
         "(SELECT coalesce(string_agg(version_num, ',' ORDER BY version_num), '') "
-        "FROM alembic_version) END"
-    )).scalar()  # fmt: skip
+        f"FROM {table.sql}) END"
+    ), {"table": table.sql}).scalar()  # fmt: skip
     conn.rollback()
     if tuple(filter(None, now.split(","))) != tuple(sorted(ctx.current)):
         raise Outcome(
@@ -465,7 +470,7 @@ def _production_untouched(ctx: Context) -> None:
 
 def _rehearse_in_transaction(ctx: Context) -> str:
     conn = ctx.direct()
-    holder = lock_holder(conn)
+    holder = lock_holder(conn, lock_key(_version_table(ctx)))
     conn.rollback()
     if holder:  # rehearsing now would wait for it, then rehearse what it already applied
         raise Outcome(

@@ -37,7 +37,7 @@ from neon_migrate.connection.waiting import (
 )
 from neon_migrate.errors import ConfigError, HarnessError, MigrationError, UnreachableError
 from neon_migrate.migrate import revision_session
-from neon_migrate.migrate.lock import migration_lock
+from neon_migrate.migrate.lock import lock_key, migration_lock
 from neon_migrate.migrate.progress import APPLIED, UNCOMMITTED
 from neon_migrate.migrate.revision_session import RevisionSession, keep_stamp
 from neon_migrate.migrate.script_errors import script_problem
@@ -94,6 +94,7 @@ def configure_options(config) -> dict[str, Any]:
         "compare_server_default": True,
         "process_revision_directives": _skip_empty_autogenerate,
         "on_version_apply": [keep_stamp],
+        **project.version_table(config).configure(),  # version_table, version_table_schema
         **autogenerate_options(),  # SQLModel's types rendered as sa.*, our own table ignored
     }
 
@@ -168,7 +169,8 @@ def _migration_connection(config, settings, given) -> Iterator[Connection]:
         with stop_on_signals(canceller(conn)):
             if takes_lock(config):
                 token = SESSION_TOKEN if given is None else None  # our engine's sessions
-                with migration_lock(conn, settings, token) as scope:
+                key = lock_key(project.version_table(config))
+                with migration_lock(conn, settings, token, key) as scope:
                     session = RevisionSession(conn, settings, scope)
                     config.attributes[revision_session.ATTRIBUTE] = session
                     try:
@@ -176,14 +178,16 @@ def _migration_connection(config, settings, given) -> Iterator[Connection]:
                     finally:
                         session.close()
                     if conn is not given and config.attributes.get(APPLIED):
-                        now = config.attributes[REVISION_NOW] = database_revision(conn)
+                        now = database_revision(conn, table=project.version_table(config))
+                        config.attributes[REVISION_NOW] = now
                         log.info("the database is now at %s (read back)", now)
             else:  # our engine's timeouts came in the startup packet
                 yield conn
     except BaseException as exc:  # a signal too: every run that ends says where the db is
         if conn is not given:  # after a signal, reconnect only if the server still answers
             reconnect = received() is None or answered_after_signal(exc)
-            config.attributes[REVISION_NOW] = database_revision(conn, reconnect)
+            table = project.version_table(config)
+            config.attributes[REVISION_NOW] = database_revision(conn, reconnect, table)
         raise
     finally:
         if conn is not given:
@@ -207,17 +211,20 @@ def canceller(conn: Connection) -> Callable[[], None]:
     return cancel
 
 
-def database_revision(conn: Connection, reconnect: bool = True) -> str:
-    """alembic_version as it is committed, read after a failure (the lock is released);
+def database_revision(
+    conn: Connection, reconnect: bool = True, table: project.VersionTable | None = None
+) -> str:
+    """The version table as it is committed, read after a failure (the lock is released);
     on a new connection if the link broke and `reconnect` allows."""
+    table = table or project.VersionTable()
     for _attempt in range(2 if reconnect else 1):
         if conn.invalidated and not reconnect:
             break
         try:
             if conn.in_transaction():
                 conn.rollback()
-            exists = conn.execute(text("SELECT to_regclass('alembic_version')")).scalar()
-            query = text("SELECT version_num FROM alembic_version ORDER BY 1")
+            exists = conn.execute(text("SELECT to_regclass(:t)"), {"t": table.sql}).scalar()
+            query = text(f"SELECT version_num FROM {table.sql} ORDER BY 1")
             rows = conn.execute(query).scalars().all() if exists else []
             conn.rollback()
         except SQLAlchemyError:  # never let the read-back hide the failure it reports on

@@ -34,13 +34,14 @@ from neon_migrate.connection.endpoints import get_endpoints
 from neon_migrate.connection.engines import get_migration_engine
 from neon_migrate.errors import MigrationError
 from neon_migrate.migrate.history import HISTORY_TABLE, file_checksum
-from neon_migrate.migrate.lock import lock_holder
+from neon_migrate.migrate.lock import lock_holder, lock_key
+from neon_migrate.project import VersionTable, version_table
 from neon_migrate.settings import get_settings
 
 JSON_VERSION = 1
 
 _TABLES = text(
-    "SELECT to_regclass('alembic_version') IS NOT NULL, "
+    "SELECT to_regclass(:version_table) IS NOT NULL, "
     f"to_regclass('{HISTORY_TABLE}') IS NOT NULL, "
     # left by a failed (or still running) CREATE INDEX CONCURRENTLY: as verify lists them
     "ARRAY(SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_class c "
@@ -48,7 +49,7 @@ _TABLES = text(
     "WHERE NOT i.indisvalid AND n.nspname <> 'pg_catalog' AND n.nspname NOT LIKE 'pg_toast%' "
     "ORDER BY 1)"
 )
-_VERSIONS = text("SELECT version_num FROM alembic_version ORDER BY 1")
+_VERSIONS = "SELECT version_num FROM {table} ORDER BY 1"
 _LAST_ROWS = text(  # each revision's latest row, upgrade or downgrade
     f"""SELECT DISTINCT ON (revision) revision, direction, applied_at, duration_ms, checksum,
                application, host
@@ -165,19 +166,25 @@ def _ms(value: Decimal | float | None) -> float | None:
     return None if value is None else float(value)
 
 
-def read_status(script: ScriptDirectory, conn: Connection) -> Status:
+def read_status(
+    script: ScriptDirectory, conn: Connection, table: VersionTable | None = None
+) -> Status:
     """The status of every revision on `conn` (read-only, no lock); rolls back after."""
     entries = script_entries(script)
+    table = table or VersionTable()
     try:
-        has_versions, has_history, invalid = conn.execute(_TABLES).one()
-        current = list(conn.execute(_VERSIONS).scalars()) if has_versions else []
+        has_versions, has_history, invalid = conn.execute(
+            _TABLES, {"version_table": table.sql}
+        ).one()
+        versions = text(_VERSIONS.format(table=table.sql))
+        current = list(conn.execute(versions).scalars()) if has_versions else []
         last = {row.revision: row for row in conn.execute(_LAST_ROWS)} if has_history else {}
-        running = lock_holder(conn)
+        running = lock_holder(conn, lock_key(table))
     except DBAPIError as exc:
         conn.rollback()  # the caller's connection stays usable
         raise MigrationError(
             f"the database's migration state cannot be read: {driver_message(exc)}",
-            f"check the role's rights on alembic_version and {HISTORY_TABLE} (`make verify`)",
+            f"check the role's rights on {table} and {HISTORY_TABLE} (`make verify`)",
         ) from None
     conn.rollback()
     known = {e.revision for e in entries}
@@ -251,7 +258,7 @@ def status(config) -> Status:
     )
     try:
         conn.execution_options(postgresql_readonly=True)  # our own connection: BEGIN READ ONLY
-        return read_status(script, conn)
+        return read_status(script, conn, version_table(config))
     finally:
         conn.close()
 
