@@ -43,6 +43,13 @@ def alembic_config(ini: str | os.PathLike | None = None, **kwargs) -> Config:
     ini_file, toml_file = config_files(ini)
     if ini is not None and ini_file is None:
         raise ConfigError(f"{ini} not found", "run the command from the project's root folder")
+    refuse_no_configuration(ini_file, toml_file)
+    from alembic.config import Config
+
+    return Config(file_=ini_file, toml_file=toml_file, **kwargs)
+
+
+def refuse_no_configuration(ini_file: Path | None, toml_file: Path | None) -> None:
     if ini_file is None and not _tool_table(toml_file, "alembic"):
         raise ConfigError(
             "no Alembic configuration here: neither alembic.ini nor [tool.alembic] in "
@@ -50,9 +57,6 @@ def alembic_config(ini: str | os.PathLike | None = None, **kwargs) -> Config:
             "run the command from the project's root folder, set ALEMBIC_CONFIG, or add "
             "the harness with `neon-migrate init`",
         )
-    from alembic.config import Config
-
-    return Config(file_=ini_file, toml_file=toml_file, **kwargs)
 
 
 def option(config: Config, name: str) -> str | None:

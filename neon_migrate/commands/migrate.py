@@ -13,6 +13,7 @@ from pathlib import Path
 from neon_migrate import project
 from neon_migrate.commands.output import detail, note, out, out_json
 from neon_migrate.errors import ConfigError, MigrationError
+from neon_migrate.migrate.heads import refuse_unknown
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -25,6 +26,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         note(f"migrate: {line}")
     started = time.perf_counter()
     direct = check_connection("direct")
+    refuse_unknown(direct.revisions, known)
     if args.dry_run:
         return _dry_run(direct.revisions, target, args.json)
     if not heads:  # an empty versions folder: verify says what to do
@@ -94,12 +96,6 @@ def _dry_run(current: tuple[str, ...], target: tuple[str, ...], as_json: bool) -
 
     script = ScriptDirectory.from_config(project.alembic_config())
     start = one_database_head(current) or "base"
-    ahead = [r for r in current if r not in {s.revision for s in script.walk_revisions()}]
-    if ahead:
-        raise MigrationError(
-            f"the database is at {', '.join(ahead)}, which these scripts do not have",
-            "deploy the code that has it, or check that DATABASE_URL names the right database",
-        )
     pending = list(reversed(list(script.iterate_revisions(target, start))))
     rows = [{"revision": s.revision, "message": s.doc or ""} for s in pending]
     if as_json:
@@ -189,7 +185,8 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
     current = check_connection("direct").revisions
     at = one_database_head(current)
-    _, heads = graph()
+    known, heads = graph()
+    refuse_unknown(current, known)
     if current == (heads if target == "heads" else (target,)):
         note(f"sql: the database is at {at}; nothing pending")
         return 0

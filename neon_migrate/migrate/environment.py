@@ -37,6 +37,7 @@ from neon_migrate.connection.waiting import (
 )
 from neon_migrate.errors import ConfigError, HarnessError, MigrationError, UnreachableError
 from neon_migrate.migrate import revision_session
+from neon_migrate.migrate.heads import unknown_revision_error
 from neon_migrate.migrate.lock import lock_key, migration_lock
 from neon_migrate.migrate.progress import APPLIED, UNCOMMITTED
 from neon_migrate.migrate.revision_session import RevisionSession, keep_stamp
@@ -298,6 +299,10 @@ def _classify(err: BaseException, attributes: dict) -> HarnessError | None:
         return RunInterrupted(signum, *_running_revision(err), unconfirmed_cancel(err))
     if isinstance(err, HarnessError):
         return err
+    missing = getattr(err.__cause__, "argument", None)  # Alembic's ResolutionError
+    now = (attributes.get(REVISION_NOW) or "").split(", ")
+    if isinstance(err, CommandError) and isinstance(missing, str) and missing in now:
+        return unknown_revision_error([missing])  # the database's, not one the user named
     if not isinstance(err, DBAPIError):
         return script_problem(err)  # None: a bug, whose traceback shows
     at_commit = attributes.get(UNCOMMITTED)

@@ -58,6 +58,9 @@ def alembic_graph(ini: Path | None, toml: Path | None) -> Graph:
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
+    from neon_migrate.project import refuse_no_configuration
+
+    refuse_no_configuration(ini, toml)
     try:
         script = ScriptDirectory.from_config(Config(file_=ini, toml_file=toml))
         known = frozenset(s.revision for s in script.walk_revisions())
@@ -271,3 +274,20 @@ def one_database_head(current: tuple[str, ...] | list[str]) -> str | None:
             "merge them with `alembic merge heads -m merge`, then migrate",
         )
     return current[0] if current else None
+
+
+def refuse_unknown(current: tuple[str, ...] | list[str], known: frozenset[str] | set[str]) -> None:
+    """A database stamped with a revision these scripts do not define: say what that
+    means (as `status` does) instead of Alembic's bare "Can't locate revision"."""
+    unknown = [revision for revision in current if revision not in known]
+    if unknown:
+        raise unknown_revision_error(unknown)
+
+
+def unknown_revision_error(unknown: list[str]) -> MigrationError:
+    return MigrationError(
+        f"the database is at {', '.join(unknown)}, which no revision file here defines (a "
+        "deleted file, or a database migrated from another branch or a newer build)",
+        "deploy the code that has that revision, or check that DATABASE_URL names the "
+        "right database (`neon-migrate status` lists what it holds)",
+    )
