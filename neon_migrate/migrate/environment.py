@@ -166,6 +166,8 @@ def _migration_connection(config, settings, given) -> Iterator[Connection]:
             variable=variable,
             migrations=True,
         )
+    if conn is not given:  # our own session: a silent link is noticed within seconds
+        waiting.probe_with(conn.connection.dbapi_connection, liveness(conn))
     try:
         with stop_on_signals(canceller(conn)):
             if takes_lock(config):
@@ -210,6 +212,42 @@ def canceller(conn: Connection) -> Callable[[], None]:
             other.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": pid})
 
     return cancel
+
+
+_SESSION_STATE = text(
+    "SELECT state, extract(epoch FROM clock_timestamp() - state_change) "
+    "FROM pg_stat_activity WHERE pid = :pid"
+)
+
+
+def liveness(conn: Connection) -> Callable[[], str | None]:
+    """A probe for waiting.probe_with: asks, through a new session, whether the server is
+    still running `conn`'s statement. Called only after seconds without an answer, when
+    the statement has long arrived: a session that is gone, or idle, will never answer.
+    An idle one is ended there and then, so its locks go now, not at the idle timeout."""
+    pid = conn.connection.dbapi_connection.info.backend_pid
+    engine = conn.engine
+
+    def probe() -> str | None:
+        with engine.connect() as other:
+            row = other.execute(_SESSION_STATE, {"pid": pid}).first()
+            if row is None:
+                return (
+                    f"the server has ended the migration session (pid {pid}) while the client "
+                    "still waited for its answer: the link to it is gone"
+                )
+            state, idle = row
+            if state == "active" or idle is None or idle < 1:
+                return None  # running our statement, or its answer is on the way
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            other.commit()
+        return (
+            f"the server is not running the statement the client waits for (its session, "
+            f"pid {pid}, is {state}): the link lost it or its answer; the session was ended "
+            "on the server, and its locks with it"
+        )
+
+    return probe
 
 
 def database_revision(
