@@ -489,3 +489,34 @@ def test_index_names_a_revision_creates():
         "CREATE INDEX CONCURRENTLY ON t (d)"
     )
     assert created_names(sql) == ["Ix_A", "ix_b"]
+
+
+def test_sigterm_during_a_concurrent_build_reads_the_revision_back(project, db_url):
+    """Before: on a live link the message said `now at unknown: the connection was lost`
+    instead of reading the revision back."""
+    assert cli("migrate", env=project["env"]).returncode == 0
+    build = "CREATE INDEX CONCURRENTLY ix_waits ON account (email)"
+    add_revision(
+        project,
+        "ix",
+        HEAD,
+        source=(f"    with op.get_context().autocommit_block():\n        op.execute({build!r})\n"),
+    )
+    with psycopg.connect(db_url) as old_snapshot:  # the build waits for this snapshot to end
+        old_snapshot.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        old_snapshot.execute("SELECT count(*) FROM project").fetchone()
+        run = subprocess.Popen([*CLI, "migrate"], env=project["env"], text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+        building = ("SELECT count(*) FROM pg_stat_activity "
+                    "WHERE query LIKE 'CREATE INDEX CONCURRENTLY ix_waits%'")  # fmt: skip
+        deadline = time.monotonic() + 30
+        while rows(db_url, building)[0][0] == 0:
+            assert time.monotonic() < deadline and run.poll() is None, "the build never ran"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        run.send_signal(signal.SIGTERM)
+        output = run.communicate(timeout=30)[0]
+    last = output.strip().splitlines()[-1]
+    assert run.returncode == 128 + signal.SIGTERM, output
+    assert "interrupted by SIGTERM during revision ix (ix test revision)" in last, last
+    assert f"the database is now at {HEAD}" in last and "unknown" not in last, last

@@ -300,3 +300,21 @@ def test_a_long_statement_on_a_live_link_is_not_taken_for_a_dead_one(through, pr
     result, took = timed(["neon_migrate.cli", "migrate"], through, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert took >= 12
+
+
+def test_a_silent_link_during_a_concurrent_build_names_the_lost_link(
+    through, proxy, project, db_url
+):
+    """Before: reported with SQLAlchemy's internal "Can't reconnect until invalid
+    transaction is rolled back" instead of the lost link."""
+    add_revision(project, "r2", HEAD, source=(
+        "    with op.get_context().autocommit_block():\n"
+        "        op.execute('CREATE INDEX CONCURRENTLY ix_acc ON account (email) -- stall')\n"
+    ))  # fmt: skip
+    proxy.go_silent(on=b"-- stall")
+    result, _ = timed(["neon_migrate.cli", "migrate"], through, timeout=120)
+    line = last_line(result)
+    assert result.returncode == 3, line
+    assert "Can't reconnect" not in line and "invalid transaction" not in line, line
+    assert line.startswith("error: revision r2 (r2 test revision) lost its connection"), line
+    assert "no answer from the server" in line

@@ -256,19 +256,27 @@ def database_revision(
     """The version table as it is committed, read after a failure (the lock is released);
     on a new connection if the link broke and `reconnect` allows."""
     table = table or project.VersionTable()
-    for _attempt in range(2 if reconnect else 1):
-        if conn.invalidated and not reconnect:
-            break
-        try:
-            if conn.in_transaction():
-                conn.rollback()
-            exists = conn.execute(text("SELECT to_regclass(:t)"), {"t": table.sql}).scalar()
-            query = text(f"SELECT version_num FROM {table.sql} ORDER BY 1")
-            rows = conn.execute(query).scalars().all() if exists else []
-            conn.rollback()
-        except SQLAlchemyError:  # never let the read-back hide the failure it reports on
-            continue  # a broken link is invalidated now: the next try reconnects
+
+    def read(on: Connection) -> str:
+        if on.in_transaction():
+            on.rollback()
+        exists = on.execute(text("SELECT to_regclass(:t)"), {"t": table.sql}).scalar()
+        query = text(f"SELECT version_num FROM {table.sql} ORDER BY 1")
+        rows = on.execute(query).scalars().all() if exists else []
+        on.rollback()
         return ", ".join(rows) or "no revision (empty)"
+
+    if not conn.invalidated:
+        try:
+            return read(conn)
+        except SQLAlchemyError:  # never let the read-back hide the failure it reports on
+            pass
+    if reconnect:  # a new session: the old one may be closed, or stuck in an invalid state
+        try:
+            with conn.engine.connect() as fresh:
+                return read(fresh)
+        except SQLAlchemyError:
+            pass
     return "unknown: the connection was lost (run `make verify` to see it)"
 
 

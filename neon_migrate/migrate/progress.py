@@ -18,6 +18,7 @@ from contextlib import contextmanager
 
 from alembic import context
 from alembic.script import Script, ScriptDirectory
+from sqlalchemy.exc import PendingRollbackError
 
 from neon_migrate.connection.connect import driver_message
 from neon_migrate.connection.waiting import IDLE_ENDED, lost_connection
@@ -147,6 +148,19 @@ def no_process_exit() -> Iterator[None]:
         os._exit = real
 
 
+def _hidden_cause(exc: BaseException) -> BaseException:
+    """The error to report: when a link breaks inside autocommit_block, Alembic's cleanup
+    on the way out meets SQLAlchemy's PendingRollbackError ("Can't reconnect until invalid
+    transaction is rolled back"), which would hide the lost link it was raised during."""
+    seen = set()
+    while isinstance(exc, PendingRollbackError) and exc.__context__ is not None:
+        if id(exc) in seen:
+            break
+        seen.add(id(exc))
+        exc = exc.__context__
+    return exc
+
+
 def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(fn)
     def run(*args, **kwargs) -> None:
@@ -183,7 +197,8 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
             raise
         except (Exception, SystemExit) as exc:  # sys.exit(0) must not read as success
             midway = session.finish(ok=False) if session is not None else False
-            raise RevisionFailed(script.revision, label, direction, exc, midway) from exc
+            cause = _hidden_cause(exc)
+            raise RevisionFailed(script.revision, label, direction, cause, midway) from exc
         if session is not None:
             session.finish(ok=True)
         ms = (time.perf_counter() - started) * 1000
