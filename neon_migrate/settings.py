@@ -7,6 +7,7 @@ SecretStr so they never appear in a repr, a log line or a validation message.
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from neon_migrate.errors import ConfigError
+
+log = logging.getLogger("neon_migrate.settings")
 
 
 class Settings(BaseSettings):
@@ -164,8 +167,34 @@ def _one_line(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def warn_duplicate_keys(path: str = ".env") -> None:
+    """A key set twice in .env: the last one silently wins (it once pointed `status` at
+    another database). Say so, naming the key and both lines, never the values."""
+    from dotenv.parser import parse_stream  # pydantic-settings reads .env with python-dotenv
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            bindings = list(parse_stream(handle))
+    except (OSError, UnicodeDecodeError):  # no .env; a non-UTF-8 one is refused below
+        return
+    seen: dict[str, int] = {}
+    for binding in bindings:
+        if binding.key is None:
+            continue
+        before_key = binding.original.string.split(binding.key, 1)[0]  # blank lines, comments
+        line = binding.original.line + before_key.count("\n")
+        if binding.key in seen:
+            log.warning(
+                "warning: .env sets %s twice (line %d and line %d): the one on line %d is "
+                "used; delete the other",
+                binding.key, seen[binding.key], line, line,
+            )  # fmt: skip
+        seen[binding.key] = line
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings; any invalid value becomes one ConfigError line."""
+    warn_duplicate_keys()
     try:
         return Settings(**overrides)
     except ValidationError as err:

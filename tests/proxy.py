@@ -36,6 +36,7 @@ class FaultProxy:
         # never answers (what a black-holed network looks like to an application).
         self.silent = False
         self._silence_on: bytes | None = None  # go silent when a client chunk holds this
+        self._silence_one = False  # ... that chunk's connection only
         self._reset_on: bytes | None = None  # reset after forwarding a chunk holding this
         self._reset_armed_by: bytes | None = None  # ... once a chunk holding this went by
         self._reset_forwards = True  # whether that chunk reaches the server first
@@ -76,15 +77,18 @@ class FaultProxy:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
-    def go_silent(self, on: bytes | None = None) -> None:
+    def go_silent(self, on: bytes | None = None, that_connection_only: bool = False) -> None:
         """Stop passing packets, both ways, on every connection and new ones alike (a
         stall at connect when armed before it); with `on`, from the first client chunk
-        that contains it (that chunk is dropped too): a stall after that query."""
+        that contains it (that chunk is dropped too): a stall after that query. With
+        `that_connection_only`, only that chunk's connection goes silent and new ones
+        get through (a middlebox that dropped one flow)."""
         with self._lock:
             if on is None:
                 self.silent = True
             else:
                 self._silence_on = on
+                self._silence_one = that_connection_only
 
     def speak(self) -> None:
         """The link heals: packets pass again, the closes it held back included."""
@@ -143,10 +147,13 @@ class FaultProxy:
             with self._lock:
                 self.connections += 1
                 self._live |= {client, server}
-            threading.Thread(target=self._pump, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, False), daemon=True).start()
+            flow = {"silent": False}  # this connection alone (go_silent(that_connection_only))
+            for args in ((client, server, True, flow), (server, client, False, flow)):
+                threading.Thread(target=self._pump, args=args, daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, from_client: bool, flow: dict
+    ) -> None:
         # With a delay, a chunk is sent `delay` after it arrived, by a thread of its own: a
         # reply that arrives in two pieces costs one delay, as on a real network, not two.
         outbox: queue.Queue | None = None
@@ -163,14 +170,18 @@ class FaultProxy:
                         if self.record:
                             self.recorded.append(chunk)
                         if self._silence_on is not None and self._silence_on in chunk:
-                            self.silent, self._silence_on = True, None
+                            if self._silence_one:
+                                flow["silent"] = True
+                            else:
+                                self.silent = True
+                            self._silence_on = None
                         if self._reset_armed_by is not None and self._reset_armed_by in chunk:
                             self._reset_armed_by = None
                         elif (self._reset_on is not None and self._reset_armed_by is None
                               and self._reset_on in chunk):  # fmt: skip
                             reset, self._reset_on = True, None
                             self.silent = True  # the server's answer must not get through
-                    silent = self.silent and not reset
+                    silent = (self.silent or flow["silent"]) and not reset
                 if silent:
                     continue  # read and dropped: the peer stays connected, and hears nothing
                 if outbox is not None and not reset:
@@ -197,7 +208,7 @@ class FaultProxy:
                 outbox.put(None)  # the sender ends once it has sent what was due
                 outbox.join()
             with self._lock:
-                held = self.silent  # a black hole passes no FIN either, until the link heals
+                held = self.silent or flow["silent"]  # a black hole passes no FIN either
                 if held:
                     self._held_closes.append((source, sink))
             for sock in () if held else (source, sink):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import CLI, ROOT, add_revision, rows
+from helpers import CLI, ROOT, add_revision, alembic, cli, rows
 
 from neon_migrate.cli import EXIT_CODES, _commands, parser
 from neon_migrate.commands import output
@@ -183,3 +183,15 @@ def test_a_project_configured_in_pyproject_only(tmp_path, harness_env, db_url):
     plain = subprocess.run([sys.executable, "-m", "alembic", "current"], env=env, cwd=tmp_path,
                            capture_output=True, text=True, timeout=120)  # fmt: skip
     assert plain.returncode == 0 and HEAD in plain.stdout, plain.stdout + plain.stderr
+
+
+def test_no_target_metadata_and_no_pyproject(project, db_url):
+    """Before: reading the harness's options fell through to ./pyproject.toml, which the
+    alembic command names even when it is absent, and crashed on the missing file."""
+    ini = project["root"] / "alembic.ini"
+    ini.write_text(ini.read_text().replace("target_metadata = app.models:metadata\n", ""))
+    assert not (project["root"] / "pyproject.toml").exists()
+    for args in (["upgrade", "head"], ["current"]):
+        result = alembic(*args, env=project["env"], cwd=project["root"])
+        assert result.returncode == 0 and "Traceback" not in result.stdout, result.stdout
+    assert cli("status", env=project["env"], cwd=project["root"]).returncode == 0

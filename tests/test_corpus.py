@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from helpers import CLI, ROOT, alembic, cli, psql, rows, schema
 
-from neon_migrate.migrate.heads import quick_heads
+from neon_migrate.migrate.heads import alembic_graph, quick_graph
 
 sys.path.insert(0, str(ROOT / "tests" / "corpus"))
 from features import FEATURE_REVISIONS, HEAD, REVISION_COUNT
@@ -54,7 +54,9 @@ def check(env: dict) -> tuple[int, dict]:
 
 def test_quick_heads_read_the_corpus_as_alembic_does(corpus):
     """A versions/__init__.py, a fork and a merge: the quick reader still answers."""
-    assert quick_heads(corpus["root"] / "alembic.ini") == (HEAD,)
+    ini = corpus["root"] / "alembic.ini"
+    assert quick_graph(ini, None) == alembic_graph(ini, None)
+    assert quick_graph(ini, None)[1] == (HEAD,)
 
 
 def test_make_migrate_applies_the_corpus_and_verifies(corpus, db_url):

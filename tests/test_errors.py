@@ -294,3 +294,15 @@ def test_an_empty_versions_folder_says_to_write_the_first_revision(project):
     assert "migrate: no revisions to apply" in result.stdout
     assert "no revisions yet: write the first with `make revision" in result.stdout
     assert "merge" not in result.stdout
+
+
+def test_a_unix_socket_that_fails_is_unreachable_and_named(harness_env, tmp_path):
+    """Before: exit 1, and `status` named localhost:5432 instead of the socket."""
+    url = f"postgresql://u:p@/db?host={tmp_path}/nosuchdir"
+    env = dict(harness_env, DATABASE_URL=url, DB_CONNECT_RETRY_SECONDS="0")
+    for name in ("status", "migrate"):
+        result = cli(name, env=env)
+        assert result.returncode == 3, result.stdout
+        line = result.stdout.strip().splitlines()[-1]
+        assert f"cannot connect to socket {tmp_path}/nosuchdir/.s.PGSQL.5432" in line, line
+        assert "localhost" not in line and "Fix: check the socket folder" in line

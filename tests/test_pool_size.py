@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 
 import psycopg
 import pytest
@@ -40,14 +41,17 @@ def test_long_running_server_example():
         "DB_POOL_SIZE = min(threads, 99th percentile of Poisson(0.667), 100) = min(8, 3, 100) = 3"
         in rec.arithmetic
     )
-    assert rec.verdict == "fits: 96 at most <= 188"
+    assert rec.verdict == (
+        "fits: 15 concurrent transactions (99th percentile) <= 188; "
+        "96 client connections <= max_client_conn 10,000"
+    )
 
 
 def test_overflow_stays_within_the_ceiling_when_it_can():
     """On a 0.25 CU compute (93 in the pooler) the same fleet gets 3+4, 84 at most: it fits."""
     rec = recommend(Workload(3, 4, 8, rps=200, request_ms=40), neon_ceiling(104, how="given"))
     assert (rec.pool_size, rec.max_overflow, rec.fleet_max) == (3, 4, 84)
-    assert rec.verdict == "fits: 84 at most <= 93"
+    assert rec.verdict.startswith("fits: 15 concurrent transactions (99th percentile) <= 93")
 
 
 def test_recommendations_stay_within_what_the_settings_accept():
@@ -69,7 +73,7 @@ def test_serverless_over_subscription_names_what_to_lower():
 
 
 def test_serverless_example():
-    """README's example: 200 function instances, 500 rps, 20 ms: a 0.25 CU compute queues."""
+    """README's example: 200 function instances, 500 rps, 20 ms: 18 transactions fit 93."""
     rec = recommend(
         Workload(function_concurrency=200, rps=500, request_ms=20),
         neon_ceiling(104, how=ASSUMED),
@@ -77,7 +81,29 @@ def test_serverless_example():
     assert (rec.pool_size, rec.max_overflow, rec.serverless, rec.fleet_max) == (1, 0, True, 200)
     assert rec.fleet_steady == 10
     assert rec.ceiling.connections == 93
-    assert rec.verdict.startswith("over: 200 at most > 93; at peak, transactions beyond it queue")
+    assert rec.verdict.startswith("fits: 18 concurrent transactions (99th percentile) <= 93")
+
+
+def test_the_pooled_door_is_judged_by_transactions_the_direct_door_by_connections():
+    """Before: 500 serverless instances at 300 rps x 25 ms (7.5 transactions busy on
+    average) on a 0.25 CU compute were judged `over: 500 at most > 93`."""
+    work = Workload(function_concurrency=500, rps=300, request_ms=25)
+    rec = recommend(work, neon_ceiling(104, how=ASSUMED))
+    assert rec.verdict == (
+        "fits: 15 concurrent transactions (99th percentile) <= 93; "
+        "500 client connections <= max_client_conn 10,000"
+    )
+    assert any("99th percentile of Poisson(7.5) = 15 concurrent transactions" in step
+               for step in rec.arithmetic)  # fmt: skip
+    direct = recommend(work, postgres_ceiling(100, 3))  # no pooler: every connection counts
+    assert direct.verdict.startswith("over: 500 at most > 94; at peak, connections beyond")
+    heavy = recommend(Workload(function_concurrency=500, rps=5000, request_ms=25),
+                      neon_ceiling(104, how=ASSUMED))  # fmt: skip
+    assert heavy.verdict.startswith("over: 152 concurrent transactions (99th percentile) > 93")
+    small_pooler = replace(neon_ceiling(104), clients=400)
+    assert recommend(work, small_pooler).verdict.startswith(
+        "over: 500 client connections > the pooler's max_client_conn 400"
+    )
 
 
 def test_poisson_quantile():
@@ -123,7 +149,9 @@ def test_command_text_and_json_without_a_database(harness_env):
     assert "ceiling: 188 server connections (Neon's pooler: 0.9 x max_connections 209 (given)" in (
         result.stdout
     )
-    assert "fleet: fits: 96 at most <= 188" in result.stdout
+    assert "fleet: fits: 15 concurrent transactions (99th percentile) <= 188; 96 client" in (
+        result.stdout
+    )
     assert "reading max_connections" not in result.stderr  # given: nothing was read
     document = json.loads(split([*args, "--json"], harness_env).stdout)
     assert document["env"] == {"DB_POOL_SIZE": 3, "DB_MAX_OVERFLOW": 5, "DB_POOL_TIMEOUT": 10.0,

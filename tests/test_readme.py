@@ -121,4 +121,5 @@ def test_toml_blocks_name_options_the_harness_reads(body):
         assert parse(body, ROOT / "fleet.toml").targets or "neon" in document
         return
     options = document["tool"]["neon-migrate"]
-    assert set(options) <= {"target_metadata", "app"}  # what project.option() is asked for
+    asked = {"target_metadata", "app", "version_table", "version_table_schema"}
+    assert set(options) <= asked  # what project.option() is asked for

@@ -430,3 +430,109 @@ def test_calling_alembic_in_process_leaves_the_processs_waits_alone(harness_env)
     assert psycopg2.extensions.get_wait_callback() is None
     main(argv=["-c", str(ROOT / "alembic.ini"), "upgrade", "head"])
     assert psycopg2.extensions.get_wait_callback() is None
+
+
+@pytest.mark.parametrize("call", ["sys.exit(0)", "os._exit(0)"])
+def test_a_revision_that_exits_the_process_is_a_failure_not_a_success(project, db_url, call):
+    """Before: `migrate` exited 0, printed nothing, and the revision was not applied: a
+    deploy would have shipped code ahead of its schema."""
+    source = f"    import os, sys\n    op.execute('CREATE TABLE quits (id int)')\n    {call}\n"
+    add_revision(project, "quits", HEAD, source=source)
+    add_revision(project, "later", "quits", "CREATE TABLE later (id int)")
+    result = cli("migrate", env=project["env"])
+    assert result.returncode == 1, result.stdout
+    assert f"revision quits (quits test revision) called {call}" in result.stdout
+    assert f"the database is now at {HEAD}" in result.stdout
+    assert stamp(db_url) == [HEAD]
+    assert rows(db_url, "SELECT to_regclass('quits') IS NULL") == [(True,)]
+    plain = alembic("upgrade", "head", env=project["env"])
+    assert plain.returncode != 0 and f"called {call}" in plain.stdout, plain.stdout
+    sql = cli("sql", env=project["env"])
+    assert sql.returncode == 1 and f"called {call}" in sql.stdout, sql.stdout[-500:]
+
+
+def test_a_forked_child_in_a_revision_still_ends_with_os_exit(project, db_url):
+    """multiprocessing ends its forked children with os._exit: that must still work."""
+    source = (
+        "    import multiprocessing\n"
+        "    child = multiprocessing.get_context('fork').Process(target=print)\n"
+        "    child.start(); child.join()\n"
+        "    op.execute(f'CREATE TABLE child_{child.exitcode} (id int)')\n"
+    )
+    add_revision(project, "forks", HEAD, source=source)
+    result = cli("migrate", env=project["env"])
+    assert result.returncode == 0, result.stdout
+    assert rows(db_url, "SELECT to_regclass('child_0') IS NOT NULL") == [(True,)]
+
+
+def test_a_rerun_over_an_index_left_invalid_is_not_stamped(project, db_url):
+    """The README's advice after a failed concurrent build is IF NOT EXISTS; on the rerun
+    that clause skipped the INVALID index and the revision was stamped over it (plain
+    `alembic upgrade head` exit 0, `status` exit 0 and `ok`)."""
+    assert cli("migrate", env=project["env"]).returncode == 0
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO account (email, display_name) VALUES ('a@x', 'a'), ('b@x', 'a')")
+    add_revision(project, "uniq", HEAD, source=(
+        "    with op.get_context().autocommit_block():\n"
+        "        op.create_index('ix_Uniq_name', 'account', ['display_name'], unique=True,\n"
+        "                        postgresql_concurrently=True, if_not_exists=True)\n"))  # fmt: skip
+    first = cli("migrate", env=project["env"])
+    assert first.returncode == 1 and "could not create unique index" in first.stdout
+    rerun = alembic("upgrade", "head", env=project["env"])  # the duplicates are still there
+    assert rerun.returncode != 0, rerun.stdout
+    assert 'an index it creates is INVALID: "ix_Uniq_name"' in rerun.stdout, rerun.stdout
+    assert 'DROP INDEX CONCURRENTLY "ix_Uniq_name";' in rerun.stdout
+    assert stamp(db_url) == [HEAD]
+    status = cli("status", env=project["env"])
+    assert status.returncode == 1, status.stdout
+    assert 'problem: index "ix_Uniq_name" is INVALID' in status.stdout
+    report = json.loads(cli("status", "--json", env=project["env"]).stdout)
+    assert report["invalid_indexes"] == ['"ix_Uniq_name"']
+    with psycopg.connect(db_url, autocommit=True) as conn:  # the fix the message gives
+        conn.execute("DELETE FROM account WHERE email = 'b@x'")
+        conn.execute('DROP INDEX CONCURRENTLY "ix_Uniq_name"')
+    assert cli("migrate", env=project["env"]).returncode == 0
+    assert stamp(db_url) == ["uniq"]
+    assert cli("status", env=project["env"]).returncode == 0
+
+
+def test_index_names_a_revision_creates():
+    from neon_migrate.migrate.invalid_indexes import created_names
+
+    sql = (
+        'CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS "Ix_A" ON t (a); '
+        "create index ix_b on s.t using gin (b); CREATE INDEX ON t (c); "
+        "CREATE INDEX CONCURRENTLY ON t (d)"
+    )
+    assert created_names(sql) == ["Ix_A", "ix_b"]
+
+
+def test_sigterm_during_a_concurrent_build_reads_the_revision_back(project, db_url):
+    """Before: on a live link the message said `now at unknown: the connection was lost`
+    instead of reading the revision back."""
+    assert cli("migrate", env=project["env"]).returncode == 0
+    build = "CREATE INDEX CONCURRENTLY ix_waits ON account (email)"
+    add_revision(
+        project,
+        "ix",
+        HEAD,
+        source=(f"    with op.get_context().autocommit_block():\n        op.execute({build!r})\n"),
+    )
+    with psycopg.connect(db_url) as old_snapshot:  # the build waits for this snapshot to end
+        old_snapshot.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        old_snapshot.execute("SELECT count(*) FROM project").fetchone()
+        run = subprocess.Popen([*CLI, "migrate"], env=project["env"], text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+        building = ("SELECT count(*) FROM pg_stat_activity "
+                    "WHERE query LIKE 'CREATE INDEX CONCURRENTLY ix_waits%'")  # fmt: skip
+        deadline = time.monotonic() + 30
+        while rows(db_url, building)[0][0] == 0:
+            assert time.monotonic() < deadline and run.poll() is None, "the build never ran"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        run.send_signal(signal.SIGTERM)
+        output = run.communicate(timeout=30)[0]
+    last = output.strip().splitlines()[-1]
+    assert run.returncode == 128 + signal.SIGTERM, output
+    assert "interrupted by SIGTERM during revision ix (ix test revision)" in last, last
+    assert f"the database is now at {HEAD}" in last and "unknown" not in last, last

@@ -86,3 +86,24 @@ def test_blank_url_counts_as_unset(monkeypatch):
 def test_url_never_in_repr(monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://u:hunter2@h/db")
     assert "hunter2" not in repr(load_settings())
+
+
+def test_a_key_set_twice_in_dotenv_is_warned_with_both_lines(harness_env, db_url, tmp_path):
+    """Before: the last one silently won (it pointed `status` at another database)."""
+    from helpers import cli
+
+    env = {k: v for k, v in harness_env.items() if k != "DATABASE_URL"}
+    other = db_url.rsplit("/", 1)[0] + "/postgres"
+    (tmp_path / "dotenv").mkdir()
+    (tmp_path / "dotenv" / ".env").write_text(
+        f"# the app\nDATABASE_URL={other}\nDB_POOL_SIZE=5\n\nDATABASE_URL={db_url}\n"
+    )
+    result = cli("status", env=env, cwd=tmp_path / "dotenv")
+    assert result.returncode == 0, result.stdout
+    assert (
+        "warning: .env sets DATABASE_URL twice (line 2 and line 5): the one on line 5 is "
+        "used; delete the other"
+    ) in result.stdout
+    assert "DB_POOL_SIZE twice" not in result.stdout
+    password = db_url.split(":")[2].split("@")[0]
+    assert password not in result.stdout

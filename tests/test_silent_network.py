@@ -267,3 +267,54 @@ def test_a_downgrade_lost_at_its_commit_is_reported_the_right_way_round(
     assert "the connection was lost at the COMMIT of revision r2" in line, line
     assert "it was committed (read back)" in line, line
     assert one(db_url, "SELECT version_num FROM alembic_version") == HEAD
+
+
+def test_a_silent_link_inside_a_long_statement_is_noticed_within_seconds(
+    through, proxy, project, db_url
+):
+    """A batched backfill sets its own statement_timeout, so the client does not time its
+    statements and only TCP bounds them; a middlebox drops that one flow. Before: the
+    server ended the session at MIGRATION_IDLE_TIMEOUT, and the client still hung (200 s
+    and more). Now a probe on a new session finds the session no longer running the
+    statement within seconds, ends it on the server, and the run ends (exit 3)."""
+    statements = ("SET statement_timeout = 0", "CREATE TABLE filled (n int)",
+                  "INSERT INTO filled SELECT 1 -- stall-here")  # fmt: skip
+    add_revision(project, "fill", HEAD, *statements)
+    proxy.go_silent(on=b"stall-here", that_connection_only=True)
+    env = dict(through, MIGRATION_IDLE_TIMEOUT="60")
+    result, took = timed(["neon_migrate.cli", "migrate"], env, timeout=120)
+    line = last_line(result)
+    print(f"silent link inside a long statement: ended in {took:.1f}s")
+    assert result.returncode == 3, line
+    assert took < 25, f"took {took:.1f}s; the probe runs every 5 s"
+    assert line.startswith("error: revision fill (fill test revision) lost its connection"), line
+    assert "the server is not running the statement the client waits for" in line
+    assert f"the database is now at {HEAD}" in line  # read back on a new connection
+    until(db_url, ADVISORY, 0, 5)  # the session was ended: its locks are gone
+    assert one(db_url, "SELECT to_regclass('filled') IS NULL")
+
+
+def test_a_long_statement_on_a_live_link_is_not_taken_for_a_dead_one(through, project, db_url):
+    """The probe asks the server: a statement it is running is left alone, however long."""
+    add_revision(project, "slow", HEAD, "SET statement_timeout = 0", "SELECT pg_sleep(12)")
+    result, took = timed(["neon_migrate.cli", "migrate"], through, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert took >= 12
+
+
+def test_a_silent_link_during_a_concurrent_build_names_the_lost_link(
+    through, proxy, project, db_url
+):
+    """Before: reported with SQLAlchemy's internal "Can't reconnect until invalid
+    transaction is rolled back" instead of the lost link."""
+    add_revision(project, "r2", HEAD, source=(
+        "    with op.get_context().autocommit_block():\n"
+        "        op.execute('CREATE INDEX CONCURRENTLY ix_acc ON account (email) -- stall')\n"
+    ))  # fmt: skip
+    proxy.go_silent(on=b"-- stall")
+    result, _ = timed(["neon_migrate.cli", "migrate"], through, timeout=120)
+    line = last_line(result)
+    assert result.returncode == 3, line
+    assert "Can't reconnect" not in line and "invalid transaction" not in line, line
+    assert line.startswith("error: revision r2 (r2 test revision) lost its connection"), line
+    assert "no answer from the server" in line

@@ -294,3 +294,20 @@ def test_history_needs_no_database(project, monkeypatch):
         (HEAD, None),
         ("r2", None),
     ]
+
+
+def test_an_unknown_revision_in_the_database_is_explained_everywhere(project, db_url):
+    """Before: migrate exited 2 with Alembic's bare "Can't locate revision ..." and no
+    Fix; status alone explained it. Now every command says what status says (exit 1)."""
+    from helpers import alembic, cli
+
+    assert cli("migrate", env=project["env"]).returncode == 0
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'feedbeef0000'")
+    expected = "the database is at feedbeef0000, which no revision file here defines"
+    for args in (["migrate"], ["migrate", "--dry-run"], ["sql", "--pending"]):
+        result = cli(*args, env=project["env"])
+        assert result.returncode == 1, (args, result.stdout)
+        assert expected in result.stdout and "Fix: deploy the code" in result.stdout, result.stdout
+    plain = alembic("upgrade", "head", env=project["env"])
+    assert plain.returncode != 0 and expected in plain.stdout, plain.stdout

@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 
 from neon_migrate import project
 from neon_migrate.errors import HarnessError, MigrationError
+from neon_migrate.migrate.heads import one_database_head
 from neon_migrate.migrate.offline import OnlineOnlyRevisions
 
 _MARKER = re.compile(r"^-- Running upgrade .* -> (\S+)$", re.MULTILINE)
@@ -39,12 +40,7 @@ class PlannedRevision:
 
 def pending_revisions(script: ScriptDirectory, current: tuple[str, ...]):
     """Scripts not yet applied, oldest first."""
-    if len(current) > 1:
-        raise MigrationError(
-            f"the database has {len(current)} heads ({', '.join(current)})",
-            "merge them with `alembic merge heads`, then migrate",
-        )
-    start = current[0] if current else "base"
+    start = one_database_head(current) or "base"
     return list(reversed(list(script.iterate_revisions("heads", start))))
 
 

@@ -35,8 +35,8 @@ from neon_migrate.connection.endpoints import WEAK_SSLMODES, get_endpoints
 from neon_migrate.connection.engines import get_migration_engine
 from neon_migrate.connection.health import check_connection
 from neon_migrate.errors import ConfigError, HarnessError, UnreachableError
-from neon_migrate.migrate.heads import quick_graph, revision_files
-from neon_migrate.migrate.lock import lock_holder
+from neon_migrate.migrate.heads import graph, script_files
+from neon_migrate.migrate.lock import lock_holder, lock_key
 from neon_migrate.migrate.status import read_status
 from neon_migrate.observe.figures import endpoint_figures, endpoint_text
 from neon_migrate.observe.pool_stats import all_stats
@@ -147,10 +147,10 @@ def _check_endpoint(ctx: Context, endpoint: str) -> str:
     """The figures /health/db reports, under the same keys, in the check's details."""
     health = check_connection(endpoint)  # type: ignore[arg-type]
     ctx.health[endpoint] = health
-    known, heads = (quick_graph(Path(ctx.config_file)) if ctx.config_file else None) or (
-        None,
-        None,
-    )
+    try:
+        known, heads = graph(*project.config_files(ctx.config_file or None))
+    except Exception:  # a broken graph: the `scripts` check says what is wrong with it
+        known, heads = None, None
     figures = endpoint_figures(health, heads, known)
     if endpoint == "pooled":  # the same database: its indexes are the direct check's
         figures["invalid_indexes"] = []
@@ -192,9 +192,9 @@ def check_scripts(ctx: Context) -> str:
         ctx.script = ScriptDirectory.from_config(project.alembic_config(ctx.config_file))
     except Exception as exc:  # no script_location, or not a folder
         raise Outcome("fail", f"no migrations folder: {' '.join(str(exc).split())}") from None
-    versions = Path(ctx.script.versions)
-    files = revision_files(versions)
+    files = script_files(ctx.script)
     if not files:
+        versions = ", ".join(ctx.script.version_locations) or Path(ctx.script.dir, "versions")
         ctx.script = None
         raise Outcome(
             "fail",
@@ -316,10 +316,14 @@ def _unknown(script: ScriptDirectory, revision: str) -> bool:
         return True
 
 
+def _version_table(ctx: Context) -> project.VersionTable:
+    return project.version_table(project.alembic_config(ctx.config_file or None))
+
+
 def check_validate(ctx: Context) -> str:
     """Applied revisions still match their files (their checksums in the history), and
     every revision the database is at has a file."""
-    status = read_status(ctx.script, ctx.direct())
+    status = read_status(ctx.script, ctx.direct(), _version_table(ctx))
     if status.problems:
         raise Outcome(
             "fail",
@@ -448,11 +452,12 @@ def _production_untouched(ctx: Context) -> None:
     have ended it (MIGRATION_IDLE_TIMEOUT)."""
     ctx.close()
     conn = ctx.direct()
+    table = _version_table(ctx)
     now = conn.execute(text(
-        "SELECT CASE WHEN to_regclass('alembic_version') IS NULL THEN '' ELSE "
+        "SELECT CASE WHEN to_regclass(:table) IS NULL THEN '' ELSE "
         "(SELECT coalesce(string_agg(version_num, ',' ORDER BY version_num), '') "
-        "FROM alembic_version) END"
-    )).scalar()  # fmt: skip
+        f"FROM {table.sql}) END"
+    ), {"table": table.sql}).scalar()  # fmt: skip
     conn.rollback()
     if tuple(filter(None, now.split(","))) != tuple(sorted(ctx.current)):
         raise Outcome(
@@ -465,7 +470,7 @@ def _production_untouched(ctx: Context) -> None:
 
 def _rehearse_in_transaction(ctx: Context) -> str:
     conn = ctx.direct()
-    holder = lock_holder(conn)
+    holder = lock_holder(conn, lock_key(_version_table(ctx)))
     conn.rollback()
     if holder:  # rehearsing now would wait for it, then rehearse what it already applied
         raise Outcome(

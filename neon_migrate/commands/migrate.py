@@ -13,19 +13,20 @@ from pathlib import Path
 from neon_migrate import project
 from neon_migrate.commands.output import detail, note, out, out_json
 from neon_migrate.errors import ConfigError, MigrationError
+from neon_migrate.migrate.heads import refuse_unknown
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from neon_migrate.connection.endpoints import get_endpoints
     from neon_migrate.connection.health import check_connection
 
-    ini, _ = project.config_files()
+    known, heads = graph()
+    target = _target(args.to, known, heads)  # two unmerged heads: refused before connecting
     for line in get_endpoints().describe():
         note(f"migrate: {line}")
-    known, heads = graph(ini)
-    target = _target(args.to, known, heads)
     started = time.perf_counter()
     direct = check_connection("direct")
+    refuse_unknown(direct.revisions, known)
     if args.dry_run:
         return _dry_run(direct.revisions, target, args.json)
     if not heads:  # an empty versions folder: verify says what to do
@@ -56,8 +57,19 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _target(to: str | None, known, heads: tuple[str, ...]) -> tuple[str, ...]:
-    """The revision(s) `migrate --to` should end at; the heads without it."""
+    """The revision(s) `migrate --to` should end at: the one head without it.
+
+    Two unmerged heads are refused before anything connects, as stock Alembic refuses
+    `upgrade head`: applying both branches would leave two rows in alembic_version and a
+    schema no code was written for. `--to` one of them stays possible."""
     if to is None or to in ("head", "heads"):
+        if len(heads) > 1:
+            raise ConfigError(
+                f"the revisions have {len(heads)} heads ({', '.join(heads)}): two branches "
+                "of revisions that nothing has merged",
+                "merge them with `alembic merge heads -m merge` (then migrate), or apply "
+                f"one branch with `neon-migrate migrate --to {heads[0]}`",
+            )
         return heads
     from alembic.script import ScriptDirectory
     from alembic.util import CommandError
@@ -80,17 +92,10 @@ def _dry_run(current: tuple[str, ...], target: tuple[str, ...], as_json: bool) -
     """What `migrate` would apply: read from the database, nothing taken, nothing changed."""
     from alembic.script import ScriptDirectory
 
+    from neon_migrate.migrate.heads import one_database_head
+
     script = ScriptDirectory.from_config(project.alembic_config())
-    if len(current) > 1:
-        raise MigrationError(f"the database has {len(current)} heads ({', '.join(current)})",
-                             "merge them with `alembic merge heads`")  # fmt: skip
-    start = current[0] if current else "base"
-    ahead = [r for r in current if r not in {s.revision for s in script.walk_revisions()}]
-    if ahead:
-        raise MigrationError(
-            f"the database is at {', '.join(ahead)}, which these scripts do not have",
-            "deploy the code that has it, or check that DATABASE_URL names the right database",
-        )
+    start = one_database_head(current) or "base"
     pending = list(reversed(list(script.iterate_revisions(target, start))))
     rows = [{"revision": s.revision, "message": s.doc or ""} for s in pending]
     if as_json:
@@ -110,10 +115,9 @@ def _dry_run(current: tuple[str, ...], target: tuple[str, ...], as_json: bool) -
 def cmd_verify(args: argparse.Namespace) -> int:
     from neon_migrate.connection.endpoints import get_endpoints
 
-    ini, _ = project.config_files()
     for line in get_endpoints().describe():
         note(f"verify: {line}")
-    known, heads = graph(ini)
+    known, heads = graph()
     return report("verify", verify_items(heads, known), args.json)
 
 
@@ -147,18 +151,11 @@ def report(command: str, items, as_json: bool, **extra) -> int:
     return code
 
 
-def graph(ini: Path | None) -> tuple[frozenset[str], tuple[str, ...]]:
-    """Every revision id and the heads: read from the files, or by Alembic if unsure."""
-    from neon_migrate.migrate.heads import quick_graph
+def graph() -> tuple[frozenset[str], tuple[str, ...]]:
+    """Every revision id and the heads: Alembic's answer (neon_migrate.migrate.heads)."""
+    from neon_migrate.migrate import heads
 
-    found = quick_graph(ini) if ini else None
-    if found is not None:
-        return found
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory.from_config(project.alembic_config())
-    known = frozenset(r.revision for r in script.walk_revisions())
-    return known, tuple(sorted(script.get_heads()))
+    return heads.graph()
 
 
 def say_pools(command: str) -> None:
@@ -188,16 +185,16 @@ def cmd_sql(args: argparse.Namespace) -> int:
         command.upgrade(config, target, sql=True)
         return 0
     from neon_migrate.connection.health import check_connection
+    from neon_migrate.migrate.heads import one_database_head
 
     current = check_connection("direct").revisions
-    if len(current) > 1:
-        raise MigrationError(f"the database has {len(current)} heads ({', '.join(current)})",
-                             "merge them with `alembic merge heads`")  # fmt: skip
-    _, heads = graph(project.config_files()[0])
+    at = one_database_head(current)
+    known, heads = graph()
+    refuse_unknown(current, known)
     if current == (heads if target == "heads" else (target,)):
-        note(f"sql: the database is at {', '.join(current)}; nothing pending")
+        note(f"sql: the database is at {at}; nothing pending")
         return 0
-    start = f"{current[0]}:" if current else ""
+    start = f"{at}:" if at else ""
     command.upgrade(config, f"{start}{target}", sql=True)
     return 0
 

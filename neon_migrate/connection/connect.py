@@ -98,13 +98,30 @@ def _quoted_after(text: str, words: str) -> str:
     return match.group(1) if match else ""
 
 
+def endpoint_name(url: Target) -> str:
+    """host:port, or the unix socket a URL names (`?host=/run/postgresql`, as libpq reads
+    it), for a Target or a SQLAlchemy URL: never `localhost:5432` for a socket."""
+    host = url.host
+    if not host:
+        given = dict(getattr(url, "query", None) or {}).get("host")
+        host = given[0] if isinstance(given, tuple) and given else given
+    if host and str(host).startswith("/"):
+        return f"socket {host}/.s.PGSQL.{url.port or 5432}"
+    return f"{host or 'localhost'}:{url.port or 5432}"
+
+
 def explain(
     exc: BaseException, url: Target, variable: str, elapsed: float, *, migrations: bool
 ) -> HarnessError:
     """Turn a connect failure into one line: what happened, where, and what to do."""
-    where = f"{url.host or 'localhost'}:{url.port or 5432}"  # a Target or SQLAlchemy URL
+    where = endpoint_name(url)
     text = driver_message(exc, _secrets(url))
     low = text.lower()
+    if 'on socket "' in low and "no such file or directory" in low:  # nothing listens there
+        return UnreachableError(
+            f"cannot connect to {where}: {text}",
+            f"check the socket folder (host=) and port in {variable}, and that the server runs",
+        )
     if "unsupported startup parameter" in low and migrations:
         return ConfigError(
             f"{where} is a connection pooler ({text}); migrations need a direct session "

@@ -15,6 +15,7 @@ from typing import Literal
 import psycopg2
 import psycopg2.errors
 
+from neon_migrate import project
 from neon_migrate.connection import urls
 from neon_migrate.connection.connect import connect_raw, driver_message
 from neon_migrate.connection.endpoints import get_endpoints
@@ -35,7 +36,7 @@ class EndpointHealth:
     server_version: str
     ssl_in_use: bool  # the client's link, from the driver
     server_ssl: bool  # the link the server sees (pg_stat_ssl): the pooler's, through one
-    revisions: tuple[str, ...]  # rows of alembic_version; () when the table is absent
+    revisions: tuple[str, ...]  # rows of the version table; () when the table is absent
     # Indexes left INVALID by a failed (or still running) concurrent build: they cost every
     # write and serve no read, and a revision creating them again fails with "already exists".
     invalid_indexes: tuple[str, ...] = ()
@@ -61,7 +62,7 @@ _READ = (
     "current_setting('superuser_reserved_connections')::int "
     "+ coalesce(nullif(current_setting('reserved_connections', true), '')::int, 0)"
 )
-_READ_WITH_REVISIONS = _READ + ", ARRAY(SELECT version_num FROM alembic_version ORDER BY 1)"
+_WITH_REVISIONS = ", ARRAY(SELECT version_num FROM {table} ORDER BY 1)"  # the version table
 
 
 def check_connection(
@@ -77,6 +78,7 @@ def check_connection(
     connection before the query, so a caller with a deadline can cancel it.
     """
     endpoints = get_endpoints()
+    table = project.version_table()  # alembic_version unless the project names another
     if endpoint == "pooled":
         (url, connect_args), variable = app_target(), endpoints.pooled_variable
     else:
@@ -96,7 +98,7 @@ def check_connection(
     try:
         if opened is not None:
             opened(conn)  # may raise: the caller gave up; the connection is closed below
-        version, server_ssl, invalid, timeouts, limits, revisions = _read(conn)
+        version, server_ssl, invalid, timeouts, limits, revisions = _read(conn, table)
         ssl_in_use = bool(conn.info.ssl_in_use)
     except psycopg2.Error as exc:  # connected, but the query failed: rights, an odd table
         if lost_connection(exc):  # ... or the link went away under it
@@ -106,7 +108,7 @@ def check_connection(
             ) from None
         raise HarnessError(
             f"{endpoint} endpoint answered but the health query failed: {driver_message(exc)}",
-            f"check the role's rights and the alembic_version table ({variable})",
+            f"check the role's rights and the {table} table ({variable})",
         ) from None
     finally:
         conn.close()
@@ -126,12 +128,12 @@ def check_connection(
     )
 
 
-def _read(conn) -> tuple:
+def _read(conn, table: project.VersionTable) -> tuple:
     """Server version, the server's view of SSL, invalid indexes, timeouts, connection
-    limits, and alembic_version's rows."""
+    limits, and the version table's rows."""
     with conn.cursor() as cursor:
         try:
-            cursor.execute(_READ_WITH_REVISIONS)
+            cursor.execute(_READ + _WITH_REVISIONS.format(table=table.sql))
             *row, revisions = cursor.fetchone()
         except psycopg2.errors.UndefinedTable:  # an empty database (autocommit: no rollback)
             cursor.execute(_READ)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import select
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg2
@@ -32,8 +32,12 @@ import psycopg2.extensions as ext
 
 CANCEL_GRACE = 3.0  # seconds the server gets to confirm a cancel after a signal
 SLICE = 0.25  # the longest a signal's handler waits to run
+# After this long without an answer, and as often, a connection with a probe asks the
+# server, on a session of its own, whether it is still running our statement.
+PROBE_EVERY = 5.0
 
 _limits: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_probes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _default = {"seconds": 10.0}  # DB_CONNECT_TIMEOUT once install() has run
 
 
@@ -93,10 +97,32 @@ def limit(dbapi_connection, seconds) -> None:
         _limits[dbapi_connection] = seconds
 
 
+def probe_with(dbapi_connection, probe: Callable[[], str | None]) -> None:
+    """While a statement on this connection goes unanswered, call `probe` every
+    PROBE_EVERY seconds; a reason it returns ends the wait as a lost link.
+
+    A statement may rightly run for minutes, so silence alone cannot tell a dead link
+    before the statement's own limit (10 min by default; none when a revision sets its
+    own statement_timeout). The server can: a session that is no longer running our
+    statement, or is gone, will never answer."""
+    _probes[dbapi_connection] = probe
+
+
+def _probe(conn) -> str | None:
+    probe = _probes.get(conn)
+    if probe is None:
+        return None
+    try:
+        return probe()
+    except Exception:  # the probe cannot get through either: the deadline still bounds it
+        return None
+
+
 def wait(conn) -> None:
     """psycopg2's wait callback: poll the connection until its operation completes."""
     seconds = _limits.get(conn, _default["seconds"])
     deadline = None if seconds is None else time.monotonic() + seconds
+    next_probe = time.monotonic() + PROBE_EVERY
     interrupted: BaseException | None = None
     while True:
         try:
@@ -111,6 +137,13 @@ def wait(conn) -> None:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 raise LinkSilent(_silence(seconds, interrupted))
+            if now >= next_probe and interrupted is None:
+                reason = _probe(conn)
+                if reason:
+                    raise LinkSilent(reason)
+                now, next_probe = time.monotonic(), time.monotonic() + PROBE_EVERY
+                if deadline is not None and now >= deadline:
+                    continue
             # Short slices: a signal delivered to another thread interrupts nothing here,
             # and its Python handler runs only once this thread is back in Python.
             timeout = SLICE if deadline is None else min(SLICE, deadline - now)

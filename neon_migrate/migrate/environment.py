@@ -37,7 +37,8 @@ from neon_migrate.connection.waiting import (
 )
 from neon_migrate.errors import ConfigError, HarnessError, MigrationError, UnreachableError
 from neon_migrate.migrate import alembic_compat, flask_app, revision_session
-from neon_migrate.migrate.lock import migration_lock
+from neon_migrate.migrate.heads import unknown_revision_error
+from neon_migrate.migrate.lock import lock_key, migration_lock
 from neon_migrate.migrate.progress import APPLIED, UNCOMMITTED
 from neon_migrate.migrate.revision_session import RevisionSession, keep_stamp
 from neon_migrate.migrate.script_errors import script_problem
@@ -103,6 +104,7 @@ def configure_options(config) -> dict[str, Any]:
         "compare_server_default": True,
         "process_revision_directives": _skip_empty_autogenerate,
         "on_version_apply": [keep_stamp],
+        **project.version_table(config).configure(),  # version_table, version_table_schema
         **autogenerate_options(),  # SQLModel's types rendered as sa.*, our own table ignored
     }
     return flask_app.merged(ours, app.configure_args if app is not None else None)
@@ -172,11 +174,14 @@ def _migration_connection(config, settings, given) -> Iterator[Connection]:
             variable=variable,
             migrations=True,
         )
+    if conn is not given:  # our own session: a silent link is noticed within seconds
+        waiting.probe_with(conn.connection.dbapi_connection, liveness(conn))
     try:
         with stop_on_signals(canceller(conn)):
             if not reads_only():
                 token = SESSION_TOKEN if given is None else None  # our engine's sessions
-                with migration_lock(conn, settings, token) as scope:
+                key = lock_key(project.version_table(config))
+                with migration_lock(conn, settings, token, key) as scope:
                     session = RevisionSession(conn, settings, scope)
                     config.attributes[revision_session.ATTRIBUTE] = session
                     try:
@@ -184,14 +189,16 @@ def _migration_connection(config, settings, given) -> Iterator[Connection]:
                     finally:
                         session.close()
                     if conn is not given and config.attributes.get(APPLIED):
-                        now = config.attributes[REVISION_NOW] = database_revision(conn)
+                        now = database_revision(conn, table=project.version_table(config))
+                        config.attributes[REVISION_NOW] = now
                         log.info("the database is now at %s (read back)", now)
             else:  # our engine's timeouts came in the startup packet
                 yield conn
     except BaseException as exc:  # a signal too: every run that ends says where the db is
         if conn is not given:  # after a signal, reconnect only if the server still answers
             reconnect = received() is None or answered_after_signal(exc)
-            config.attributes[REVISION_NOW] = database_revision(conn, reconnect)
+            table = project.version_table(config)
+            config.attributes[REVISION_NOW] = database_revision(conn, reconnect, table)
         raise
     finally:
         if conn is not given:
@@ -215,22 +222,69 @@ def canceller(conn: Connection) -> Callable[[], None]:
     return cancel
 
 
-def database_revision(conn: Connection, reconnect: bool = True) -> str:
-    """alembic_version as it is committed, read after a failure (the lock is released);
+_SESSION_STATE = text(
+    "SELECT state, extract(epoch FROM clock_timestamp() - state_change) "
+    "FROM pg_stat_activity WHERE pid = :pid"
+)
+
+
+def liveness(conn: Connection) -> Callable[[], str | None]:
+    """A probe for waiting.probe_with: asks, through a new session, whether the server is
+    still running `conn`'s statement. Called only after seconds without an answer, when
+    the statement has long arrived: a session that is gone, or idle, will never answer.
+    An idle one is ended there and then, so its locks go now, not at the idle timeout."""
+    pid = conn.connection.dbapi_connection.info.backend_pid
+    engine = conn.engine
+
+    def probe() -> str | None:
+        with engine.connect() as other:
+            row = other.execute(_SESSION_STATE, {"pid": pid}).first()
+            if row is None:
+                return (
+                    f"the server has ended the migration session (pid {pid}) while the client "
+                    "still waited for its answer: the link to it is gone"
+                )
+            state, idle = row
+            if state == "active" or idle is None or idle < 1:
+                return None  # running our statement, or its answer is on the way
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            other.commit()
+        return (
+            f"the server is not running the statement the client waits for (its session, "
+            f"pid {pid}, is {state}): the link lost it or its answer; the session was ended "
+            "on the server, and its locks with it"
+        )
+
+    return probe
+
+
+def database_revision(
+    conn: Connection, reconnect: bool = True, table: project.VersionTable | None = None
+) -> str:
+    """The version table as it is committed, read after a failure (the lock is released);
     on a new connection if the link broke and `reconnect` allows."""
-    for _attempt in range(2 if reconnect else 1):
-        if conn.invalidated and not reconnect:
-            break
-        try:
-            if conn.in_transaction():
-                conn.rollback()
-            exists = conn.execute(text("SELECT to_regclass('alembic_version')")).scalar()
-            query = text("SELECT version_num FROM alembic_version ORDER BY 1")
-            rows = conn.execute(query).scalars().all() if exists else []
-            conn.rollback()
-        except SQLAlchemyError:  # never let the read-back hide the failure it reports on
-            continue  # a broken link is invalidated now: the next try reconnects
+    table = table or project.VersionTable()
+
+    def read(on: Connection) -> str:
+        if on.in_transaction():
+            on.rollback()
+        exists = on.execute(text("SELECT to_regclass(:t)"), {"t": table.sql}).scalar()
+        query = text(f"SELECT version_num FROM {table.sql} ORDER BY 1")
+        rows = on.execute(query).scalars().all() if exists else []
+        on.rollback()
         return ", ".join(rows) or "no revision (empty)"
+
+    if not conn.invalidated:
+        try:
+            return read(conn)
+        except SQLAlchemyError:  # never let the read-back hide the failure it reports on
+            pass
+    if reconnect:  # a new session: the old one may be closed, or stuck in an invalid state
+        try:
+            with conn.engine.connect() as fresh:
+                return read(fresh)
+        except SQLAlchemyError:
+            pass
     return "unknown: the connection was lost (run `make verify` to see it)"
 
 
@@ -304,6 +358,10 @@ def _classify(err: BaseException, attributes: dict) -> HarnessError | None:
         return RunInterrupted(signum, *_running_revision(err), unconfirmed_cancel(err))
     if isinstance(err, HarnessError):
         return err
+    missing = getattr(err.__cause__, "argument", None)  # Alembic's ResolutionError
+    now = (attributes.get(REVISION_NOW) or "").split(", ")
+    if isinstance(err, CommandError) and isinstance(missing, str) and missing in now:
+        return unknown_revision_error([missing])  # the database's, not one the user named
     if not isinstance(err, DBAPIError):
         return script_problem(err)  # None: a bug, whose traceback shows
     at_commit = attributes.get(UNCOMMITTED)

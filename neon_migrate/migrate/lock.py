@@ -12,6 +12,7 @@ statement as the first lock attempt: on Neon every round trip crosses a network.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Iterator
@@ -23,12 +24,28 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from neon_migrate.connection.timeouts import SESSION_SETTING, lock_timeout, statement_timeout
 from neon_migrate.errors import ConfigError, LockBusyError
+from neon_migrate.project import VersionTable
 from neon_migrate.settings import Settings
 
 log = logging.getLogger("neon_migrate.migrate")
 
-# 'neonmigr' as a 64-bit integer. Advisory locks are per database, so one key suffices.
+# 'neonmigr' as a 64-bit integer: the key of the default version table (alembic_version),
+# the same as before version tables were configurable, so older runs still queue behind it.
 LOCK_KEY = int.from_bytes(b"neonmigr", "big")
+
+
+def lock_key(table: VersionTable | None = None) -> int:
+    """The migration lock for one version table: database + schema + table.
+
+    An advisory lock belongs to its database already (pg_locks.database); the schema and
+    the table make it one per project, so two projects sharing a database, each with its
+    own version table, never wait for each other's migrations."""
+    if table is None or table == VersionTable():
+        return LOCK_KEY
+    digest = hashlib.sha256(f"neon-migrate:{table.schema or ''}:{table.name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1  # positive: classid/objid read it back
+
+
 # The longest pause between two tries for a held lock: the delay a waiter adds after the
 # holder lets go, against one round trip per try.
 POLL_MAX_SECONDS = 1.0
@@ -45,17 +62,17 @@ _HOLDER = text(
 )
 
 
-def lock_holder(conn: Connection) -> str | None:
+def lock_holder(conn: Connection, key: int = LOCK_KEY) -> str | None:
     """Who holds the migration lock now, in words; None when nobody does."""
-    row = conn.execute(_HOLDER, {"hi": LOCK_KEY >> 32, "lo": LOCK_KEY & 0xFFFFFFFF}).first()
+    row = conn.execute(_HOLDER, {"hi": key >> 32, "lo": key & 0xFFFFFFFF}).first()
     if row is None:
         return None
     pid, app, client, age = row
     return f"pid {pid} (application '{app or '?'}', from {client}, connected {age}s ago)"
 
 
-def describe_holder(conn: Connection) -> str:
-    return lock_holder(conn) or "another session (it has just released it)"
+def describe_holder(conn: Connection, key: int = LOCK_KEY) -> str:
+    return lock_holder(conn, key) or "another session (it has just released it)"
 
 
 class NotOneSession(ConfigError):
@@ -72,8 +89,8 @@ class NotOneSession(ConfigError):
 class _Lock:
     """The statements for one scope: 'session' (our connection) or 'transaction' (caller's)."""
 
-    def __init__(self, conn: Connection, settings: Settings, scope: str) -> None:
-        self.conn, self.settings = conn, settings
+    def __init__(self, conn: Connection, settings: Settings, scope: str, key: int) -> None:
+        self.conn, self.settings, self.key = conn, settings, key
         self.local = "true" if scope == "transaction" else "false"
         self.xact = "_xact" if scope == "transaction" else ""
         self.original: tuple[str, str] | None = None  # the session's own timeouts, once read
@@ -111,7 +128,7 @@ class _Lock:
                 "token": token,
                 "lock": lock_timeout(self.settings),
                 "stmt": statement_timeout(self.settings),
-                "key": LOCK_KEY,
+                "key": self.key,
             },
         ).one()
         if not carried:
@@ -129,7 +146,7 @@ class _Lock:
         On our own session each try runs in autocommit; in a caller's transaction (READ
         COMMITTED) no snapshot is held between two tries either.
         """
-        holder = describe_holder(self.conn)
+        holder = describe_holder(self.conn, self.key)
         wait = self.settings.migration_lock_wait
         busy = LockBusyError(
             f"the migration lock is held by {holder} for longer than MIGRATION_LOCK_WAIT={wait:g}s",
@@ -163,7 +180,7 @@ class _Lock:
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, POLL_MAX_SECONDS)
             tried = self.conn.execute(
-                text(f"SELECT pg_try_advisory{self.xact}_lock(:key)"), {"key": LOCK_KEY}
+                text(f"SELECT pg_try_advisory{self.xact}_lock(:key)"), {"key": self.key}
             )
             got = tried.scalar()
             if not self.xact:
@@ -183,13 +200,15 @@ class _Lock:
 
     def release(self) -> None:
         """Session scope only: unlock, and give the session its own timeouts back."""
-        self.conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LOCK_KEY})
+        self.conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
         if self.original is not None:
             self.set_timeouts(*self.original)
 
 
 @contextmanager
-def migration_lock(conn: Connection, settings: Settings, token: str | None = None) -> Iterator[str]:
+def migration_lock(
+    conn: Connection, settings: Settings, token: str | None = None, key: int = LOCK_KEY
+) -> Iterator[str]:
     """Hold the lock, with the migration timeouts set, for the body of the block; yields
     the scope of both: "session" (our connection) or "transaction" (a caller's).
 
@@ -199,7 +218,7 @@ def migration_lock(conn: Connection, settings: Settings, token: str | None = Non
     when the connection closes (the silent-rollback trap).
     """
     scope = "transaction" if conn.in_transaction() else "session"
-    lock = _Lock(conn, settings, scope)
+    lock = _Lock(conn, settings, scope, key)
     try:
         if not lock.set_timeouts_and_try(token):
             lock.wait()

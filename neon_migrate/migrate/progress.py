@@ -14,15 +14,17 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from alembic import context
 from alembic.script import Script, ScriptDirectory
+from sqlalchemy.exc import PendingRollbackError
 
 from neon_migrate.connection.connect import driver_message
 from neon_migrate.connection.waiting import IDLE_ENDED, lost_connection
 from neon_migrate.errors import HarnessError, MigrationError
-from neon_migrate.migrate import offline, revision_session
+from neon_migrate.migrate import invalid_indexes, offline, revision_session
 
 log = logging.getLogger("neon_migrate.migrate")
 
@@ -48,7 +50,23 @@ class RevisionFailed(MigrationError):
         # It had ended Alembic's transaction (autocommit_block, commit()) before failing:
         # that part of its work is committed, and running it again may not be safe.
         self.commits_midway = commits_midway
-        if any(m in str(original).lower() for m in IDLE_ENDED):  # the server, on purpose
+        if isinstance(original, SystemExit):  # the revision tried to end the process
+            how = getattr(original, "how", "sys.exit")
+            cause = (
+                f"{label} called {how}({original.code!r}) during {direction}: the run was "
+                "stopped there and the revision is not applied"
+                + ("; it had committed part of its work first" if commits_midway else "")
+            )
+            fix = "raise an exception instead of exiting (a deploy must not see a failed "
+            fix += "revision end with its exit code), then run again"
+        elif isinstance(original, invalid_indexes.IndexesLeftInvalid):
+            cause = (
+                f"{label} ran, but an index it creates is INVALID: {original} (a concurrent "
+                "build that failed earlier, which IF NOT EXISTS skipped); it is not stamped"
+            )
+            drops = " ".join(f"DROP INDEX CONCURRENTLY {n};" for n in original.names)
+            fix = f"{drops} then migrate again: the revision builds it anew"
+        elif any(m in str(original).lower() for m in IDLE_ENDED):  # the server, on purpose
             cause = (
                 f"{label} sat idle in its session longer than MIGRATION_IDLE_TIMEOUT (Python "
                 "work between its statements?), and the server ended it: "
@@ -124,6 +142,46 @@ def announce(event: str, revision: str, direction: str, ms: float | None = None)
         os.write(int(fd), (json.dumps(line) + "\n").encode())
 
 
+class ProcessExit(SystemExit):
+    """os._exit() called by a revision, turned into an exception the run can report."""
+
+    how = "os._exit"
+
+
+@contextmanager
+def no_process_exit() -> Iterator[None]:
+    """While a revision runs, os._exit() in this process raises instead of ending it.
+
+    os._exit(0) skips every handler: the run would end with exit 0, the revision rolled
+    back by the server, and a deploy would ship code ahead of its schema. A forked child
+    (multiprocessing) still ends with the real os._exit."""
+    real, pid = os._exit, os.getpid()
+
+    def refuse(code: int) -> None:
+        if os.getpid() != pid:
+            real(code)
+        raise ProcessExit(code)
+
+    os._exit = refuse
+    try:
+        yield
+    finally:
+        os._exit = real
+
+
+def _hidden_cause(exc: BaseException) -> BaseException:
+    """The error to report: when a link breaks inside autocommit_block, Alembic's cleanup
+    on the way out meets SQLAlchemy's PendingRollbackError ("Can't reconnect until invalid
+    transaction is rolled back"), which would hide the lost link it was raised during."""
+    seen = set()
+    while isinstance(exc, PendingRollbackError) and exc.__context__ is not None:
+        if id(exc) in seen:
+            break
+        seen.add(id(exc))
+        exc = exc.__context__
+    return exc
+
+
 def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(fn)
     def run(*args, **kwargs) -> None:
@@ -131,9 +189,10 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
         label = f"revision {script.revision} ({' '.join((script.doc or '').split())})"
         if context.is_offline_mode():
             try:
-                offline.render(context.get_context().impl, attributes, script,
-                               functools.partial(fn, *args, **kwargs))  # fmt: skip
-            except Exception as exc:
+                with no_process_exit():
+                    offline.render(context.get_context().impl, attributes, script,
+                                   functools.partial(fn, *args, **kwargs))  # fmt: skip
+            except (Exception, SystemExit) as exc:
                 raise RevisionFailed(script.revision, label, "offline rendering", exc,
                                      commits_midway=False) from exc  # fmt: skip
             return
@@ -145,8 +204,11 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
         log.info("%s %s  %s ...", starting, script.revision, script.doc)  # a slow one shows
         announce("start", script.revision, direction)
         started = time.perf_counter()
+        conn = context.get_bind()
         try:
-            fn(*args, **kwargs)
+            with no_process_exit(), invalid_indexes.watch(conn) as created:
+                fn(*args, **kwargs)
+            invalid_indexes.raise_if_invalid(conn, created)  # before its stamp: none then
         except HarnessError:
             raise
         except KeyboardInterrupt as exc:  # a signal: say which revision it stopped, and how
@@ -154,9 +216,10 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
             midway = session.finish(ok=False) if session is not None else False
             exc.commits_midway = midway  # type: ignore[attr-defined]
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit(0) must not read as success
             midway = session.finish(ok=False) if session is not None else False
-            raise RevisionFailed(script.revision, label, direction, exc, midway) from exc
+            cause = _hidden_cause(exc)
+            raise RevisionFailed(script.revision, label, direction, cause, midway) from exc
         if session is not None:
             session.finish(ok=True)
         ms = (time.perf_counter() - started) * 1000

@@ -34,15 +34,22 @@ from neon_migrate.connection.endpoints import get_endpoints
 from neon_migrate.connection.engines import get_migration_engine
 from neon_migrate.errors import MigrationError
 from neon_migrate.migrate.history import HISTORY_TABLE, file_checksum
-from neon_migrate.migrate.lock import lock_holder
+from neon_migrate.migrate.lock import lock_holder, lock_key
+from neon_migrate.project import VersionTable, version_table
 from neon_migrate.settings import get_settings
 
 JSON_VERSION = 1
 
 _TABLES = text(
-    f"SELECT to_regclass('alembic_version') IS NOT NULL, to_regclass('{HISTORY_TABLE}') IS NOT NULL"
+    "SELECT to_regclass(:version_table) IS NOT NULL, "
+    f"to_regclass('{HISTORY_TABLE}') IS NOT NULL, "
+    # left by a failed (or still running) CREATE INDEX CONCURRENTLY: as verify lists them
+    "ARRAY(SELECT i.indexrelid::regclass::text FROM pg_index i JOIN pg_class c "
+    "ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE NOT i.indisvalid AND n.nspname <> 'pg_catalog' AND n.nspname NOT LIKE 'pg_toast%' "
+    "ORDER BY 1)"
 )
-_VERSIONS = text("SELECT version_num FROM alembic_version ORDER BY 1")
+_VERSIONS = "SELECT version_num FROM {table} ORDER BY 1"
 _LAST_ROWS = text(  # each revision's latest row, upgrade or downgrade
     f"""SELECT DISTINCT ON (revision) revision, direction, applied_at, duration_ms, checksum,
                application, host
@@ -89,6 +96,7 @@ class Status:
     current: list[str] | None = None  # alembic_version's rows; None: no database read
     problems: list[str] = field(default_factory=list)
     running: str | None = None  # who holds the migration lock now, in words
+    invalid_indexes: list[str] = field(default_factory=list)  # a failed concurrent build's
 
     def count(self, **where) -> int:
         return sum(all(getattr(e, k) == v for k, v in where.items()) for e in self.revisions)
@@ -101,6 +109,7 @@ class Status:
             "current": self.current,
             "heads": self.heads,
             "running": self.running,
+            "invalid_indexes": self.invalid_indexes,
         }
 
 
@@ -157,19 +166,25 @@ def _ms(value: Decimal | float | None) -> float | None:
     return None if value is None else float(value)
 
 
-def read_status(script: ScriptDirectory, conn: Connection) -> Status:
+def read_status(
+    script: ScriptDirectory, conn: Connection, table: VersionTable | None = None
+) -> Status:
     """The status of every revision on `conn` (read-only, no lock); rolls back after."""
     entries = script_entries(script)
+    table = table or VersionTable()
     try:
-        has_versions, has_history = conn.execute(_TABLES).one()
-        current = list(conn.execute(_VERSIONS).scalars()) if has_versions else []
+        has_versions, has_history, invalid = conn.execute(
+            _TABLES, {"version_table": table.sql}
+        ).one()
+        versions = text(_VERSIONS.format(table=table.sql))
+        current = list(conn.execute(versions).scalars()) if has_versions else []
         last = {row.revision: row for row in conn.execute(_LAST_ROWS)} if has_history else {}
-        running = lock_holder(conn)
+        running = lock_holder(conn, lock_key(table))
     except DBAPIError as exc:
         conn.rollback()  # the caller's connection stays usable
         raise MigrationError(
             f"the database's migration state cannot be read: {driver_message(exc)}",
-            f"check the role's rights on alembic_version and {HISTORY_TABLE} (`make verify`)",
+            f"check the role's rights on {table} and {HISTORY_TABLE} (`make verify`)",
         ) from None
     conn.rollback()
     known = {e.revision for e in entries}
@@ -185,7 +200,8 @@ def read_status(script: ScriptDirectory, conn: Connection) -> Status:
             _add_record(entry, last.get(revision), compare=False)
             entries.append(entry)
     heads = sorted(e.revision for e in entries if e.is_head)
-    status = Status(revisions=entries, heads=heads, current=current, running=running)
+    status = Status(revisions=entries, heads=heads, current=current, running=running,
+                    invalid_indexes=list(invalid))  # fmt: skip
     status.problems = problems(status)
     return status
 
@@ -242,7 +258,7 @@ def status(config) -> Status:
     )
     try:
         conn.execution_options(postgresql_readonly=True)  # our own connection: BEGIN READ ONLY
-        return read_status(script, conn)
+        return read_status(script, conn, version_table(config))
     finally:
         conn.close()
 
@@ -255,8 +271,8 @@ def history(config) -> Status:
 
 
 def exit_code(status: Status) -> int:
-    """0 fine (pending revisions are fine), 1 validate problems."""
-    return 1 if status.problems else 0
+    """0 fine (pending revisions are fine), 1 validate problems or an INVALID index."""
+    return 1 if status.problems or status.invalid_indexes else 0
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -312,6 +328,11 @@ def render_text(status: Status) -> str:
     if status.running:
         lines.append(f"a migration is running now (the migration lock is held by {status.running})")
     lines.extend(f"problem: {problem}" for problem in status.problems)
+    lines.extend(
+        f"problem: index {name} is INVALID (a concurrent build failed, or is running now): "
+        f"if no migration runs, DROP INDEX CONCURRENTLY {name}; then migrate again"
+        for name in status.invalid_indexes
+    )
     return "\n".join(lines)
 
 

@@ -245,8 +245,56 @@ def recommend(work: Workload, ceiling: Ceiling) -> Recommendation:
         f"{timeout:g} s (under the pooler's query_wait_timeout "
         f"{NEON_QUERY_WAIT_TIMEOUT} s)"
     )
-    rec.verdict = rec.verdict or fits(rec.fleet_max, rec.fleet_steady, ceiling)
+    pooled = ceiling.kind in POOLED_DOORS
+    if pooled and steady:
+        transactions = poisson_quantile(steady, COVERED)
+        steps.insert(
+            -1,
+            f"server side (a pooler in transaction mode holds a server connection only for a "
+            f"transaction) = 99th percentile of Poisson({_g(steady)}) = {transactions} "
+            "concurrent transactions",
+        )
+        verdict = pooled_fits(rec.fleet_max, transactions, steady, ceiling)
+    else:
+        if pooled:
+            steps.insert(
+                -1,
+                "server side: without --rps and --request-ms every client connection is "
+                "counted as a transaction at once (an upper bound)",
+            )
+        verdict = fits(rec.fleet_max, rec.fleet_steady, ceiling)
+    rec.verdict = rec.verdict or verdict
     return rec
+
+
+POOLED_DOORS = ("neon-pooler", "pgbouncer")  # transaction mode: judged by transactions
+
+
+def pooled_fits(clients: int, transactions: int, steady: float, ceiling: Ceiling) -> str:
+    """A pooled door: its server side is bounded by concurrent transactions, its client
+    side by the pooler's max_client_conn, each said."""
+    limit = ceiling.connections
+    client_part = (
+        f"{clients} client connections <= max_client_conn {ceiling.clients:,}"
+        if ceiling.clients is not None and clients <= ceiling.clients
+        else None
+    )
+    if ceiling.clients is not None and clients > ceiling.clients:
+        return (
+            f"over: {clients} client connections > the pooler's max_client_conn "
+            f"{ceiling.clients:,}; the pooler refuses the rest: fewer processes or a smaller pool"
+        )
+    server_part = f"{transactions} concurrent transactions (99th percentile) <= {limit}"
+    if transactions <= limit:
+        return "fits: " + "; ".join(p for p in (server_part, client_part) if p)
+    if steady > limit:
+        tail = "even the average load needs more: a larger compute, or fewer/faster queries"
+    else:
+        tail = (
+            "at peak, transactions beyond it queue inside the pooler "
+            f"(up to {NEON_QUERY_WAIT_TIMEOUT} s on Neon)"
+        )
+    return f"over: {transactions} concurrent transactions (99th percentile) > {limit}; {tail}"
 
 
 def fits(fleet_max: int, steady: float, ceiling: Ceiling) -> str:

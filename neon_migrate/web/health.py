@@ -17,31 +17,41 @@ most two threads, however often it is probed; the stuck check is ended in bounde
 
 from __future__ import annotations
 
-import os
+import logging
 import time
 from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from neon_migrate import project
 from neon_migrate.connection import urls
 from neon_migrate.connection.endpoints import get_endpoints
 from neon_migrate.connection.probe import check_within
 from neon_migrate.errors import HarnessError
-from neon_migrate.migrate.heads import quick_graph
+from neon_migrate.migrate.heads import graph
 from neon_migrate.observe.figures import endpoint_figures
 from neon_migrate.observe.pool_stats import all_stats
 from neon_migrate.settings import get_settings
 from neon_migrate.web.last_check import record
 
+log = logging.getLogger("neon_migrate.web")
 NO_STORE = {"Cache-Control": "no-store"}
 Graph = tuple[frozenset[str], tuple[str, ...]]
 
 
 def code_revisions(alembic_ini: str | Path | None = None) -> Graph | None:
-    """This code's revision ids and heads, read once from its revision files."""
-    path = Path(alembic_ini or os.environ.get("ALEMBIC_CONFIG", "alembic.ini"))
-    return quick_graph(path) if path.is_file() else None
+    """This code's revision ids and heads (Alembic's answer, read once); None when the
+    app has no readable Alembic configuration (its revision state is then `unknown`)."""
+    ini, toml = project.config_files(alembic_ini)
+    if ini is None and not project.has_tool_table(toml, "alembic"):
+        return None
+    try:
+        return graph(ini, toml)
+    except Exception as err:  # a broken revision file: the app still serves, said once
+        why = str(err) if isinstance(err, HarnessError) else type(err).__name__
+        log.warning("/health/db cannot tell this code's head: %s", why)
+        return None
 
 
 def database_health(graph: Graph | None) -> tuple[dict, bool]:
