@@ -1,0 +1,198 @@
+"""The check's answer where a team looks: the Markdown report, the job summary and the
+annotations on GitHub Actions, the pull-request comment the workflow posts.
+
+Real servers and real tools: the check runs against a fresh database, its Markdown is
+linted by a Markdown linter and rendered by a Markdown library, the workflow is linted
+by actionlint.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import CLI, ROOT, alembic
+from markdown_it import MarkdownIt
+
+from neon_migrate.check.annotations import escape_data, escape_property
+
+HEAD = "f096d6eff8ee"
+HARMLESS = '''"""add a nickname"""
+from alembic import op
+import sqlalchemy as sa
+
+revision = "r2"
+down_revision = "f096d6eff8ee"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("account", sa.Column("nickname", sa.Text(), nullable=True))
+
+
+def downgrade():
+    op.drop_column("account", "nickname")
+'''
+DANGEROUS = '''"""drop the project description"""
+from alembic import op
+
+revision = "r3"
+down_revision = "r2"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    # the description moved to the docs table in r1 of the app
+    op.create_index("ix_account_nickname", "account", ["nickname"])
+    op.drop_column(
+        "project",
+        "description",
+    )
+
+
+def downgrade():
+    raise NotImplementedError("irreversible: the column's data is gone")
+'''
+
+
+def run_check(env: dict, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([*CLI, "check", *args], env=env, capture_output=True, text=True,
+                            timeout=180)  # fmt: skip
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def lint_markdown(path: Path) -> subprocess.CompletedProcess:
+    # MD013 (line length) is off: a table row or a statement cannot wrap.
+    return subprocess.run(
+        [sys.executable, "-m", "pymarkdown", "--disable-rules", "md013", "scan", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_github_actions_summary_annotations_on_the_lines_and_markdown_that_renders(
+    project, tmp_path
+):
+    """A project in a subfolder of its repository; a harmless revision and one that drops
+    a column of a table the app has."""
+    assert alembic("upgrade", "head", env=project["env"]).returncode == 0
+    (tmp_path / ".git").mkdir()  # the repository's top: the project is in project/
+    versions = project["root"] / "migrations" / "versions"
+    (versions / "r2.py").write_text(HARMLESS)
+    (versions / "r3.py").write_text(DANGEROUS)
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step's summary\n")
+    env = dict(project["env"], GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary))
+
+    result = run_check(env)
+
+    assert result.returncode == 1
+    assert "FAIL   r3 ban-drop-column" in result.stdout  # stdout: the format asked for
+    commands = [line for line in result.stderr.splitlines() if line.startswith("::")]
+    errors = [line for line in commands if line.startswith("::error ")]
+    assert len(errors) == 1, commands
+    assert not [line for line in commands if "(r2)" in line or "r2.py" in line], commands
+    properties, message = errors[0].removeprefix("::error ").split("::", 1)
+    fields = dict(part.split("=", 1) for part in properties.split(","))
+    real_line = DANGEROUS.splitlines().index("    op.drop_column(") + 1
+    assert fields == {
+        "file": "project/migrations/versions/r3.py",
+        "line": str(real_line),
+        "title": "ban-drop-column (r3)",
+    }
+    assert message.startswith("drops a column: ")
+    [warning] = [line for line in commands if line.startswith("::warning ")]
+    index_line = DANGEROUS.splitlines().index('    op.create_index("ix_account_nickname", '
+                                              '"account", ["nickname"])') + 1  # fmt: skip
+    assert warning.startswith(
+        f"::warning file=project/migrations/versions/r3.py,line={index_line},"
+    )
+    assert "%0ATo accept a reviewed risk" in message  # a line break, escaped
+
+    text = summary.read_text()
+    assert text.startswith("earlier step's summary\n# Pre-deploy check: NOT SAFE TO SHIP")
+    report = text.split("\n", 1)[1]
+    assert "**Exit 1**: a check failed" in report
+    assert "### 1. r2: add a nickname" in report and "### 2. r3: drop the project" in report
+    assert "File: `project/migrations/versions/r3.py`" in report
+    assert "[`ban-drop-column`](https://squawkhq.com/docs/ban-drop-column)" in report
+    assert f", line {real_line}: drops a column" in report
+    assert "ALTER TABLE project DROP COLUMN description" in report
+    assert "Not rehearsed (skip): not run on production: lint found" in report
+    assert project["env"]["DATABASE_URL"].split("@")[0].split(":")[-1] not in report
+    assert "\033[" not in report and "\033[" not in result.stdout
+
+    linted = tmp_path / "report.md"
+    linted.write_text(report)
+    lint = lint_markdown(linted)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    html = MarkdownIt("commonmark").enable("table").render(report)
+    table = re.search(r"<table>.*?</table>", html, re.DOTALL)
+    assert table and "<th>Check</th>" in table.group(0)
+    assert re.search(r"<td>lint</td>\s*<td><strong>FAIL</strong></td>", table.group(0))
+    assert '<a href="https://squawkhq.com/docs/ban-drop-column">' in html
+
+
+def test_markdown_on_stdout_and_the_format_flags(project):
+    result = run_check(project["env"], "--format", "markdown", "--only", "scripts")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("# Pre-deploy check: SAFE TO SHIP\n\n**Exit 0**")
+    assert "| scripts | PASS |" in result.stdout
+    assert not [line for line in result.stderr.splitlines() if line.startswith("::")]
+    clash = run_check(project["env"], "--json", "--format", "markdown")
+    assert clash.returncode == 2 and "--json and --format markdown disagree" in clash.stderr
+    short = run_check(project["env"], "--json", "--only", "scripts")
+    assert short.stdout.lstrip().startswith("{") and '"schema"' in short.stdout
+
+
+def test_a_terminal_keeps_its_colours(project):
+    """Colour codes only where a person reads a terminal (the table); never in Markdown."""
+    outputs = {}
+    for fmt in ("text", "markdown"):
+        leader, follower = pty.openpty()
+        process = subprocess.Popen([*CLI, "check", "--format", fmt, "--only", "scripts"],
+                                   env=project["env"], stdout=follower,
+                                   stderr=subprocess.DEVNULL)  # fmt: skip
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        process.wait(timeout=120)
+        os.close(leader)
+        outputs[fmt] = b"".join(chunks).decode()
+    assert "\033[32mPASS" in outputs["text"]
+    assert "SAFE TO SHIP" in outputs["markdown"] and "\033[" not in outputs["markdown"]
+
+
+def test_workflow_command_values_are_escaped():
+    assert escape_data("100% done\r\nnext") == "100%25 done%0D%0Anext"
+    assert escape_property("a,b:c%\n") == "a%2Cb%3Ac%25%0A"
+
+
+def test_the_workflow_comment_step_passes_actionlint(tmp_path):
+    from neon_migrate.commands.workflow import render
+
+    project = tmp_path / "repo" / "service"
+    project.mkdir(parents=True)
+    (tmp_path / "repo" / ".git").mkdir()
+    template = (ROOT / "neon_migrate" / "templates" / "database.yml").read_text()
+    path, text = render(project, template, [])
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    assert "pull-requests: write" in text and "gh api" in text
+    actionlint = Path(sys.executable).with_name("actionlint")
+    result = subprocess.run([str(actionlint), "-no-color", str(path)], capture_output=True,
+                            text=True, cwd=tmp_path / "repo", timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
