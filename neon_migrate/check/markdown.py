@@ -63,7 +63,8 @@ def _checks_table(checks: list[dict]) -> str:
         status = str(c.get("status", "?")).upper()
         if status in ("FAIL", "WARN"):
             status = f"**{status}**"
-        took = f"{c.get('duration_ms', 0):.0f} ms"
+        ms = float(c.get("duration_ms") or 0)
+        took = f"{ms / 1000:.1f} s" if ms >= 1000 else f"{ms:.0f} ms"
         cells = [_cell(c.get("id", "?")), status, took, _cell(c.get("message", ""))]
         rows.append(f"| {' | '.join(cells)} |")
     return "\n".join(rows)
