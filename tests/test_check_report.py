@@ -196,3 +196,74 @@ def test_the_workflow_comment_step_passes_actionlint(tmp_path):
     result = subprocess.run([str(actionlint), "-no-color", str(path)], capture_output=True,
                             text=True, cwd=tmp_path / "repo", timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+TRACED = """from alembic import op
+
+revision = "t1"
+down_revision = None
+
+
+def drop(table):
+    op.drop_table(table)
+
+
+def upgrade():
+    for name in ("a", "b"):
+        op.execute(f"ALTER TABLE {name} ADD COLUMN c int")
+    drop("old_one")
+    op.execute("UPDATE a SET c = 1; UPDATE b SET c = 2")
+"""
+
+
+def test_statements_are_traced_to_the_line_that_emitted_them(tmp_path):
+    """A loop, a helper in the file, two statements in one op.execute; what env.py adds
+    around a revision (BEGIN, SET LOCAL, the stamp) is found in no line."""
+    from neon_migrate.check.origins import line_of, source_lines
+
+    path = tmp_path / "t1.py"
+    path.write_text(TRACED)
+    sql = (
+        "BEGIN;\n\nSET LOCAL lock_timeout = '5s';\n\nALTER TABLE a ADD COLUMN c int;\n\n"
+        "ALTER TABLE b ADD COLUMN c int;\n\nDROP TABLE old_one;\n\nUPDATE a SET c = 1;\n\n"
+        "UPDATE b SET c = 2;\n\nINSERT INTO alembic_version (version_num) VALUES ('t1');\n\n"
+        "COMMIT;\n"
+    )
+    lines = source_lines(sql, path)
+    source = TRACED.splitlines()
+    loop = source.index('        op.execute(f"ALTER TABLE {name} ADD COLUMN c int")') + 1
+    helper = source.index("    op.drop_table(table)") + 1
+    both = source.index('    op.execute("UPDATE a SET c = 1; UPDATE b SET c = 2")') + 1
+    assert lines == {1: None, 3: None, 5: loop, 7: loop, 9: helper, 11: both, 13: both,
+                     15: None, 17: None}  # fmt: skip
+    assert line_of(9, lines) == helper and line_of(4, lines) is None
+
+
+def test_locks_measured_on_the_branch_are_in_the_report(project, db_url, pg_server, tmp_path):
+    """With a branch to rehearse on (the local stand-in of Neon's API), each revision's
+    locks as measured there: the lock, the table, how long, what of the app it blocks."""
+    from helpers import add_revision, standin_server
+
+    from neon_migrate.branches.standin import start_standin, stop_standin
+    from neon_migrate.twin.local import bundled_bin_dir
+
+    assert alembic("upgrade", "head", env=project["env"]).returncode == 0
+    add_revision(project, "r2", HEAD, "LOCK TABLE account IN ACCESS EXCLUSIVE MODE",
+                 "SELECT pg_sleep(0.6)")  # fmt: skip
+    server = standin_server(pg_server, db_url.rsplit("/", 1)[1])
+    bin_dir = Path(os.environ.get("LOCAL_PG_BIN_DIR") or bundled_bin_dir())
+    info = start_standin(tmp_path / "api", server, bin_dir, reap_interval_s=0.5)
+    env = dict(project["env"], NEON_API_KEY=info.api_key, NEON_PROJECT_ID=info.project_id,
+               NEON_API_URL=info.base_url)  # fmt: skip
+    try:
+        result = run_check(env, "--format", "markdown", "--skip", "lint")
+    finally:
+        stop_standin(tmp_path / "api")
+    report = result.stdout
+    assert "Rehearsed on Neon branch `neon-migrate-rehearsal-" in report, report
+    row = re.search(r"^\| ACCESS EXCLUSIVE \| account \| ([\d.]+) (ms|s) \| reads and writes "
+                    r"\| yes \|$", report, re.MULTILINE)  # fmt: skip
+    assert row, report
+    seconds = float(row.group(1)) / (1000 if row.group(2) == "ms" else 1)
+    assert 0.5 <= seconds < 5, report
+    assert "Not rehearsed" not in report

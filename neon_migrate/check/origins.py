@@ -132,7 +132,8 @@ def located(findings: list, pending: list, root: Path, config_file: str | None) 
     """Each lint finding as a dict, with the revision file (`path`, from the repository's
     top) and the line in it (`file_line`, None where no line matched)."""
     by_revision = {r.revision: r for r in pending}
-    metadata, lines = _metadata(config_file), {}
+    metadata = _metadata(config_file) if findings else None
+    lines: dict[str, dict[int, int | None]] = {}
     result = []
     for finding in findings:
         revision = by_revision.get(finding.revision)
