@@ -274,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
 def _failed(args: argparse.Namespace, message: str, code: int) -> int:
     """The one error line on stderr; with --json, the same as a document on stdout."""
     print(f"error: {message}", file=sys.stderr, flush=True)
+    if args.command == "check":  # on GitHub Actions, where the team looks for the answer
+        from neon_migrate.check.annotations import publish_failure
+
+        publish_failure(message, code)
     if getattr(args, "json", False):
         from neon_migrate.commands.output import out_json
 

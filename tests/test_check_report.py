@@ -267,3 +267,29 @@ def test_locks_measured_on_the_branch_are_in_the_report(project, db_url, pg_serv
     seconds = float(row.group(1)) / (1000 if row.group(2) == "ms" else 1)
     assert 0.5 <= seconds < 5, report
     assert "Not rehearsed" not in report
+
+
+def test_a_check_that_cannot_run_says_so_in_the_summary_too(project, tmp_path):
+    summary = tmp_path / "summary.md"
+    env = dict(project["env"], GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary))
+    result = run_check(env, "--only", "nosuch")
+    assert result.returncode == 2
+    assert "::error title=neon-migrate check did not run::unknown check id(s): nosuch" in (
+        result.stderr
+    )
+    text = summary.read_text()
+    assert text.startswith("# Pre-deploy check: DID NOT RUN\n\n**Exit 2**: configuration")
+    assert "error: unknown check id(s): nosuch" in text
+
+
+def test_a_finding_with_no_line_is_put_on_the_file_and_a_waived_one_nowhere():
+    from neon_migrate.check.annotations import annotations
+
+    finding = {"revision": "r2", "rule": "data-and-schema", "severity": "warn", "line": 1,
+               "message": "changes schema and data", "waived": False,
+               "path": "migrations/versions/r2.py", "file_line": None}  # fmt: skip
+    waived = dict(finding, rule="ban-drop-column", severity="fail", waived=True, file_line=9)
+    assert annotations({"lint": [finding, waived], "future_key": {}}) == [
+        "::warning file=migrations/versions/r2.py,title=data-and-schema (r2)::changes schema "
+        "and data"
+    ]

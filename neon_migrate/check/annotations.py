@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import sys
 
-from neon_migrate.check.lint import DANGEROUS
-
 
 def on_github_actions() -> bool:
     return os.environ.get("GITHUB_ACTIONS") == "true"
@@ -32,6 +30,8 @@ def escape_property(text: str) -> str:
 
 def annotations(document: dict) -> list[str]:
     """One workflow command per finding that is not waived."""
+    from neon_migrate.check.lint import DANGEROUS
+
     commands = []
     for finding in document.get("lint") or []:
         if finding.get("waived"):
@@ -67,3 +67,24 @@ def publish(document: dict, markdown: str) -> None:
             file.write(markdown)
     for command in annotations(document):
         print(command, file=sys.stderr, flush=True)
+
+
+def publish_failure(message: str, code: int) -> None:
+    """The check stopped before any report (a usage or configuration error): on GitHub
+    Actions that too goes to the summary and becomes an annotation, instead of a job that
+    is red with an empty summary."""
+    if not on_github_actions():
+        return
+    from neon_migrate.check.markdown import MEANING
+    from neon_migrate.connection.urls import mask_text
+
+    message = mask_text(message).replace("```", "` ` `")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as file:
+            file.write(
+                f"# Pre-deploy check: DID NOT RUN\n\n**Exit {code}**: "
+                f"{MEANING.get(code, 'stopped')}.\n\n```text\nerror: {message}\n```\n"
+            )
+    title = escape_property("neon-migrate check did not run")
+    print(f"::error title={title}::{escape_data(message)}", file=sys.stderr, flush=True)

@@ -8,7 +8,6 @@ revision would do. Plain text where Markdown is not rendered reads as well: no H
 
 from __future__ import annotations
 
-from neon_migrate.check.lint import DANGEROUS, statements
 from neon_migrate.check.locks import WORDS
 from neon_migrate.connection.urls import mask_text
 
@@ -133,6 +132,8 @@ def _locks(holds: list[dict]) -> str:
 
 
 def _findings(findings: list[dict], sql: str) -> str:
+    from neon_migrate.check.lint import DANGEROUS, statements  # sqlparse: the [check] extra
+
     starts = statements(sql)
     items = ["Lint findings:", ""]
     for f in findings:
