@@ -293,3 +293,34 @@ def test_a_finding_with_no_line_is_put_on_the_file_and_a_waived_one_nowhere():
         "::warning file=migrations/versions/r2.py,title=data-and-schema (r2)::changes schema "
         "and data"
     ]
+
+
+def test_a_long_report_drops_detail_before_it_is_cut(project, tmp_path):
+    """GitHub refuses a comment over 65,536 characters: a report past its limit first drops
+    the warnings' statements, then counts the warnings, and only then is cut; each step
+    is still Markdown a linter passes, and the dangerous finding stays to the last."""
+    import json
+
+    from neon_migrate.check.markdown import render
+
+    assert alembic("upgrade", "head", env=project["env"]).returncode == 0
+    versions = project["root"] / "migrations" / "versions"
+    (versions / "r2.py").write_text(HARMLESS)
+    (versions / "r3.py").write_text(DANGEROUS)
+    document = json.loads(run_check(project["env"], "--json", "--only", "lint").stdout)
+    full = render(document)
+    assert "CREATE INDEX ix_account_nickname" in full
+    shorter = render(document, limit=len(full) - 1)
+    assert "CREATE INDEX ix_account_nickname" not in shorter
+    assert "ALTER TABLE project DROP COLUMN description" in shorter
+    assert "require-concurrent-index-creation" in shorter
+    counted = render(document, limit=len(shorter) - 1)
+    assert "counted, not listed: `require-concurrent-index-creation` x1):" in counted
+    assert "ALTER TABLE project DROP COLUMN description" in counted
+    cut = render(document, limit=len(counted) - 1)
+    assert len(cut) < len(counted) and cut.endswith("`--json` has it all._\n")
+    for number, text in enumerate((full, shorter, counted, cut)):
+        path = tmp_path / f"report{number}.md"
+        path.write_text(text)
+        lint = lint_markdown(path)
+        assert lint.returncode == 0, lint.stdout + text

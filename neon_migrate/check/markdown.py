@@ -8,6 +8,8 @@ revision would do. Plain text where Markdown is not rendered reads as well: no H
 
 from __future__ import annotations
 
+from collections import Counter
+
 from neon_migrate.check.locks import WORDS
 from neon_migrate.connection.urls import mask_text
 
@@ -27,10 +29,27 @@ OWN_RULE_DOCS = {
     "data-and-schema": PG_DOCS + "explicit-locking.html#LOCKING-TABLES",
 }
 STATEMENT_CHARS = 400
+# GitHub refuses a pull-request comment over 65,536 characters: a long report drops detail
+# (first the statements of warnings, then the warnings themselves, counted instead) and,
+# only if that is not enough, is cut; the JSON always has everything.
+LIMIT = 60_000
+FULL, FAILING_STATEMENTS, FAILING_FINDINGS = range(3)
 
 
-def render(document: dict) -> str:
-    """The report as Markdown, ending in a newline."""
+def render(document: dict, limit: int = LIMIT) -> str:
+    """The report as Markdown, ending in a newline, at most `limit` characters."""
+    for detail in (FULL, FAILING_STATEMENTS, FAILING_FINDINGS):
+        text = _render(document, detail)
+        if len(text) <= limit:
+            return text
+    note = (
+        "\n\n_The report was cut here: it is longer than a comment may be. `--json` has it all._\n"
+    )
+    cut = text.rfind("\n\n### ", 0, limit - len(note))
+    return text[: cut if cut > 0 else limit - len(note)].rstrip() + note
+
+
+def _render(document: dict, detail: int) -> str:
     code = document.get("exit_code", 1)
     checks = document.get("checks") or []
     failed = [c.get("id", "?") for c in checks if c.get("status") == "fail"]
@@ -50,7 +69,7 @@ def render(document: dict) -> str:
         rehearsal = next((c for c in checks if c.get("id") == "rehearsal"), None)
         plan = next((c for c in checks if c.get("id") == "plan"), None)
         for number, revision in enumerate(pending, 1):
-            parts.extend(_revision(number, revision, document, rehearsal, plan))
+            parts.extend(_revision(number, revision, document, rehearsal, plan, detail))
     else:
         parts.append("Nothing pending: the database is at the scripts' head.")
     return mask_text("\n\n".join(parts)) + "\n"
@@ -69,7 +88,9 @@ def _checks_table(checks: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def _revision(number: int, revision: dict, document: dict, rehearsal, plan) -> list[str]:
+def _revision(
+    number: int, revision: dict, document: dict, rehearsal, plan, detail: int
+) -> list[str]:
     rev = revision.get("revision", "?")
     parts = [f"### {number}. {_inline(rev)}: {_inline(revision.get('message') or '(no message)')}"]
     parts.append(f"File: `{revision.get('path') or revision.get('file') or '?'}`")
@@ -80,7 +101,7 @@ def _revision(number: int, revision: dict, document: dict, rehearsal, plan) -> l
         parts.append(_locks(holds) if holds else none)
     findings = [f for f in document.get("lint") or [] if f.get("revision") == rev]
     sql = revision.get("sql") or ""
-    parts.append(_findings(findings, sql) if findings else "Lint: nothing found.")
+    parts.append(_findings(findings, sql, detail) if findings else "Lint: nothing found.")
     return parts
 
 
@@ -131,11 +152,17 @@ def _locks(holds: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def _findings(findings: list[dict], sql: str) -> str:
+def _findings(findings: list[dict], sql: str, detail: int = FULL) -> str:
     from neon_migrate.check.lint import DANGEROUS, statements  # sqlparse: the [check] extra
 
     starts = statements(sql)
     items = ["Lint findings:", ""]
+    failing = [f for f in findings if f.get("severity") == "fail" and not f.get("waived")]
+    if detail == FAILING_FINDINGS and len(failing) < len(findings):
+        rules = Counter(str(f.get("rule", "?")) for f in findings if f not in failing)
+        counted = ", ".join(f"`{rule}` x{n}" for rule, n in sorted(rules.items()))
+        items[0] = f"Lint findings (warnings and waived ones counted, not listed: {counted}):"
+        findings = failing
     for f in findings:
         rule = f.get("rule", "?")
         severity = "waived" if f.get("waived") else f.get("severity", "?")
@@ -149,7 +176,7 @@ def _findings(findings: list[dict], sql: str) -> str:
             what += f" Waived: {_inline(f.get('waiver_reason') or '')}"
         items.append(f"- **{severity.upper()}** {link}, {where}: {what}")
         statement = _statement_at(starts, f.get("line"))
-        if statement:
+        if statement and (detail == FULL or f in failing):
             code = [f"  {line}" for line in statement.splitlines()]
             items.extend(["", "  ```sql", *code, "  ```", ""])
     if items[-1] == "":
