@@ -282,16 +282,20 @@ def test_a_check_that_cannot_run_says_so_in_the_summary_too(project, tmp_path):
     assert "error: unknown check id(s): nosuch" in text
 
 
-def test_a_finding_with_no_line_is_put_on_the_file_and_a_waived_one_nowhere():
+def test_a_finding_with_no_line_goes_on_the_file_a_waived_one_nowhere_errors_first():
     from neon_migrate.check.annotations import annotations
 
     finding = {"revision": "r2", "rule": "data-and-schema", "severity": "warn", "line": 1,
                "message": "changes schema and data", "waived": False,
                "path": "migrations/versions/r2.py", "file_line": None}  # fmt: skip
     waived = dict(finding, rule="ban-drop-column", severity="fail", waived=True, file_line=9)
-    assert annotations({"lint": [finding, waived], "future_key": {}}) == [
+    dangerous = dict(waived, waived=False, message="drop")
+    assert annotations({"lint": [finding, waived, dangerous], "future_key": {}}) == [
+        "::error file=migrations/versions/r2.py,line=9,title=ban-drop-column (r2)::drops a "
+        "column: drop%0ATo accept a reviewed risk, add to the revision file: # predeploy: "
+        "allow ban-drop-column -- <reason>",  # the errors first: GitHub shows only a few
         "::warning file=migrations/versions/r2.py,title=data-and-schema (r2)::changes schema "
-        "and data"
+        "and data",
     ]
 
 
@@ -324,3 +328,13 @@ def test_a_long_report_drops_detail_before_it_is_cut(project, tmp_path):
         path.write_text(text)
         lint = lint_markdown(path)
         assert lint.returncode == 0, lint.stdout + text
+
+
+def test_past_ten_annotations_of_a_kind_the_tenth_says_how_many_more():
+    from neon_migrate.check.annotations import annotations
+
+    findings = [{"revision": "r2", "rule": f"rule-{n}", "severity": "warn", "message": "m",
+                 "path": "v/r2.py", "file_line": n} for n in range(1, 13)]  # fmt: skip
+    commands = annotations({"lint": findings})
+    assert len(commands) == 10 and commands[8].startswith("::warning file=v/r2.py,line=9,")
+    assert commands[9].startswith("::warning title=3 more lint warnings::GitHub shows 10")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
+PER_STEP = 10  # annotations of one kind GitHub shows for a step
+
 
 def on_github_actions() -> bool:
     return os.environ.get("GITHUB_ACTIONS") == "true"
@@ -29,7 +31,9 @@ def escape_property(text: str) -> str:
 
 
 def annotations(document: dict) -> list[str]:
-    """One workflow command per finding that is not waived."""
+    """One workflow command per finding that is not waived, the errors first. GitHub shows
+    only the first ten annotations of each kind a step writes: past that, nine and one
+    that says how many more there are and where they are."""
     from neon_migrate.check.lint import DANGEROUS
 
     commands = []
@@ -54,7 +58,19 @@ def annotations(document: dict) -> list[str]:
                 f"# predeploy: allow {rule} -- <reason>"
             )
         commands.append(f"::{level} {','.join(properties)}::{escape_data(message)}")
-    return commands
+    result = []
+    for level in ("error", "warning"):
+        of_level = [c for c in commands if c.startswith(f"::{level} ")]
+        if len(of_level) > PER_STEP:
+            more = len(of_level) - PER_STEP + 1
+            title = escape_property(f"{more} more lint {level}s")
+            said = (
+                f"::{level} title={title}::GitHub shows {PER_STEP} annotations of a kind per "
+                "step: the job's summary and `neon-migrate check --json` list them all"
+            )
+            of_level = [*of_level[: PER_STEP - 1], said]
+        result.extend(of_level)
+    return result
 
 
 def publish(document: dict, markdown: str) -> None:
