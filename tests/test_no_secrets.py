@@ -92,6 +92,10 @@ def test_every_command_and_error_path(secret_env, pg_server, tmp_path):
     check = [sys.executable, str(ROOT / "scripts" / "predeploy_check.py")]
     record("predeploy table", run(check, secret_env))
     record("predeploy json", run([*check, "--json"], secret_env))
+    summary = tmp_path / "step-summary.md"
+    on_actions = dict(secret_env, GITHUB_ACTIONS="true", GITHUB_STEP_SUMMARY=str(summary))
+    record("predeploy markdown, annotations", run([*check, "--format", "markdown"], on_actions))
+    outputs["predeploy job summary"] = summary.read_text()
     for name, env in cases.items():
         record(f"predeploy json: {name}", run([*check, "--json"], env))
         record(f"cli migrate: {name}", cli("migrate", env=env))

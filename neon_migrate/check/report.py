@@ -6,6 +6,7 @@ remove them without bumping `schema`. Nothing here prints a URL unmasked.
 
 from __future__ import annotations
 
+from neon_migrate.check.origins import located, repository_path
 from neon_migrate.check.predeploy import Context, exit_code
 from neon_migrate.observe.figures import pool_text
 
@@ -38,13 +39,14 @@ def as_json(ctx: Context, target: list[str], total_ms: float) -> dict:
                     "revision": r.revision,
                     "message": r.message,
                     "file": r.path.name,
+                    "path": repository_path(r.path, ctx.root),
                     "rehearsable": r.rehearsable,
                     "sql": r.sql,
                 }
                 for r in ctx.pending
             ],
         },
-        "lint": [finding.as_dict() for finding in ctx.findings],
+        "lint": located(ctx.findings, ctx.pending, ctx.root, ctx.config_file),
         "pools": [snapshot.as_dict() for snapshot in ctx.pools],
         "timings": {"total_ms": round(total_ms, 1)}
         | {r.id: round(r.duration_ms, 1) for r in ctx.results.values()},

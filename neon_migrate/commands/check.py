@@ -1,4 +1,5 @@
-"""check: the pre-deploy check, a table for people or JSON for CI."""
+"""check: the pre-deploy check, a table for people, JSON for machines, Markdown for a
+review; on GitHub Actions also the job summary and annotations on the revision files."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"the pre-deploy check needs the [check] extra ({exc.name} is not installed)",
             "pip install 'neon-migrate[check]' where the check runs (CI)",
         ) from None
+    from neon_migrate.check import annotations, markdown
     from neon_migrate.check.report import as_json, as_table
     from neon_migrate.connection.endpoints import get_endpoints
 
@@ -28,10 +30,16 @@ def cmd_check(args: argparse.Namespace) -> int:
     ctx = run_checks(config.config_file_name, project.root(config), ids)
     total_ms = (time.perf_counter() - started) * 1000
     target = get_endpoints().describe() if ctx.passed("config") else []
-    if args.json:
-        out(json.dumps(as_json(ctx, target, total_ms), indent=2))  # its own `schema` key
+    document = as_json(ctx, target, total_ms)
+    wanted = args.format == "markdown" or annotations.on_github_actions()
+    report = markdown.render(document) if wanted else ""
+    if args.format == "json":
+        out(json.dumps(document, indent=2))  # its own `schema` key
+    elif args.format == "markdown":
+        out(report.rstrip("\n"))
     else:
         out(as_table(ctx, target, total_ms, colour=colour()))
+    annotations.publish(document, report)
     return exit_code(ctx)
 
 
