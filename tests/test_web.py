@@ -252,7 +252,9 @@ class SwallowingProxy(FaultProxy):
         self._swallowed: set[socket.socket] = set()  # client sockets gone quiet
         super().__init__(*args, **kwargs)
 
-    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+    def _pump(
+        self, source: socket.socket, sink: socket.socket, from_client: bool, _flow: dict
+    ) -> None:
         client = source if from_client else sink
         try:
             while chunk := source.recv(65536):
