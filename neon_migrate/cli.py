@@ -248,7 +248,7 @@ def _bound_every_wait() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command == "check":  # --json is the short form of --format json
+    if args.command in ("check", "fleet"):  # --json is the short form of --format json
         if args.json and args.format not in (None, "json"):
             parser().error(f"--json and --format {args.format} disagree: give one")
         args.format = "json" if args.json else (args.format or "text")

@@ -450,6 +450,63 @@ def test_a_database_ahead_of_the_scripts_is_refused_for_that_target(make_fleet):
     assert states == {"tenant-00": "at-head", "tenant-01": "ahead", "tenant-02": "at-head"}
 
 
+def test_the_markdown_report_the_job_summary_and_one_error_per_failed_target(make_fleet):
+    """Under GITHUB_ACTIONS=true: the Markdown on stdout is what the summary gets, each
+    target that did not get there is one ::error titled with its name, no password."""
+    from markdown_it import MarkdownIt
+
+    fleet = make_fleet(3)
+    summary = fleet.folder / "summary.md"
+    summary.write_text("earlier step's summary\n")
+    env = dict(fleet.env, DB_CONNECT_RETRY_SECONDS="0", GITHUB_ACTIONS="true")
+    env["GITHUB_STEP_SUMMARY"] = str(summary)
+    del env[fleet.var(1)]  # failed
+    env[fleet.var(2)] = fleet.pg.url(fleet.databases[2], port=1)  # unreachable, password in it
+    result = fleet_cmd(
+        "migrate", "--targets", str(fleet.file), "--format", "markdown", "--keep-going", env=env
+    )
+    assert result.returncode == 1, result.stderr
+    text = result.stdout
+    assert text, result.stderr
+    assert text.startswith("# Fleet migrate: NOT DONE\n\n**Exit 1**: a target failed")
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    cells = [
+        tokens[i + 1].content for i, t in enumerate(tokens) if t.type in ("th_open", "td_open")
+    ]
+    assert cells[:6] == ["Target", "Outcome", "From", "To", "Time", "Error"]
+    rows = [cells[i : i + 6] for i in range(6, len(cells), 6)]
+    assert [(r[0], r[1], r[3]) for r in rows] == [
+        ("tenant-00", "applied", HEAD),
+        ("tenant-01", "**failed**", ""),
+        ("tenant-02", "**unreachable**", ""),
+    ]
+    assert "FLEET_DB_01 is not set" in rows[1][5] and "127.0.0.1:1" in rows[2][5]
+    assert "**Summary:** 1 applied, 0 at head, 1 failed, 0 not run, 1 unreachable" in text
+    assert summary.read_text() == "earlier step's summary\n" + text
+    errors = [line for line in result.stderr.splitlines() if line.startswith("::")]
+    assert [e.split("::")[1] for e in errors] == ["error title=tenant-01", "error title=tenant-02"]
+    assert "FLEET_DB_01 is not set" in errors[0]
+    assert fleet.pg.password not in result.stdout + result.stderr + summary.read_text()
+
+    status = fleet_cmd("status", "--targets", str(fleet.file), "--format", "markdown", env=env)
+    assert status.returncode == 1, status.stderr
+    assert status.stdout.startswith("# Fleet status: NOT ALL AT HEAD")
+    assert "| tenant-00 | at-head | " in status.stdout
+    assert "| tenant-02 | **unreachable** | " in status.stdout
+    assert summary.read_text().endswith(status.stdout)
+    assert fleet.pg.password not in status.stdout + status.stderr
+
+
+def test_json_and_another_format_together_are_a_usage_error(tmp_path, harness_env):
+    path = tmp_path / "fleet.toml"
+    path.write_text('[[target]]\nname = "a"\nurl_env = "A"\n')
+    for action in ("migrate", "status"):
+        result = fleet_cmd(
+            action, "--targets", str(path), "--json", "--format", "markdown", env=harness_env
+        )
+        assert result.returncode == 2 and "--json and --format markdown disagree" in result.stderr
+
+
 def test_status_says_each_targets_state(make_fleet, project):
     add_revision(project, "next0001", HEAD, "CREATE TABLE extra (id int)")
     add_revision(project, "next0002", "next0001", "ALTER TABLE extra ADD COLUMN x int")

@@ -77,3 +77,15 @@ def test_the_indexed_job_passes_its_completion_index_as_the_shard():
     assert completions
     assert f"--shard $((JOB_COMPLETION_INDEX + 1))/{completions[1]}" in job
     assert "exec neon-migrate" in job  # the pod's SIGTERM reaches it
+
+
+def test_the_flag_lists_match_the_parser():
+    """Each `- `fleet ACTION`: ...` line names exactly that action's flags."""
+    listed = dict(re.findall(r"^- `fleet (\w+)`: (.*?)\.$", SECTION, re.MULTILINE | re.DOTALL))
+    assert set(listed) == {"migrate", "status"}
+    fleet = next(a for a in parser()._subparsers._group_actions[0].choices.values()
+                 if a.prog.endswith(" fleet"))  # fmt: skip
+    actions = fleet._subparsers._group_actions[0].choices
+    for action, text in listed.items():
+        flags = {o for a in actions[action]._actions for o in a.option_strings} - {"-h", "--help"}
+        assert set(re.findall(r"`(--[\w-]+)", text)) == flags, action

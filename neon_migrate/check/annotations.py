@@ -30,6 +30,14 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
+def append_summary(markdown: str) -> None:
+    """Add to the job's summary page ($GITHUB_STEP_SUMMARY; steps append, none replaces)."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as file:
+            file.write(markdown)
+
+
 def annotations(document: dict) -> list[str]:
     """One workflow command per finding that is not waived, the errors first. GitHub shows
     only the first ten annotations of each kind a step writes: past that, nine and one
@@ -77,10 +85,7 @@ def publish(document: dict, markdown: str) -> None:
     """On GitHub Actions: the summary appended, the annotations written. Elsewhere nothing."""
     if not on_github_actions():
         return
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as file:
-            file.write(markdown)
+    append_summary(markdown)
     for command in annotations(document):
         print(command, file=sys.stderr, flush=True)
 
@@ -95,12 +100,9 @@ def publish_failure(message: str, code: int) -> None:
     from neon_migrate.connection.urls import mask_text
 
     message = mask_text(message).replace("```", "` ` `")
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as file:
-            file.write(
-                f"# Pre-deploy check: DID NOT RUN\n\n**Exit {code}**: "
-                f"{MEANING.get(code, 'stopped')}.\n\n```text\nerror: {message}\n```\n"
-            )
+    append_summary(
+        f"# Pre-deploy check: DID NOT RUN\n\n**Exit {code}**: "
+        f"{MEANING.get(code, 'stopped')}.\n\n```text\nerror: {message}\n```\n"
+    )
     title = escape_property("neon-migrate check did not run")
     print(f"::error title={title}::{escape_data(message)}", file=sys.stderr, flush=True)

@@ -92,6 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for command in (migrate, status):
         command.add_argument("--json", action="store_true", help="JSON on stdout, for machines")
+        command.add_argument("--format", choices=["text", "json", "markdown"],
+                             help="text (default), json (= --json) or markdown")  # fmt: skip
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
@@ -199,7 +201,7 @@ def _migrate(args: argparse.Namespace) -> int:
         runner.signals,
         runner.stopped,
         (time.monotonic() - started) * 1000,
-        args.json,
+        args.format,
         args.dry_run,
     )
 
@@ -220,4 +222,4 @@ def _status(args: argparse.Namespace) -> int:
     if runner.signals:
         return 128 + runner.signals[0]
     rows = [status_row(e.name, results[e.name], scripts, scripts.heads) for e in entries]
-    return status_report(rows, header, args.json)
+    return status_report(rows, header, args.format)

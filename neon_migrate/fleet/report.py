@@ -1,5 +1,6 @@
 """What a fleet run says: a line on stderr as each target starts and ends (with a running
-count), then one row per target on stdout, or with --json one document.
+count), then one row per target on stdout, or with --json one document, or with
+--format markdown a report (markdown.py; on GitHub Actions also the job summary).
 
 Outcomes: applied, at-head (nothing to do), failed (a revision, a refusal, a signal, a
 missing variable), not-run (never started: a failure or a signal stopped the run first),
@@ -77,7 +78,7 @@ def migrate_report(
     signals: list[int],
     stopped: str | None,
     ms: float,
-    as_json: bool,
+    fmt: str,
     dry_run: bool,
 ) -> int:
     code = exit_code(rows, signals, dry_run)
@@ -94,18 +95,16 @@ def migrate_report(
         f"fleet: {'dry run: ' if dry_run else ''}{said} (of {len(rows)}; {ms / 1000:.1f} s)"
         + (f"; stopped: {stopped}" if stopped else "")
     )
-    if as_json:
-        out_json(
-            {
-                "command": "fleet migrate",
-                "ok": code == 0,
-                "exit_code": code,
-                **header,
-                "dry_run": dry_run,
-                "targets": rows,
-                "summary": summary,
-            }
-        )
+    document = {
+        "command": "fleet migrate",
+        "ok": code == 0,
+        "exit_code": code,
+        **header,
+        "dry_run": dry_run,
+        "targets": rows,
+        "summary": summary,
+    }
+    if _other_formats(document, fmt):
         return code
     width = max([len(r["name"]) for r in rows] + [6])
     out(f"{'TARGET':<{width}}  {'OUTCOME':<11}  {'FROM':<14}  {'TO':<14}  {'TIME':>8}  ERROR")
@@ -148,23 +147,21 @@ def status_row(name: str, result: dict[str, Any], scripts, heads: tuple[str, ...
     return row
 
 
-def status_report(rows: list[dict], header: dict[str, Any], as_json: bool) -> int:
+def status_report(rows: list[dict], header: dict[str, Any], fmt: str) -> int:
     states = {row["state"] for row in rows}
     code = 0 if states <= {"at-head"} else 1
     if states - {"at-head"} == {"unreachable"}:
         code = 3
-    if as_json:
-        counts = {state: sum(r["state"] == state for r in rows) for state in STATES}
-        out_json(
-            {
-                "command": "fleet status",
-                "ok": code == 0,
-                "exit_code": code,
-                **header,
-                "targets": rows,
-                "summary": {"selected": len(rows), **counts},
-            }
-        )
+    counts = {state: sum(r["state"] == state for r in rows) for state in STATES}
+    document = {
+        "command": "fleet status",
+        "ok": code == 0,
+        "exit_code": code,
+        **header,
+        "targets": rows,
+        "summary": {"selected": len(rows), **counts},
+    }
+    if _other_formats(document, fmt):
         return code
     width = max([len(r["name"]) for r in rows] + [6])
     out(f"{'TARGET':<{width}}  {'STATE':<16}  {'REVISION':<14}  DETAIL")
@@ -175,3 +172,18 @@ def status_report(rows: list[dict], header: dict[str, Any], as_json: bool) -> in
             f"{r['error'] or ''}".rstrip()
         )
     return code
+
+
+def _other_formats(document: dict, fmt: str) -> bool:
+    """Write the JSON or Markdown form (True: done) and, on GitHub Actions, the job summary
+    and the annotations whatever the format; False: the caller writes the table."""
+    from neon_migrate.fleet import markdown
+
+    wanted = fmt == "markdown" or markdown.on_github_actions()
+    report = markdown.render(document) if wanted else ""
+    if fmt == "json":
+        out_json(document)
+    elif fmt == "markdown":
+        out(report.rstrip("\n"))
+    markdown.publish(document, report)
+    return fmt != "text"

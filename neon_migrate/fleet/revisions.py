@@ -15,8 +15,7 @@ class Scripts:
     def __init__(self) -> None:
         from neon_migrate.commands.migrate import graph
 
-        ini, _ = project.config_files()
-        self.known, self.heads = graph(ini)
+        self.known, self.heads = graph()  # the files `alembic` reads, as `migrate` does
         if not self.heads:
             raise MigrationError(
                 "the scripts have no revisions",
