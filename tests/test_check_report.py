@@ -338,3 +338,34 @@ def test_past_ten_annotations_of_a_kind_the_tenth_says_how_many_more():
     commands = annotations({"lint": findings})
     assert len(commands) == 10 and commands[8].startswith("::warning file=v/r2.py,line=9,")
     assert commands[9].startswith("::warning title=3 more lint warnings::GitHub shows 10")
+
+
+def test_a_project_with_a_targets_file_gets_the_fleet_workflow(tmp_path):
+    """init writes the rollout as a workflow: the canary's shard first, then a matrix; each
+    variable the targets file names comes from the secret of that name; actionlint passes."""
+    repo = tmp_path / "repo"
+    project = repo / "service"
+    project.mkdir(parents=True)
+    (repo / ".git").mkdir()
+    (project / "fleet.toml").write_text(
+        '[[target]]\nname = "acme"\nurl_env = "ACME_DIRECT"\npooled_url_env = "ACME_POOLED"\n\n'
+        '[[target]]\nname = "globex"\nurl_env = "GLOBEX_DIRECT"\n'
+    )
+    result = subprocess.run([*CLI, "init", "--models", "app.models:metadata"], cwd=project,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "init: wrote ../.github/workflows/fleet.yml" in result.stdout, result.stdout
+    path = repo / ".github" / "workflows" / "fleet.yml"
+    text = path.read_text()
+    for name in ("ACME_DIRECT", "ACME_POOLED", "GLOBEX_DIRECT"):
+        assert f"{name}: ${{{{ secrets.{name} }}}}" in text
+    assert "--shard 1/4" in text and "needs: canary" in text
+    assert "working-directory: service" in text and "TARGETS_ENV" not in text
+    actionlint = Path(sys.executable).with_name("actionlint")
+    lint = subprocess.run([str(actionlint), "-no-color", str(path)], capture_output=True,
+                          text=True, cwd=repo, timeout=120)  # fmt: skip
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    again = subprocess.run([*CLI, "init", "--models", "app.models:metadata"], cwd=project,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert "init: kept ../.github/workflows/fleet.yml (as init writes it)" in again.stdout
+    assert path.read_text() == text

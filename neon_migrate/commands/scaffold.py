@@ -108,9 +108,36 @@ def _kept(path: Path, name: str, text: str, kind: str | None = None) -> str:
 
 def _write_workflow(root: Path, changes) -> None:
     path, text = workflow.render(root, template("database.yml"), changes.by_hand)
+    _write_once(root, path, text, ".github/workflows/database.yml", changes)
+    if (root / FLEET_TARGETS).is_file():
+        _write_fleet_workflow(root, changes)
+
+
+FLEET_TARGETS = "fleet.toml"
+
+
+def _write_fleet_workflow(root: Path, changes) -> None:
+    """A project that keeps a fleet's targets file gets the rollout as a workflow too: the
+    canary's shard first, then the others as a matrix (README, Fleets)."""
+    from neon_migrate.fleet.targets import read
+
+    try:
+        targets = read(root / FLEET_TARGETS)
+    except ConfigError as err:
+        changes.by_hand.append(f"{FLEET_TARGETS} was not read, so no fleet workflow: {err}")
+        return
+    variables = [v for t in targets.targets for v in (t.url_env, t.pooled_url_env) if v]
+    if targets.neon is not None:
+        variables += [targets.neon.api_key_env, targets.neon.project_id_env]
+    body = workflow.fleet_secrets(template("fleet.yml"), list(dict.fromkeys(variables)))
+    path, text = workflow.render(root, body, changes.by_hand, name="fleet.yml")
+    _write_once(root, path, text, ".github/workflows/fleet.yml", changes)
+
+
+def _write_once(root: Path, path: Path, text: str, kind: str, changes) -> None:
     name = adopt.relative(path, root)
     if path.exists():
-        changes.kept.append(_kept(path, name, text, ".github/workflows/database.yml"))
+        changes.kept.append(_kept(path, name, text, kind))
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -175,6 +202,7 @@ def _by_hand(destination: str) -> str:
         "configuration table as needed",
         "neon-migrate.mk": "compare it with the harness's",
         ".github/workflows/database.yml": "compare it with the harness's example",
+        ".github/workflows/fleet.yml": "compare it with the harness's example (README, Fleets)",
     }[destination]
 
 

@@ -31,7 +31,9 @@ def git_root(root: Path) -> Path | None:
     return None
 
 
-def render(root: Path, template: str, by_hand: list[str]) -> tuple[Path, str]:
+def render(
+    root: Path, template: str, by_hand: list[str], name: str = "database.yml"
+) -> tuple[Path, str]:
     """(where the workflow goes, its text); what init cannot decide goes to `by_hand`."""
     top = git_root(root) or root
     sub = root.relative_to(top).as_posix()
@@ -46,8 +48,19 @@ def render(root: Path, template: str, by_hand: list[str]) -> tuple[Path, str]:
             f"{TEMPLATE_PERMISSIONS}\n# The project is in {sub}/ of this repository.\n"
             f"defaults:\n  run:\n    working-directory: {sub}\n",
         )
-        text = _replace(text, TEMPLATE_ARTIFACT, f"path: {sub}/predeploy.json")
-    return top / ".github" / "workflows" / "database.yml", text
+        if name == "database.yml":  # its report is uploaded from the project's folder
+            text = _replace(text, TEMPLATE_ARTIFACT, f"path: {sub}/predeploy.json")
+    return top / ".github" / "workflows" / name, text
+
+
+TEMPLATE_TARGETS_ENV = "      TARGETS_ENV: set by init\n"
+
+
+def fleet_secrets(template: str, variables: list[str]) -> str:
+    """The fleet workflow with each variable the targets file names taken from the secret
+    of the same name (the file names variables, never URLs, so it can be committed)."""
+    lines = "".join(f"      {v}: ${{{{ secrets.{v} }}}}\n" for v in variables)
+    return _replace(template, TEMPLATE_TARGETS_ENV, lines)
 
 
 def _replace(text: str, old: str, new: str) -> str:
