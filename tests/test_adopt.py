@@ -134,8 +134,8 @@ def test_init_recognises_flask_migrate_and_keeps_its_one_alembic_ini(tmp_path):
             "migrations/env.py; Migrate( in app/extensions.py)") in out  # fmt: skip
     assert "init: edited migrations/alembic.ini: added script_location = %(here)s" in out
     assert "kept the existing chain: 1 revision(s) in migrations/versions" in out
-    assert ("init: by hand: requirements.txt pins alembic==1.12.1, below the alembic>=1.16 "
-            'neon-migrate needs') in out and 'pip install -U "alembic>=1.16"' in out  # fmt: skip
+    assert ("init: by hand: requirements.txt pins alembic==1.12.1, below the alembic>=1.16.5 "
+            'neon-migrate needs') in out and 'pip install -U "alembic>=1.16.5"' in out  # fmt: skip
     workflow = (app / ".github" / "workflows" / "database.yml").read_text()
     assert workflow.count("run: python -m pip install -r requirements.txt") == 3
     assert "pip install ." not in workflow and "working-directory" not in workflow

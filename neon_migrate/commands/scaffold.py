@@ -71,8 +71,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 # Written in every project; Alembic's own files only where there is no Alembic yet.
 OWN_FILES = ("env.example", "neon-migrate.mk")
-# The lowest Alembic the harness runs on (pyproject.toml's dependency): [tool.alembic].
-ALEMBIC_MINIMUM = "1.16"
+# The lowest Alembic the harness runs on, and CI tests (pyproject.toml, .ci/lowest.txt):
+# 1.16.0 has [tool.alembic], but reads no TOML booleans, has no `module` post-write hook,
+# and Flask-Migrate's `flask db init` fails on it.
+ALEMBIC_MINIMUM = "1.16.5"
 
 
 def _new_project_files(root: Path) -> dict[str, str]:
