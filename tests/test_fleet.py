@@ -249,7 +249,11 @@ def test_sigterm_mid_fleet_then_a_rerun_migrates_each_database_once(make_fleet, 
         seen.append(line)
         if sum(s.startswith("fleet: start") for s in seen) >= 3 and "[1/8]" in "".join(seen):
             break
-    time.sleep(0.8)  # inside the running targets' slow revision
+    sleeping = ("SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                "AND query LIKE '%pg_sleep(1.5)%'")  # fmt: skip
+    while rows(fleet.pg.url("postgres"), sleeping) == [(0,)]:  # inside a slow revision
+        assert time.monotonic() < deadline and job.poll() is None, "".join(seen)
+        time.sleep(0.02)
     job.send_signal(signal.SIGTERM)
     stdout, stderr = job.communicate(timeout=300)
     assert job.returncode == 143, "".join(seen) + stderr
