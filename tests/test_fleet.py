@@ -316,7 +316,11 @@ def test_ctrl_c_to_the_whole_process_group_reaches_each_target_once(make_fleet, 
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and sum(s.startswith("fleet: start") for s in seen) < 2:
         seen.append(job.stderr.readline())
-    time.sleep(2)  # both are inside (or about to be inside) their slow revision
+    sleeping = ("SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                "AND query LIKE '%pg_sleep(4)%'")  # fmt: skip
+    while rows(fleet.pg.url("postgres"), sleeping) != [(2,)]:  # both inside the slow revision
+        assert time.monotonic() < deadline and job.poll() is None, "".join(seen)
+        time.sleep(0.02)
     os.killpg(job.pid, signal.SIGINT)
     stdout, stderr = job.communicate(timeout=300)
     assert job.returncode == 130, "".join(seen) + stderr
