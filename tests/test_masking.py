@@ -14,7 +14,7 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from psycopg2.extensions import parse_dsn
 
-from neon_migrate.connection import urls
+from neon_migrate.connection import url_scan, urls
 from neon_migrate.errors import ConfigError
 
 # Passwords with any characters: the URL's own delimiters, a bad percent-escape, quotes,
@@ -46,7 +46,7 @@ QUERIES = st.lists(
     ]),
     max_size=3,
 ).map(lambda items: "?" + "&".join(items) if items else "")  # fmt: skip
-KNOWN_KEYS = urls._LIBPQ_KEYS
+KNOWN_KEYS = url_scan.LIBPQ_KEYS
 
 
 def lands_in_a_known_value(raw_password: str) -> bool:

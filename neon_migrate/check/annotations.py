@@ -97,7 +97,7 @@ def publish_failure(message: str, code: int) -> None:
     if not on_github_actions():
         return
     from neon_migrate.check.markdown import MEANING
-    from neon_migrate.connection.urls import mask_text
+    from neon_migrate.connection.masking import mask_text
 
     message = mask_text(message).replace("```", "` ` `")
     append_summary(

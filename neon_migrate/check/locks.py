@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import psycopg2
 
-from neon_migrate.connection.urls import mask_text, secrets_of
+from neon_migrate.connection.masking import mask_text, secrets_of
 from neon_migrate.errors import UnreachableError
 
 # Weakest first. Reads (SELECT) wait only for ACCESS EXCLUSIVE; writes (INSERT, UPDATE,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 
 from neon_migrate.check.locks import WORDS
-from neon_migrate.connection.urls import mask_text
+from neon_migrate.connection.masking import mask_text
 
 MEANING = {
     0: "every check passed (warnings allowed)",

@@ -15,7 +15,7 @@ DEFAULT_APP = "app.main:app"  # the example's; [tool.neon-migrate] app = "module
 
 def cmd_db_up(args: argparse.Namespace) -> int:
     from neon_migrate.connection.endpoints import local_development
-    from neon_migrate.connection.urls import mask
+    from neon_migrate.connection.masking import mask
     from neon_migrate.settings import get_settings
     from neon_migrate.twin.lifecycle import start_twin
 
