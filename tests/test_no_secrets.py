@@ -153,14 +153,16 @@ def test_exception_chains_hold_no_password(harness_env, pg_server, monkeypatch, 
     assert_clean(text + repr(caught.value))
 
 
-def test_a_password_left_unencoded_in_the_url_still_works(secret_env, pg_server, postgresql):
-    """People paste `user:p@ss@host`: libpq alone would split at the first '@'."""
+def test_a_password_left_unencoded_in_the_url_is_refused_unshown(secret_env, pg_server, postgresql):
+    """People paste `user:p@ss@host`: libpq (psql, other tools) reads host `ss@host`, so
+    the URL is refused before anything connects, with the fix and without the password."""
     url = (f"postgresql://secretive:{PASSWORD}@127.0.0.1:{pg_server.port}/"
            f"{postgresql.info.dbname}")  # fmt: skip
     env = {k: v for k, v in secret_env.items() if k != "DATABASE_URL_DIRECT"}
     result = cli("migrate", env=dict(env, DATABASE_URL=url))
-    assert result.returncode == 0, result.stdout
-    assert "verify: pooled   ok" in result.stdout
+    assert result.returncode == 2, result.stdout
+    assert "more than one '@' before its host" in result.stdout
+    assert "'@' as %40" in result.stdout
     assert_clean(result.stdout)
 
 

@@ -431,11 +431,80 @@ def test_port_parameter_must_be_a_port():
         urls.resolve("postgresql://u:pw@127.0.0.1/db?port=abc", None)
 
 
-def test_target_re_encodes_an_unencoded_password_and_hides_it():
-    target = urls.to_target("postgresql://tricky:s3cr3t-P@ss@127.0.0.1:5432/t1")
-    assert target.dsn == "postgresql://tricky:s3cr3t-P%40ss@127.0.0.1:5432/t1"
-    assert (target.host, target.port, target.password) == ("127.0.0.1", 5432, "s3cr3t-P@ss")
-    assert "s3cr3t" not in repr(target)
+@pytest.mark.parametrize(
+    ("url", "libpq_host"),
+    [
+        ("postgresql://tricky:s3cr3t-P@ss@127.0.0.1:5432/t1", "ss@127.0.0.1"),
+        (
+            "postgresql://me@example.com:s3cr3t@db.example.com/app",
+            "example.com",
+        ),
+    ],
+)
+def test_an_unencoded_at_sign_before_the_host_is_refused(url, libpq_host):
+    """libpq reads the host from after the first '@'; we would read it from after the last.
+    A URL its two readers read differently is refused, and the message shows no password."""
+    from psycopg2.extensions import parse_dsn
+
+    assert parse_dsn(url)["host"] == libpq_host  # the trap: libpq alone says nothing
+    with pytest.raises(ConfigError) as caught:
+        urls.to_target(url)
+    message = str(caught.value)
+    assert "more than one '@' before its host" in message
+    assert "Fix: percent-encode the password in the database URL" in message
+    assert "'@' as %40" in message
+    assert "\n" not in message
+    assert "s3cr3t" not in message
+    assert urls.host_of(url) is None
+
+
+def test_libpq_errors_that_quote_the_whole_url_are_masked():
+    """libpq quotes the URL, password and all, in some of its errors: ours never does."""
+    from psycopg2 import ProgrammingError
+    from psycopg2.extensions import parse_dsn
+
+    url = "postgresql://u:Zq9secretXw7@[]/app"
+    with pytest.raises(ProgrammingError, match="Zq9secretXw7"):
+        parse_dsn(url)  # the trap
+    with pytest.raises(ConfigError) as caught:
+        urls.resolve(url, None)
+    message = str(caught.value)
+    assert message.startswith("DATABASE_URL is not a URL libpq can read: IPv6 host address may")
+    assert "Zq9secretXw7" not in message and "secret" not in message
+    assert "postgresql://u:***@[]/app" in message
+    assert "Fix: set DATABASE_URL to a URL like postgresql://USER:PASSWORD@HOST/DBNAME" in message
+
+
+@pytest.mark.parametrize("query", ["foo=bar", "sslmode=require&Sslmode=require", "ssl=1"])
+def test_a_parameter_libpq_does_not_know_is_one_line_naming_it(query):
+    with pytest.raises(ConfigError) as caught:
+        urls.resolve(f"postgresql://u:hunter2@db.example.com/app?{query}", None)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(
+        'DATABASE_URL has an invalid connection option: invalid URI query parameter: "'
+    )
+    assert "libpq-connect.html#LIBPQ-PARAMKEYWORDS" in message
+    assert_hides_password(message)
+
+
+def test_libpq_decides_the_values():
+    """What libpq reads is what we read: `ssl=true` is its sslmode=require (no second one
+    added), a `host=` parameter is the host the engine gets, '+' stays '+'."""
+    url = "postgresql://u:pw@/app?host=db.example.com&ssl=true&application_name=a+b"
+    pair = urls.resolve(url, None)
+    assert pair is not None and pair.direct == url
+    assert urls.query_value(url, "sslmode") == "require"
+    sa_url = urls.to_sqlalchemy(url)
+    assert (sa_url.host, sa_url.database) == ("db.example.com", "app")
+    assert dict(sa_url.query) == {"sslmode": "require", "application_name": "a+b"}
+
+
+def test_libpq_keywords_come_from_libpq():
+    from neon_migrate.connection.url_scan import is_libpq_keyword
+
+    assert is_libpq_keyword("sslmode") and is_libpq_keyword("target_session_attrs")
+    assert not is_libpq_keyword("foo") and not is_libpq_keyword("")
 
 
 # ---- passwords that libpq would misread, or quote in its errors ------------------------------

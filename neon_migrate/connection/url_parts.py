@@ -13,9 +13,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import quote, unquote
 
-from neon_migrate.connection.masking import mask
+import psycopg2
+from psycopg2.extensions import parse_dsn
+
+from neon_migrate.connection.masking import mask, mask_text, secrets_of
 from neon_migrate.connection.url_scan import (
     SCHEME_NAME,
     Malformed,
@@ -34,6 +37,13 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _UNENCODED_PROBLEM = (
     "has an '@' after its host, so its password seems to hold an unencoded '/' or '?'"
 )
+# libpq reads `u:p@ss@h` as password "p", host "ss@h"; we would read "p@ss" and "h". A URL
+# read two ways by its two readers is refused, as the user's other tools would misread it too.
+_AT_PROBLEM = (
+    "has more than one '@' before its host, so its user name or password holds an "
+    "unencoded '@' (libpq would take the host from after the first one)"
+)
+_LIBPQ_PARAMETERS = "https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS"
 
 
 def _unencoded_fix(var: str) -> str:
@@ -41,6 +51,21 @@ def _unencoded_fix(var: str) -> str:
         f"percent-encode the password in {var}: '/' as %2F, '?' as %3F, '@' as %40, "
         "'%' as %25 (an '@' in the database name as %40)"
     )
+
+
+def _libpq_refusal(reason: str) -> Malformed:
+    """libpq's own parser refused the URL: `reason` is its message, already masked."""
+    if "percent-encoded" in reason:
+        return Malformed(
+            f"has a bad percent-escape: {reason}",
+            lambda var: f"write each literal '%' in {var} as %25",
+        )
+    if "query parameter" in reason:
+        return Malformed(
+            f"has an invalid connection option: {reason}",
+            lambda var: f"correct or remove that option in {var} (libpq's: {_LIBPQ_PARAMETERS})",
+        )
+    return Malformed(f"is not a URL libpq can read: {reason}")
 
 
 def _raw_ampersand_fix(var: str) -> str:
@@ -74,29 +99,45 @@ class Parts:
         rest = self.head.partition("://")[2]
         return rest[:-1] if rest.endswith("@") else None
 
-    @cached_property
-    def params(self) -> dict[str, str]:
-        return dict(parse_qsl(self.tail.partition("?")[2], keep_blank_values=True))
-
     @property
-    def netloc_host(self) -> str:
-        text = self.host_text
-        if text.startswith("[") and text.endswith("]"):
-            text = text[1:-1]
-        return unquote(text)
+    def libpq_dsn(self) -> str:
+        """The URL as libpq is given it: scheme `postgresql://`, the rest byte-for-byte except
+        the passwords, percent-encoded afresh so that libpq never quotes one in an error."""
+        tail = encode_query_secrets(self.tail)
+        return f"postgresql://{encoded_userinfo(self)}{self.host_text}{self.port_text}{tail}"
+
+    @cached_property
+    def fields(self) -> dict[str, str]:
+        """Every connection parameter as libpq reads it: its own parser (PQconninfoParse)
+        decides each value, so ours can never disagree with the connection's. Raises
+        Malformed with libpq's reason, passwords masked: libpq may quote the whole URL."""
+        if "\x00" in unquote(self.render()):  # libpq cannot take it; Python raises ValueError
+            raise Malformed("contains a NUL character (%00)")
+        try:
+            self.render().encode("utf-8")
+        except UnicodeEncodeError:  # bytes the environment could not decode: unsendable
+            raise Malformed("is not valid UTF-8 text") from None
+        try:
+            return parse_dsn(self.libpq_dsn)
+        except psycopg2.Error as err:
+            reason = " ".join(str(err).split()).removeprefix("invalid dsn: ")
+            secrets = secrets_of(self.render()) + secrets_of(self.libpq_dsn)
+            raise _libpq_refusal(mask_text(reason, secrets)) from None
 
     @property
     def host_in_query(self) -> bool:
-        return bool(self.params.get("host"))
+        """Whether a `host=` query parameter names the host (libpq lets it win)."""
+        pieces = (piece.partition("=") for piece in self.tail.partition("?")[2].split("&"))
+        return any(unquote(key) == "host" and value for key, _, value in pieces)
 
     @property
     def host(self) -> str:
-        """The host libpq connects to: a `host=` query parameter wins over the netloc."""
-        return self.params["host"] if self.host_in_query else self.netloc_host
+        """The host libpq connects to, decoded, without IPv6 brackets."""
+        return self.fields.get("host", "")
 
     @property
     def database(self) -> str:
-        return self.params.get("dbname") or unquote(self.tail.partition("?")[0].removeprefix("/"))
+        return self.fields.get("dbname", "")
 
 
 def host_of(url: str) -> str | None:
@@ -108,9 +149,9 @@ def host_of(url: str) -> str | None:
 
 
 def query_value(url: str, key: str) -> str | None:
-    """A query parameter's (last) value, decoded; None when absent or unparsable."""
+    """A connection parameter's value as libpq reads it; None when absent or unparsable."""
     try:
-        return split(url).params.get(key)
+        return split(url).fields.get(key)
     except Malformed:
         return None
 
@@ -143,16 +184,6 @@ def parse(url: str, var: str) -> Parts:
         raise invalid(var, url, err.problem, err.fix) from None
     if parts.scheme not in SCHEMES:
         raise invalid(var, url, _scheme_problem(parts.scheme))
-    if not parts.host:
-        raise invalid(var, url, "names no host")
-    if not parts.database:
-        raise invalid(var, url, "names no database")
-    if parts.params.get("port") and not is_port(parts.params["port"]):
-        raise invalid(var, url, "has a port parameter that is not a number from 1 to 65535")
-    if "\x00" in unquote(url):  # libpq cannot take it, and Python would raise a ValueError
-        raise invalid(var, url, "contains a NUL character (%00)")
-    if not _is_utf8(url):  # bytes the environment could not decode: unprintable, unsendable
-        raise invalid(var, url, "is not valid UTF-8 text")
     if any(role == "rest" for _, role in query_roles(parts.tail.partition("?")[2])):
         raise invalid(
             var,
@@ -161,6 +192,16 @@ def parse(url: str, var: str) -> Parts:
             "(the rest of a password holding a raw '&'?)",
             _raw_ampersand_fix,
         )
+    try:
+        fields = parts.fields
+    except Malformed as err:
+        raise invalid(var, url, err.problem, err.fix) from None
+    if not parts.host:
+        raise invalid(var, url, "names no host")
+    if not parts.database:
+        raise invalid(var, url, "names no database")
+    if fields.get("port") and not is_port(fields["port"]):  # the netloc's was checked: a query's
+        raise invalid(var, url, "has a port parameter that is not a number from 1 to 65535")
     return parts
 
 
@@ -173,16 +214,10 @@ def split(url: str) -> Parts:
     if userinfo_at(rest, 0, end)[1]:
         raise Malformed(_UNENCODED_PROBLEM, _unencoded_fix)
     userinfo, at, hostport = rest[:end].rpartition("@")
+    if "@" in userinfo:
+        raise Malformed(_AT_PROBLEM, _unencoded_fix)
     host_text, port_text = split_hostport(hostport)
     return Parts(scheme + sep + userinfo + at, host_text, port_text, rest[end:])
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _scheme_problem(scheme: str) -> str:
@@ -203,6 +238,7 @@ def invalid(
 
 
 def userinfo_password(parts: Parts) -> str | None:
+    """The userinfo's password, decoded; None when it has none."""
     _, has_password, password = (parts.userinfo or "").partition(":")
     return unquote(password) if has_password else None
 
@@ -217,16 +253,6 @@ def encoded_userinfo(parts: Parts) -> str:
     if password is not None:
         userinfo += ":" + quote(password, safe="")
     return userinfo + "@"
-
-
-def query_secret(tail: str, key: str) -> str | None:
-    """Query parameter `key`'s (last) value, decoded as libpq decodes it ('+' stays '+')."""
-    value = None
-    for piece, role in query_roles(tail.partition("?")[2]):
-        name, _, raw = piece.partition("=")
-        if role == "secret" and unquote(name) == key:
-            value = unquote(raw)
-    return value
 
 
 def encode_query_secrets(tail: str) -> str:

@@ -9,70 +9,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from urllib.parse import unquote
+from functools import lru_cache
+from urllib.parse import quote, unquote
+
+import psycopg2
+from psycopg2.extensions import parse_dsn
 
 SCHEME_NAME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 SCHEME_PREFIX = re.compile(SCHEME_NAME.pattern + "://")
 SCHEME_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.-])" + SCHEME_PREFIX.pattern)
 
-# libpq's connection keywords (libpq 17 and 18). A query piece after `password=` that is not
-# one of them (or has no '=') is the rest of a password holding a raw '&': libpq would quote
-# it in its error, so it is masked with the password and the URL is refused.
-LIBPQ_KEYS = frozenset(
-    [
-        "application_name",
-        "channel_binding",
-        "client_encoding",
-        "connect_timeout",
-        "dbname",
-        "fallback_application_name",
-        "gssdelegation",
-        "gssencmode",
-        "gsslib",
-        "host",
-        "hostaddr",
-        "keepalives",
-        "keepalives_count",
-        "keepalives_idle",
-        "keepalives_interval",
-        "krbsrvname",
-        "load_balance_hosts",
-        "max_protocol_version",
-        "min_protocol_version",
-        "oauth_client_id",
-        "oauth_client_secret",
-        "oauth_issuer",
-        "oauth_scope",
-        "options",
-        "passfile",
-        "password",
-        "port",
-        "replication",
-        "require_auth",
-        "requirepeer",
-        "requiressl",
-        "scram_client_key",
-        "scram_server_key",
-        "service",
-        "ssl_max_protocol_version",
-        "ssl_min_protocol_version",
-        "sslcert",
-        "sslcertmode",
-        "sslcompression",
-        "sslcrl",
-        "sslcrldir",
-        "sslkey",
-        "sslkeylogfile",
-        "sslmode",
-        "sslnegotiation",
-        "sslpassword",
-        "sslrootcert",
-        "sslsni",
-        "target_session_attrs",
-        "tcp_user_timeout",
-        "user",
-    ]
-)
 # Keys whose values are secrets: libpq's (password, sslpassword, oauth_client_secret,
 # scram_*_key), and anything else named like a password (PGPASSWORD=, db_password=).
 SECRET_KEY_TEXT = r"\w*(?:password|secret)|scram_(?:client|server)_key"
@@ -90,6 +36,25 @@ class Malformed(ValueError):
         super().__init__(problem)
         self.problem = problem
         self.fix = fix
+
+
+@lru_cache(maxsize=512)
+def is_libpq_keyword(key: str) -> bool:
+    """True when libpq takes `key` as a parameter in a URI's query. libpq's own parser
+    answers (it refuses a keyword it does not know), so the answer is always that of the
+    libpq that will connect, never a list that goes stale.
+
+    A query piece after `password=` whose key this refuses (or that has no '=') is the rest
+    of a password holding a raw '&': libpq would quote it in its error, so it is masked with
+    the password and the URL is refused.
+    """
+    if not key or "\x00" in key:
+        return False
+    try:
+        parse_dsn(f"postgresql://?{quote(key, safe='', errors='surrogatepass')}=1")
+    except psycopg2.Error:
+        return False
+    return True
 
 
 def is_secret_key(key: str) -> bool:
@@ -164,7 +129,7 @@ def _later_ats(url: str, end: int) -> list[tuple[int, str]]:
             elif not eq or i < len(key):
                 where = "stray"
             else:
-                where = "value" if unquote(key) in LIBPQ_KEYS else "unknown"
+                where = "value" if is_libpq_keyword(unquote(key)) else "unknown"
             found.append((offset + i, where))
         offset += len(piece) + 1
     return found
@@ -186,7 +151,7 @@ def query_roles(query: str) -> list[tuple[str, str]]:
     in_secret = False
     for piece in query.split("&") if query else []:
         key, eq, _ = piece.partition("=")
-        if in_secret and not (eq and unquote(key) in LIBPQ_KEYS):
+        if in_secret and not (eq and is_libpq_keyword(unquote(key))):
             roles.append((piece, "rest"))
             continue
         in_secret = bool(eq) and is_secret_key(key)

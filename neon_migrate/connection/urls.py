@@ -191,7 +191,7 @@ def _set_query_value(tail: str, key: str, value: str) -> str:
 
 def _with_sslmode(parts: Parts) -> str:
     """The URL with `sslmode=require` appended for a remote host that sets no sslmode."""
-    if "sslmode" in parts.params or is_local_host(parts.host):
+    if "sslmode" in parts.fields or is_local_host(parts.host):
         return parts.render()
     return replace(parts, tail=_append_query(parts.tail, "sslmode=require")).render()
 
