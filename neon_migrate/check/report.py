@@ -6,8 +6,9 @@ remove them without bumping `schema`. Nothing here prints a URL unmasked.
 
 from __future__ import annotations
 
+from neon_migrate.check.context import Context
 from neon_migrate.check.origins import located, repository_path
-from neon_migrate.check.predeploy import Context, exit_code
+from neon_migrate.check.predeploy import exit_code
 from neon_migrate.observe.figures import pool_text
 
 SCHEMA = "neon-migrate/predeploy/v1"

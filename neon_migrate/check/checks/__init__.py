@@ -1,0 +1,1 @@
+"""The pre-deploy check's checks, one module each; check/predeploy.py runs them in order."""
