@@ -11,8 +11,8 @@ import sys
 import pytest
 from helpers import CLI, ROOT, add_revision, alembic, cli, rows
 
-from neon_migrate.cli import EXIT_CODES, _commands, parser
-from neon_migrate.commands import output
+from neon_migrate.cli import EXIT_CODES, parser
+from neon_migrate.commands import output, registry
 
 HEAD = "f096d6eff8ee"
 
@@ -25,7 +25,7 @@ def split(args: list[str], env: dict) -> subprocess.CompletedProcess:
 def test_help_lists_every_command_and_the_exit_codes(harness_env):
     top = split(["--help"], harness_env)
     assert top.returncode == 0
-    for name in _commands():
+    for name in registry():
         assert f"    {name}" in top.stdout
         sub = split([name, "--help"], harness_env)
         assert sub.returncode == 0 and "exit codes:" in sub.stdout, name
@@ -195,3 +195,30 @@ def test_no_target_metadata_and_no_pyproject(project, db_url):
         result = alembic(*args, env=project["env"], cwd=project["root"])
         assert result.returncode == 0 and "Traceback" not in result.stdout, result.stdout
     assert cli("status", env=project["env"], cwd=project["root"]).returncode == 0
+
+
+def test_every_command_module_is_registered_once():
+    """A command per module: a module that defines COMMAND but is missing from MODULES
+    would silently be no command at all."""
+    import importlib
+    import pkgutil
+
+    import neon_migrate.commands as package
+    from neon_migrate.commands import MODULES
+
+    defining = [
+        info.name
+        for info in pkgutil.iter_modules(package.__path__)
+        if hasattr(importlib.import_module(f"{package.__name__}.{info.name}"), "COMMAND")
+    ]
+    assert sorted(defining) == sorted(MODULES)
+    names = [command.name for command in registry().values()]
+    assert len(names) == len(MODULES) == len(set(names))
+
+
+def test_check_help_names_the_checks_the_runner_has():
+    """`check --help` lists the ids without importing the checks (start-up): kept equal."""
+    from neon_migrate.check.predeploy import CHECK_IDS
+    from neon_migrate.commands.check import CHECK_IDS as LISTED
+
+    assert ", ".join(CHECK_IDS) == LISTED

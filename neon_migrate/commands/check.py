@@ -8,8 +8,20 @@ import json
 import time
 
 from neon_migrate import project
+from neon_migrate.commands import Command, json_argument
 from neon_migrate.commands.output import colour, out
 from neon_migrate.errors import ConfigError
+
+CHECK_IDS = "config, direct, pooled, scripts, revision, validate, plan, lint, rehearsal, drift"
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    json_argument(parser)
+    parser.add_argument("--format", choices=["text", "json", "markdown"],
+                        help="text (default), json (= --json) or markdown")  # fmt: skip
+    for flag in ("--only", "--skip"):
+        parser.add_argument(flag, action="append", default=[], metavar="IDS",
+                            help=f"comma-separated check ids: {CHECK_IDS}")  # fmt: skip
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -45,3 +57,22 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _ids(values: list[str]) -> list[str]:
     return [i.strip() for value in values for i in value.split(",") if i.strip()]
+
+
+def _publish_failure(message: str, code: int) -> None:
+    """On GitHub Actions, where the team looks for the answer."""
+    from neon_migrate.check.annotations import publish_failure
+
+    publish_failure(message, code)
+
+
+COMMAND = Command(
+    "check",
+    "pre-deploy check: is this build safe to ship?",
+    "The pre-deploy check: configuration, both endpoints, the scripts, what "
+    "would be applied, lint, a rehearsal, drift. Changes nothing.",
+    cmd_check,
+    _arguments,
+    through_env_py=True,
+    on_failure=_publish_failure,
+)

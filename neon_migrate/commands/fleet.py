@@ -12,6 +12,7 @@ import argparse
 import os
 import time
 
+from neon_migrate.commands import Command
 from neon_migrate.commands.output import note, verbose
 from neon_migrate.fleet.shard import parse_shard
 
@@ -223,3 +224,14 @@ def _status(args: argparse.Namespace) -> int:
         return 128 + runner.signals[0]
     rows = [status_row(e.name, results[e.name], scripts, scripts.heads) for e in entries]
     return status_report(rows, header, args.format)
+
+
+COMMAND = Command(
+    "fleet",
+    "migrate many databases: canary first, bounded concurrency, shards",
+    "`neon-migrate migrate` on every database of a targets file, each in its own "
+    "process: `fleet migrate` (canary first, then --concurrency at once; --shard "
+    "I/N for a CI matrix) and `fleet status`.",
+    cmd_fleet,
+    add_arguments,
+)

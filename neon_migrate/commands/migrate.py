@@ -1,4 +1,5 @@
-"""migrate, verify, sql, revision, downgrade: Alembic's commands through the harness.
+"""migrate: upgrade on the direct endpoint under the migration lock, then verify both
+endpoints; `--dry-run` says what would be applied.
 
 `migrate` at head (the common case on a deploy) costs one connection and one query,
 and that answer is also the direct endpoint's verification: no Alembic, no SQLAlchemy.
@@ -8,12 +9,20 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from neon_migrate import project
-from neon_migrate.commands.output import detail, note, out, out_json
-from neon_migrate.errors import ConfigError, MigrationError
+from neon_migrate.commands import Command, json_argument
+from neon_migrate.commands.output import note, out, out_json
+from neon_migrate.commands.verify import graph, report, say_pools, verify_items
+from neon_migrate.errors import ConfigError
 from neon_migrate.migrate.heads import refuse_unknown
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    json_argument(parser)
+    parser.add_argument("--to", metavar="REV", help="stop at this revision (default: head)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="say what would be applied; change nothing")  # fmt: skip
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -112,110 +121,13 @@ def _dry_run(current: tuple[str, ...], target: tuple[str, ...], as_json: bool) -
     return 0
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    from neon_migrate.connection.endpoints import get_endpoints
-
-    for line in get_endpoints().describe():
-        note(f"verify: {line}")
-    known, heads = graph()
-    return report("verify", verify_items(heads, known), args.json)
-
-
-def verify_items(heads, known, direct=None):
-    from neon_migrate.migrate.verify import verify
-
-    return verify(heads, known, direct=direct)
-
-
-def report(command: str, items, as_json: bool, **extra) -> int:
-    failed = [item for item in items if not item.ok]
-    code = max((item.exit_code for item in failed), default=0)
-    if as_json:
-        checks = [
-            {
-                "name": i.name,
-                "ok": i.ok,
-                "detail": i.detail,
-                **({"warning": True} if i.warning else {}),
-            }
-            for i in items
-        ]
-        out_json({"command": command, "ok": not failed, **extra, "verify": checks})
-        return code
-    width = max(len(item.name) for item in items)
-    for item in items:
-        status = ("warn" if item.warning else "ok  ") if item.ok else "FAIL"
-        out(f"verify: {item.name:<{width}}  {status}  {item.detail}")
-    if failed:
-        out(f"verify: FAILED: {', '.join(item.name for item in failed)}")
-    return code
-
-
-def graph() -> tuple[frozenset[str], tuple[str, ...]]:
-    """Every revision id and the heads: Alembic's answer (neon_migrate.migrate.heads)."""
-    from neon_migrate.migrate import heads
-
-    return heads.graph()
-
-
-def say_pools(command: str) -> None:
-    """The pools this run used, in the words of /health/db/pool (with -v)."""
-    import sys
-
-    if "neon_migrate.observe.pool_stats" not in sys.modules:  # no engine was built
-        return
-    from neon_migrate.observe.figures import pool_text
-    from neon_migrate.observe.pool_stats import all_stats
-
-    for stats in all_stats():
-        detail(f"{command}: {pool_text(stats.snapshot())}")
-
-
-def cmd_sql(args: argparse.Namespace) -> int:
-    """Offline SQL on stdout; with --pending only what the database does not have yet."""
-    import sys
-
-    from alembic import command
-
-    # The SQL goes to stdout either way; naming it makes env.py raise its error to us
-    # (one `error:` line) rather than print it and exit, as it does for `alembic --sql`.
-    config = project.alembic_config(output_buffer=sys.stdout)
-    target = args.to or "heads"
-    if not args.pending:
-        command.upgrade(config, target, sql=True)
-        return 0
-    from neon_migrate.connection.health import check_connection
-    from neon_migrate.migrate.heads import one_database_head
-
-    current = check_connection("direct").revisions
-    at = one_database_head(current)
-    known, heads = graph()
-    refuse_unknown(current, known)
-    if current == (heads if target == "heads" else (target,)):
-        note(f"sql: the database is at {at}; nothing pending")
-        return 0
-    start = f"{at}:" if at else ""
-    command.upgrade(config, f"{start}{target}", sql=True)
-    return 0
-
-
-def cmd_revision(args: argparse.Namespace) -> int:
-    from alembic import command
-
-    from neon_migrate.migrate.undefined_names import problem
-
-    config = project.alembic_config()
-    written = command.revision(config, message=args.message, autogenerate=not args.empty)
-    scripts = written if isinstance(written, list) else [written]
-    problems = [found for s in scripts if s is not None and (found := problem(Path(s.path)))]
-    if problems:  # it would fail only when run, against the database: say it now
-        raise MigrationError("; ".join(problems), "import what it uses, or edit the lines named")
-    return 0
-
-
-def cmd_downgrade(args: argparse.Namespace) -> int:
-    from alembic import command
-
-    config = project.alembic_config()
-    command.downgrade(config, args.revision)
-    return 0
+COMMAND = Command(
+    "migrate",
+    "upgrade on the direct endpoint, then verify",
+    "Upgrade to head (or --to REV) on the direct endpoint under the migration "
+    "lock, then verify both endpoints. A line on stderr as each revision "
+    "starts and ends.",
+    cmd_migrate,
+    _arguments,
+    through_env_py=True,
+)

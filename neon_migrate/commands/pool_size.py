@@ -12,9 +12,45 @@ from __future__ import annotations
 import argparse
 import math
 
+from neon_migrate.commands import Command, json_argument
 from neon_migrate.commands.output import note, out, out_json
 from neon_migrate.errors import ConfigError
 from neon_migrate.observe import sizing
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    json_argument(parser)
+    add = parser.add_argument
+    add("--replicas", type=int, metavar="N", help="servers (containers, VMs); default 1")
+    add("--workers", type=int, metavar="N", help="processes per replica; default 1")
+    add(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="requests one worker serves at once (threads; for async, its concurrency)",
+    )
+    add(
+        "--function-concurrency",
+        type=int,
+        metavar="N",
+        help="serverless: function instances at once, one request each",
+    )
+    add("--rps", type=float, metavar="R", help="the whole deployment's requests per second")
+    add(
+        "--request-ms",
+        type=float,
+        metavar="MS",
+        help="average time a request holds a connection (its database time)",
+    )
+    add(
+        "--request-timeout",
+        type=float,
+        default=30,
+        metavar="S",
+        help="the app's request timeout, in seconds (default 30)",
+    )
+    add("--max-connections", type=int, metavar="N",
+        help="the compute's max_connections, instead of reading it from the database")  # fmt: skip
 
 
 def cmd_pool_size(args: argparse.Namespace) -> int:
@@ -136,3 +172,15 @@ def text(work: sizing.Workload, rec: sizing.Recommendation) -> list[str]:
     lines += [f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
               for key, value in rec.as_dict()["env"].items()]  # fmt: skip
     return lines
+
+
+COMMAND = Command(
+    "pool-size",
+    "recommend DB_POOL_SIZE and friends from the workload",
+    "Recommend DB_POOL_SIZE, DB_MAX_OVERFLOW, DB_POOL_TIMEOUT and DB_SERVERLESS "
+    "from the workload, with the arithmetic shown, and check the whole "
+    "deployment's pools against the compute's ceiling (read from the database "
+    "when a URL is configured, else --max-connections or a 0.25 CU compute's).",
+    cmd_pool_size,
+    _arguments,
+)

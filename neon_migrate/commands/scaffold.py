@@ -11,7 +11,7 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from neon_migrate.commands import adopt, workflow
+from neon_migrate.commands import Command, adopt, workflow
 from neon_migrate.commands.output import note, out
 from neon_migrate.errors import ConfigError
 
@@ -34,6 +34,13 @@ def template(name: str) -> str:
 
 def alembic_ini(models: str) -> str:
     return template("alembic.ini").replace(METADATA_PLACEHOLDER, models)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("directory", nargs="?", default=".", help="the project's root")
+    parser.add_argument(
+        "--models", metavar="MODULE:ATTR", help="the models' MetaData (default: */models.py)"
+    )
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -236,3 +243,17 @@ def guess_models(root: Path) -> str | None:
                 module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
                 return module.removeprefix("src.") + ":" + attribute
     return None
+
+
+COMMAND = Command(
+    "init",
+    "add the harness to this project",
+    "Add the harness to a project: its env.py where Alembic's script_location "
+    "points (an existing chain and its configuration are kept, the old env.py "
+    "beside it), only the missing settings, .env.example, Make targets and a CI "
+    "workflow at the git root. Never overwrites a file; a second run changes "
+    "nothing.",
+    cmd_init,
+    _arguments,
+    connects=False,
+)

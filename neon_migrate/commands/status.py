@@ -1,10 +1,11 @@
-"""status, history: what is applied, what is pending, and whether applied files changed."""
+"""status: every revision, applied or pending; applied files that changed since."""
 
 from __future__ import annotations
 
 import argparse
 
 from neon_migrate import project
+from neon_migrate.commands import Command, json_argument
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -13,7 +14,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     return run_status(project.alembic_config(), as_json=args.json)
 
 
-def cmd_history(args: argparse.Namespace) -> int:
-    from neon_migrate.migrate.status import run_history
-
-    return run_history(project.alembic_config(), as_json=args.json)
+COMMAND = Command(
+    "status",
+    "every revision: applied (when, how long, by whom) or pending; edited files",
+    "Every revision, applied or pending, with when "
+    "and by whom it was applied and how long it took; an applied revision whose "
+    "file changed since, or that the scripts no longer have, is a problem "
+    "(exit 1).",
+    cmd_status,
+    json_argument,
+    through_env_py=True,
+)
