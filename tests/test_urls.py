@@ -602,3 +602,15 @@ def test_secrets_of_a_url():
     )
     assert urls.secrets_of("postgresql://u@h/db") == ()
     assert urls.secrets_of("host=h password='a b'") == ("'a b'", "a b")
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u:hunter2@h/d%zzb", "postgresql://u:hunter2@h/db?options=%zz"]
+)
+def test_a_bad_percent_escape_libpq_refuses_says_so_when_the_url_is_read(url):
+    with pytest.raises(ConfigError) as caught:
+        urls.resolve(url, None)
+    message = str(caught.value)
+    assert message.startswith("DATABASE_URL has a bad percent-escape: invalid percent-encoded")
+    assert "Fix: write each literal '%' in DATABASE_URL as %25" in message
+    assert_hides_password(message)
