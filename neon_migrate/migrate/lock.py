@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
+from tenacity import Retrying, retry_if_result, wait_exponential
 
 from neon_migrate.connection.timeouts import SESSION_SETTING, lock_timeout, statement_timeout
 from neon_migrate.errors import ConfigError, LockBusyError
@@ -172,21 +173,28 @@ class _Lock:
         log.info("got the migration lock after waiting %.1fs", time.monotonic() - started)
 
     def _poll(self, deadline: float, busy: LockBusyError) -> None:
-        delay = 0.05
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise busy
-            time.sleep(min(delay, remaining))
-            delay = min(delay * 2, POLL_MAX_SECONDS)
+        """Try at once (the first try was a moment ago), then after 50 ms, doubling up to
+        POLL_MAX_SECONDS, until the deadline."""
+
+        def try_once() -> bool:
             tried = self.conn.execute(
                 text(f"SELECT pg_try_advisory{self.xact}_lock(:key)"), {"key": self.key}
             )
-            got = tried.scalar()
+            got = bool(tried.scalar())
             if not self.xact:
                 self.conn.commit()  # autocommit: ends SQLAlchemy's transaction, sends nothing
-            if got:
-                return
+            return got
+
+        def out_of_time(_state) -> None:
+            raise busy
+
+        Retrying(
+            sleep=lambda seconds: time.sleep(min(seconds, max(deadline - time.monotonic(), 0))),
+            wait=wait_exponential(multiplier=0.05, max=POLL_MAX_SECONDS),
+            retry=retry_if_result(lambda got: not got),
+            stop=lambda _state: time.monotonic() >= deadline,
+            retry_error_callback=out_of_time,
+        )(try_once)
 
     def restore(self) -> None:
         """Our session after a failed start: the caller's own timeouts back (the first try
