@@ -5,10 +5,12 @@ checksum of the file as it ran. Written in the same transaction as Alembic's sta
 anything else): Alembic calls that right after it writes the stamp, inside the revision's
 transaction, so the row and the stamp commit together (also for a revision that committed
 part of its work itself: `keep_stamp` then commits its stamp and this row, together). A
-revision whose transaction rolls back leaves no row. Online it costs one round trip per
-revision (the CREATE TABLE IF NOT EXISTS and the INSERT travel in one execute); offline
-the same rows are written into the SQL, so a DBA who applies it with psql records the
-history too.
+revision whose transaction rolls back leaves no row. Online the table is created once per
+run, in the round trip that takes the migration lock (`ENSURE`), never per revision: a
+CREATE TABLE IF NOT EXISTS of an existing table raises a NOTICE, which the server flushes
+at once, so the reply would leave in two pieces. The INSERT itself travels with the stamp
+and the COMMIT (round_trips.py). Offline the same rows are written into the SQL, so a DBA
+who applies it with psql records the history too.
 
 Design choices:
 - No serial id: a sequence never rolls back, so every pre-deploy rehearsal (which runs
@@ -62,10 +64,14 @@ _INSERT = (
     f"INSERT INTO {HISTORY_TABLE} (revision, direction, duration_ms, checksum, application, "
     "host, harness_version) VALUES ({values})"
 )
+# Created only when missing: no NOTICE, and no CREATE privilege needed once it exists.
+# `:token` as in lock.py: nothing is created through a pooler that drops startup options.
+ENSURE = (
+    f"DO $$BEGIN IF {{allowed}} AND to_regclass('{HISTORY_TABLE}') IS NULL THEN {CREATE}; "
+    "END IF; END$$"
+)
 _ONLINE = text(
-    CREATE
-    + ";\n"
-    + _INSERT.format(
+    _INSERT.format(
         values=":revision, :direction, :ms, :checksum, current_setting('application_name'), "
         ":host, :version"
     )

@@ -20,10 +20,11 @@ from contextlib import contextmanager
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from neon_migrate.connection.timeouts import SESSION_SETTING, lock_timeout, statement_timeout
 from neon_migrate.errors import ConfigError, LockBusyError
+from neon_migrate.migrate.history import ENSURE
 from neon_migrate.project import VersionTable
 from neon_migrate.settings import Settings
 
@@ -105,19 +106,30 @@ class _Lock:
         )
 
     def set_timeouts_and_try(self, token: str | None) -> bool:
-        """One round trip: remember the session's timeouts, set ours, try the lock; all of
-        it only if the session carries `token` from its startup packet (when given).
+        """One round trip: create the history table if it is missing (history.ENSURE),
+        remember the session's timeouts, set ours, try the lock; all of it only if the
+        session carries `token` from its startup packet (when given).
 
         A pooler that drops startup options (PgBouncer's ignore_startup_parameters =
         options) hands us a server session without the token: nothing is set or locked
         there, since the next statement may run on another server session and could
         never unlock it, and our timeouts would stay behind for other clients.
         """
+        try:
+            return self._set_timeouts_and_try(token)
+        except DBAPIError as exc:  # two first runs created the history table at once
+            if self.xact or getattr(exc.orig, "pgcode", None) not in ("23505", "42P07"):
+                raise
+            self.conn.rollback()
+            return self._set_timeouts_and_try(token)
+
+    def _set_timeouts_and_try(self, token: str | None) -> bool:
         ok = (
             f"(CAST(:token AS text) IS NULL OR current_setting('{SESSION_SETTING}', true) = :token)"
         )
         lock, statement, carried, _, _, got = self.conn.execute(
             text(
+                ENSURE.format(allowed=ok) + ";\n"
                 "SELECT current_setting('lock_timeout'), current_setting('statement_timeout'), "
                 f"{ok}, "
                 f"CASE WHEN {ok} THEN set_config('lock_timeout', :lock, {self.local}) END, "
