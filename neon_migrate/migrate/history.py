@@ -70,7 +70,7 @@ ENSURE = (
     f"DO $$BEGIN IF {{allowed}} AND to_regclass('{HISTORY_TABLE}') IS NULL THEN {CREATE}; "
     "END IF; END$$"
 )
-_ONLINE = text(
+ROW = text(  # round_trips.py keeps it, to send it with the COMMIT
     _INSERT.format(
         values=":revision, :direction, :ms, :checksum, current_setting('application_name'), "
         ":host, :version"
@@ -148,16 +148,21 @@ def record_revision(ctx: MigrationContext, step: MigrationInfo, **_kwargs) -> No
         "version": harness_version(),
     }
     try:
-        ctx.connection.execute(_ONLINE, params)
+        ctx.connection.execute(ROW, params)
     except SQLAlchemyError as exc:
         if lost_connection(exc):  # the run's own handling says what was committed
             raise
         session = ctx.config.attributes.get(revision_session.ATTRIBUTE) if ctx.config else None
         midway = session is not None and session.committed
-        raise MigrationError(
-            f"revision {revision} ran, but its row in {HISTORY_TABLE} could not be written "
-            f"({driver_message(exc)}), so its {direction} was rolled back"
-            + (" except the part it had committed itself" if midway else ""),
-            f"give the migration role INSERT on {HISTORY_TABLE} (or let it create the "
-            "table), then migrate again",
-        ) from exc
+        raise unwritable(revision, direction, exc, midway) from exc
+
+
+def unwritable(revision: str, direction: str, exc: BaseException, midway: bool) -> MigrationError:
+    """The history row failed (found at once, or in the message that carries the COMMIT)."""
+    return MigrationError(
+        f"revision {revision} ran, but its row in {HISTORY_TABLE} could not be written "
+        f"({driver_message(exc)}), so its {direction} was rolled back"
+        + (" except the part it had committed itself" if midway else ""),
+        f"give the migration role INSERT on {HISTORY_TABLE} (or let it create the "
+        "table), then migrate again",
+    )

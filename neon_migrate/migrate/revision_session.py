@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from neon_migrate.connection import waiting
 from neon_migrate.connection.timeouts import lock_timeout, statement_timeout
+from neon_migrate.migrate.round_trips import RoundTrips
 from neon_migrate.settings import Settings
 
 ATTRIBUTE = "revision_session"  # config.attributes key
@@ -55,6 +56,8 @@ class RevisionSession:
         )
         self._limit(self._revision_limit)
         event.listen(conn, "before_cursor_execute", self._watch)
+        # A caller's transaction is committed by the caller: nothing to save there.
+        self._trips = RoundTrips(conn) if scope == "session" else None
 
     def _limit(self, seconds: float | None) -> None:
         """The wait limit of our DBAPI connection; nothing once it is gone (a signal or a
@@ -66,6 +69,8 @@ class RevisionSession:
     def close(self) -> None:
         """After the run: the harness's own short limit again (release, read-back)."""
         event.remove(self.conn, "before_cursor_execute", self._watch)
+        if self._trips is not None:
+            self._trips.close()
         self._limit(waiting.DEFAULT)
 
     def _watch(self, _conn, _cursor, statement, *_args) -> None:

@@ -1,0 +1,179 @@
+"""Two round trips for a one-statement revision: `BEGIN` + its statement, then stamp +
+history row + `COMMIT`. psycopg2 alone spends five (its own `BEGIN`, the statement, the
+stamp, the history row, the `COMMIT`), each a full latency to Neon.
+
+How, without touching Alembic's or the revision's code:
+- A transaction SQLAlchemy begins on our session runs on a psycopg2 connection switched to
+  autocommit, and `BEGIN` is put in front of its first statement (in one message: the
+  simple-query protocol runs them in order and returns the last result).
+- The statements that end a revision (Alembic's stamp in the version table, our history
+  row) are not sent when executed: they are kept, and go with the `COMMIT` in one message.
+  Alembic requires the stamp to match exactly one row; the kept stamp checks that itself
+  on the server (a DO block raises otherwise), so the message fails, and rolls back, just
+  as Alembic's own check would have stopped the run. A statement of any other kind sends
+  what was kept first, in front of itself.
+- A failure in that last message leaves the transaction aborted: it is rolled back at
+  once. A lost link there is the ambiguous commit that the read-back resolves, as before.
+
+Only a transaction SQLAlchemy begins while psycopg2 is not already in autocommit is ours:
+`autocommit_block` (which switches to AUTOCOMMIT itself) runs exactly as without us.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from sqlalchemy import Delete, Update, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from neon_migrate.connection.connect import driver_message
+from neon_migrate.connection.waiting import lost_connection
+
+# The stamp's own check, as Alembic's: one row matched, or the revision does not commit.
+_CHECKED = (
+    "DO $neon_migrate$DECLARE n bigint; BEGIN {statement}; GET DIAGNOSTICS n = ROW_COUNT; "
+    "IF n <> 1 THEN RAISE EXCEPTION 'the stamp matched % rows of the version table, not 1 "
+    "(was it changed by hand during the run?)', n; END IF; END$neon_migrate$"
+)
+
+
+class RoundTrips:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.ours = False  # the running transaction is managed here
+        self.begin_owed = False  # ... and its BEGIN has not been sent yet
+        self.kept: list[str] = []  # stamp and history statements, in order, as sent SQL
+        self.history_of: tuple[str, str] | None = None  # (revision, direction) of a kept row
+        self.flushing = False
+        self._listeners = [
+            (conn, "begin", self._begin, {}),
+            (conn, "before_cursor_execute", self._before, {"retval": True}),
+            (conn, "commit", self._commit, {}),
+            (conn, "rollback", self._rollback, {}),
+            (conn.engine, "do_execute", self._do_execute, {}),
+        ]
+        for target, name, fn, options in self._listeners:
+            event.listen(target, name, fn, **options)
+
+    def close(self) -> None:
+        for target, name, fn, _ in self._listeners:
+            event.remove(target, name, fn)
+        if self.ours:  # a run that ended inside a transaction: the caller rolls it back
+            self._end("ROLLBACK")
+
+    # --- events ---------------------------------------------------------------------------
+    def _dbapi(self):
+        return self.conn.connection.dbapi_connection
+
+    def _begin(self, _conn) -> None:
+        dbapi = self._dbapi()
+        if dbapi.autocommit:  # autocommit_block, or an AUTOCOMMIT caller: not ours
+            return
+        dbapi.autocommit = True  # no round trip: psycopg2 only remembers it
+        self.ours, self.begin_owed = True, True
+        self.kept, self.history_of = [], None
+
+    def _keeps(self, context) -> bool:
+        """A stamp in the version table, or our history row: what ends a revision."""
+        if not self.ours or self.flushing or context is None or context.compiled is None:
+            return False
+        statement = context.compiled.statement
+        if statement is _history_statement():
+            return True
+        if not isinstance(statement, (Update, Delete)):  # the INSERT of a first stamp
+            return False  # returns its key (RETURNING): it goes at once, as before
+        from alembic import context as alembic_context
+
+        try:
+            migration = alembic_context.get_context()
+        except Exception:  # no Alembic run in progress: nothing to keep
+            return False
+        table = statement.table
+        return (
+            getattr(table, "name", None) == migration.version_table
+            and getattr(table, "schema", None) == migration.version_table_schema
+        )
+
+    def _before(self, _conn, cursor, statement, parameters, context, executemany):
+        if context is not None and self._keeps(context):
+            context._neon_migrate_keep = True
+            return statement, parameters
+        first = ["BEGIN"] if self.begin_owed else []
+        if not self.flushing:  # something else: what was kept goes first
+            first += self.kept
+            self.kept = []
+        self.begin_owed = False
+        if first and executemany:  # a prefix would be sent once per parameter set
+            cursor.execute(";\n".join(first))
+        elif first:  # psycopg2 formats the whole text with the statement's parameters
+            statement = ";\n".join([*(s.replace("%", "%%") for s in first), statement])
+        return statement, parameters
+
+    def _do_execute(self, cursor, statement, parameters, context):
+        if not getattr(context, "_neon_migrate_keep", False):
+            return None
+        sql = cursor.mogrify(statement, parameters).decode()
+        if context.compiled.statement is _history_statement():
+            self.history_of = (parameters["revision"], parameters["direction"])
+        else:
+            sql = _CHECKED.format(statement=sql)
+        self.kept.append(sql)
+        context._rowcount = 1  # what _CHECKED guarantees, or the COMMIT fails
+        return True
+
+    def _commit(self, _conn) -> None:
+        if not self.ours:
+            return
+        if self.begin_owed and not self.kept:  # nothing was sent: nothing to commit
+            self._reset()
+            return
+        message = ";\n".join([*self.kept, "COMMIT"])
+        history_of, self.kept = self.history_of, []
+        self.flushing = True
+        try:
+            self.conn.exec_driver_sql(message.replace("%", "%%"))
+        except DBAPIError as exc:
+            self.flushing = False
+            self._end("ROLLBACK")
+            if history_of and not lost_connection(exc) and _names_history(exc):
+                from neon_migrate.migrate.history import unwritable
+
+                raise unwritable(*history_of, exc, midway=False) from exc
+            raise
+        finally:
+            self.flushing = False
+        self._reset()
+
+    def _rollback(self, _conn) -> None:
+        if self.ours:
+            self._end("ROLLBACK")
+
+    # --- helpers --------------------------------------------------------------------------
+    def _end(self, statement: str) -> None:
+        """Send `statement` (still in autocommit: psycopg2 would put a BEGIN first)."""
+        with contextlib.suppress(Exception):  # a lost link ends the transaction itself
+            if self.ours and not self.begin_owed:
+                with self._dbapi().cursor() as cursor:
+                    cursor.execute(statement)
+        self._reset()
+
+    def _reset(self) -> None:
+        was_ours = self.ours
+        self.ours = self.begin_owed = False
+        self.kept, self.history_of = [], None
+        if was_ours:
+            with contextlib.suppress(Exception):  # closed: nothing left to switch back
+                self._dbapi().autocommit = False
+
+
+def _history_statement():
+    from neon_migrate.migrate.history import ROW  # history imports revision_session: us
+
+    return ROW
+
+
+def _names_history(exc: DBAPIError) -> bool:
+    from neon_migrate.migrate.history import HISTORY_TABLE
+
+    return HISTORY_TABLE in driver_message(exc)

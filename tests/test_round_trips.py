@@ -1,0 +1,80 @@
+"""Round trips per revision, counted as the client's flushes through the real proxy.
+
+At 20 ms to Neon every flush is a latency: a one-statement revision must cost two (BEGIN
+with its statement; stamp, history row and COMMIT together), not psycopg2's five.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from helpers import add_revision, alembic, rows
+from proxy import FaultProxy
+
+HEAD = "f096d6eff8ee"  # the example project's head
+
+
+def _through(proxy: FaultProxy, env: dict, db_url: str) -> dict:
+    url = db_url.replace(f":{proxy.target[1]}/", f":{proxy.port}/")
+    return dict(env, DATABASE_URL=url)
+
+
+def test_a_one_statement_revision_costs_two_flushes(project, db_url, pg_server):
+    proxy = FaultProxy(pg_server.port)
+    try:
+        env = _through(proxy, project["env"], db_url)
+        first = alembic("upgrade", "head", env=env)  # the example chain, the history table
+        assert first.returncode == 0, first.stdout
+        down = HEAD
+        for n in range(1, 7):
+            add_revision(project, f"r{n}", down, f"CREATE TABLE t{n} (id int)")
+            down = f"r{n}"
+        one = alembic("upgrade", "r1", env=env)
+        assert one.returncode == 0, one.stdout
+        before = proxy.client_chunks
+        one_more = alembic("upgrade", "r2", env=env)
+        assert one_more.returncode == 0, one_more.stdout
+        run_of_one = proxy.client_chunks - before
+        before = proxy.client_chunks
+        four_more = alembic("upgrade", "r6", env=env)
+        assert four_more.returncode == 0, four_more.stdout
+        run_of_four = proxy.client_chunks - before
+    finally:
+        proxy.close()
+    per_revision = (run_of_four - run_of_one) / 3
+    print(f"flushes per one-statement revision: {per_revision:g}")
+    assert per_revision <= 2, (run_of_one, run_of_four)
+    assert rows(db_url, "SELECT version_num FROM alembic_version") == [("r6",)]
+    applied = rows(db_url, "SELECT revision FROM neon_migrate_history ORDER BY applied_at")
+    assert [r for (r,) in applied][-6:] == ["r1", "r2", "r3", "r4", "r5", "r6"]
+    assert rows(db_url, "SELECT count(*) FROM pg_tables WHERE tablename ~ '^t[1-6]$'") == [(6,)]
+
+
+def test_a_failing_revision_leaves_the_session_usable_and_nothing_of_itself(project, db_url):
+    add_revision(project, "r1", HEAD, "CREATE TABLE kept (id int)")
+    add_revision(project, "r2", "r1", "CREATE TABLE lost (id int)", "SELECT 1/0")
+    failed = alembic("upgrade", "head", env=project["env"])
+    assert failed.returncode != 0
+    assert "revision r2 (r2 test revision) failed during upgrade" in failed.stdout
+    assert "division by zero" in failed.stdout
+    assert "the database is now at r1" in failed.stdout, failed.stdout  # read back after ROLLBACK
+    assert rows(db_url, "SELECT to_regclass('kept')::text, to_regclass('lost')::text") == [
+        ("kept", None)
+    ]
+
+
+def test_a_stamp_that_matches_no_row_stops_the_commit(project, db_url):
+    """Alembic checks that its stamp matched one row; the kept stamp checks it on the server."""
+    add_revision(
+        project,
+        "r1",
+        HEAD,
+        source='    op.execute("CREATE TABLE t1 (id int)")\n'
+        "    op.execute(\"UPDATE alembic_version SET version_num = 'elsewhere'\")",
+    )
+    assert alembic("upgrade", HEAD, env=project["env"]).returncode == 0
+    failed = alembic("upgrade", "head", env=project["env"])
+    assert failed.returncode != 0
+    assert "the stamp matched 0 rows of the version table" in failed.stdout
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT to_regclass('t1')").fetchone() == (None,)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
