@@ -7,8 +7,12 @@ with its statement; stamp, history row and COMMIT together), not psycopg2's five
 from __future__ import annotations
 
 import psycopg
+from alembic import command
+from alembic.config import Config
 from helpers import add_revision, alembic, rows
 from proxy import FaultProxy
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 HEAD = "f096d6eff8ee"  # the example project's head
 
@@ -78,3 +82,22 @@ def test_a_stamp_that_matches_no_row_stops_the_commit(project, db_url):
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT to_regclass('t1')").fetchone() == (None,)
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD,)]
+
+
+def test_a_psycopg3_connection_given_by_the_caller_migrates_one_statement_at_a_time(
+    project, db_url
+):
+    """psycopg 3 sends a statement with parameters as a prepared one, which cannot hold two
+    statements: on its connections nothing is put in front of a statement."""
+    add_revision(project, "r1", HEAD, "CREATE TABLE t1 (id int)")
+    engine = create_engine(db_url.replace("postgresql://", "postgresql+psycopg://"),
+                           poolclass=NullPool)  # fmt: skip
+    config = Config(str(project["root"] / "alembic.ini"))
+    with engine.connect() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [("r1",)]
+    assert rows(db_url, "SELECT revision FROM neon_migrate_history ORDER BY applied_at") == [
+        (HEAD,),
+        ("r1",),
+    ]

@@ -95,6 +95,7 @@ class _Lock:
         self.local = "true" if scope == "transaction" else "false"
         self.xact = "_xact" if scope == "transaction" else ""
         self.original: tuple[str, str] | None = None  # the session's own timeouts, once read
+        self.history_later = False  # the history table is created once the lock is held
 
     def set_timeouts(self, lock: str, statement: str) -> None:
         self.conn.execute(
@@ -127,10 +128,13 @@ class _Lock:
         ok = (
             f"(CAST(:token AS text) IS NULL OR current_setting('{SESSION_SETTING}', true) = :token)"
         )
+        # psycopg 3 sends a statement with parameters as a prepared one: one statement only.
+        self.history_later = self.conn.dialect.driver != "psycopg2"
+        ensure = "" if self.history_later else ENSURE.format(allowed=ok) + ";\n"
         lock, statement, carried, _, _, got = self.conn.execute(
             text(
-                ENSURE.format(allowed=ok) + ";\n"
-                "SELECT current_setting('lock_timeout'), current_setting('statement_timeout'), "
+                f"{ensure}SELECT current_setting('lock_timeout'), "
+                "current_setting('statement_timeout'), "
                 f"{ok}, "
                 f"CASE WHEN {ok} THEN set_config('lock_timeout', :lock, {self.local}) END, "
                 f"CASE WHEN {ok} THEN set_config('statement_timeout', :stmt, {self.local}) END, "
@@ -234,6 +238,8 @@ def migration_lock(
     try:
         if not lock.set_timeouts_and_try(token):
             lock.wait()
+        if lock.history_later:
+            conn.execute(text(ENSURE.format(allowed="true")))
     except BaseException:
         if scope == "session":
             lock.restore()
