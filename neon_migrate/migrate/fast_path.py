@@ -1,0 +1,110 @@
+"""Which revisions may be sent as one message, and the SQL of that message's body.
+
+A revision whose `upgrade()` only emits DDL and DML through `op` can be rendered to SQL
+before it runs, without touching the database, and then sent as `BEGIN; <body>; <stamp>;
+<history row>; COMMIT` in one round trip instead of a round trip per statement. Rendering
+is Alembic's own offline mode (`as_sql`), on the server's real version, so the SQL is
+what Alembic would send online.
+
+The decision is conservative: anything that may read the database, behave differently
+offline, or leave the transaction means the normal path, with the reason said:
+- the source reads through the bind (`get_bind`, `inspect`, `reflect`), checks the mode
+  (`is_offline_mode`, `as_sql`) or the server's version, or runs an `autocommit_block`;
+- the revision opts out (`neon_migrate_fast_path = False` in its module);
+- rendering fails, or the SQL holds what cannot run in one transaction message
+  (`CONCURRENTLY`, a `COMMIT` of its own), or a session-level `SET` that would outlive
+  the message (the normal path puts the harness's timeouts back after it).
+Not wired into a run yet: this module only decides and renders (see issue 22, item 2).
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import re
+from dataclasses import dataclass
+
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from alembic.script import Script
+
+OPT_OUT = "neon_migrate_fast_path"  # module-level flag a revision sets to False
+
+# Source that means the revision looks at the database or at how it is run.
+_SOURCE_REASONS = (
+    (re.compile(r"\bget_bind\b|\bget_context\(\)\.bind\b"), "it uses the connection (get_bind)"),
+    (re.compile(r"\binspect\s*\(|\bInspector\b"), "it inspects the database"),
+    (re.compile(r"\.reflect\s*\("), "it reflects tables from the database"),
+    (re.compile(r"\bis_offline_mode\b|\bas_sql\b"), "it checks whether it runs offline"),
+    (re.compile(r"\bserver_version"), "it checks the server's version"),
+    (re.compile(r"\bautocommit_block\b"), "it runs an autocommit_block"),
+    (re.compile(r"\bexecution_options\b|\bisolation_level\b"), "it changes the connection"),
+)
+# Rendered SQL that one transaction message cannot hold.
+_SQL_REASONS = (
+    (re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE), "CONCURRENTLY cannot run in a transaction"),
+    (re.compile(r"^\s*(?:COMMIT|BEGIN|ROLLBACK|END)\b", re.IGNORECASE | re.MULTILINE),
+     "it ends its own transaction"),
+    (re.compile(r"^\s*(?:SET(?!\s+LOCAL\b)|RESET)\b|\bset_config\s*\(",
+                re.IGNORECASE | re.MULTILINE),
+     "it changes a session setting (the normal path puts it back)"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    revision: str
+    sql: str | None  # the body to send between BEGIN and the stamp; None: normal path
+    reason: str  # why this path, in words
+
+    @property
+    def fast(self) -> bool:
+        return self.sql is not None
+
+
+def _source(script: Script) -> str:
+    try:
+        return inspect.getsource(script.module)
+    except (OSError, TypeError):
+        return ""
+
+
+def render_upgrade(script: Script, server_version: tuple[int, ...], target_metadata=None) -> str:
+    """The revision's upgrade() as Alembic's offline mode writes it, for this server."""
+    buffer = io.StringIO()
+    ctx = MigrationContext.configure(
+        dialect_name="postgresql",
+        opts={
+            "as_sql": True,
+            "output_buffer": buffer,
+            "literal_binds": True,
+            "target_metadata": target_metadata,
+            "transactional_ddl": False,  # the body only: BEGIN and COMMIT are ours
+        },
+    )
+    ctx.dialect.server_version_info = tuple(server_version)
+    upgrade = inspect.unwrap(script.module.upgrade)  # not the harness's timing wrapper
+    with Operations.context(ctx):
+        upgrade()
+    return buffer.getvalue().strip()
+
+
+def plan(script: Script, server_version: tuple[int, ...], target_metadata=None) -> Plan:
+    """The path for one revision's upgrade, decided without touching the database."""
+    revision = script.revision
+    if getattr(script.module, OPT_OUT, True) is False:
+        return Plan(revision, None, f"it sets {OPT_OUT} = False")
+    source = _source(script)
+    if not source:
+        return Plan(revision, None, "its source cannot be read")
+    for pattern, why in _SOURCE_REASONS:
+        if pattern.search(source):
+            return Plan(revision, None, why)
+    try:
+        sql = render_upgrade(script, server_version, target_metadata)
+    except Exception as exc:  # anything at all: the normal path will show it, if real
+        return Plan(revision, None, f"it does not render as SQL ({type(exc).__name__})")
+    for pattern, why in _SQL_REASONS:
+        if pattern.search(sql):
+            return Plan(revision, None, why)
+    return Plan(revision, sql, "renders to SQL without touching the database")
