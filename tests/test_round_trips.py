@@ -29,7 +29,7 @@ def test_a_one_statement_revision_costs_two_flushes(project, db_url, pg_server):
         first = alembic("upgrade", "head", env=env)  # the example chain, the history table
         assert first.returncode == 0, first.stdout
         down = HEAD
-        for n in range(1, 7):
+        for n in range(1, 11):
             add_revision(project, f"r{n}", down, f"CREATE TABLE t{n} (id int)")
             down = f"r{n}"
         one = alembic("upgrade", "r1", env=env)
@@ -39,18 +39,19 @@ def test_a_one_statement_revision_costs_two_flushes(project, db_url, pg_server):
         assert one_more.returncode == 0, one_more.stdout
         run_of_one = proxy.client_chunks - before
         before = proxy.client_chunks
-        four_more = alembic("upgrade", "r6", env=env)
-        assert four_more.returncode == 0, four_more.stdout
-        run_of_four = proxy.client_chunks - before
+        eight_more = alembic("upgrade", "r10", env=env)
+        assert eight_more.returncode == 0, eight_more.stdout
+        run_of_nine = proxy.client_chunks - before
     finally:
         proxy.close()
-    per_revision = (run_of_four - run_of_one) / 3
-    print(f"flushes per one-statement revision: {per_revision:g}")
-    assert per_revision <= 2, (run_of_one, run_of_four)
-    assert rows(db_url, "SELECT version_num FROM alembic_version") == [("r6",)]
+    extra = run_of_nine - run_of_one  # the same run, eight revisions more
+    print(f"flushes per one-statement revision: {extra / 8:g}")
+    # One chunk of slack: on a loaded machine the proxy can read one write in two pieces.
+    assert extra <= 2 * 8 + 1, (run_of_one, run_of_nine)
+    assert rows(db_url, "SELECT version_num FROM alembic_version") == [("r10",)]
     applied = rows(db_url, "SELECT revision FROM neon_migrate_history ORDER BY applied_at")
-    assert [r for (r,) in applied][-6:] == ["r1", "r2", "r3", "r4", "r5", "r6"]
-    assert rows(db_url, "SELECT count(*) FROM pg_tables WHERE tablename ~ '^t[1-6]$'") == [(6,)]
+    assert [r for (r,) in applied][-10:] == [f"r{n}" for n in range(1, 11)]
+    assert rows(db_url, "SELECT count(*) FROM pg_tables WHERE tablename ~ '^t[0-9]+$'") == [(10,)]
 
 
 def test_a_failing_revision_leaves_the_session_usable_and_nothing_of_itself(project, db_url):
@@ -101,3 +102,26 @@ def test_a_psycopg3_connection_given_by_the_caller_migrates_one_statement_at_a_t
         (HEAD,),
         ("r1",),
     ]
+
+
+def test_a_history_row_that_fails_with_the_commit_names_a_midway_commit(project, db_url):
+    """The row goes with the COMMIT: its failure still says what the revision had committed."""
+    assert alembic("upgrade", HEAD, env=project["env"]).returncode == 0
+    with psycopg.connect(db_url) as conn:
+        conn.execute("DROP TABLE neon_migrate_history")
+        conn.execute("CREATE TABLE neon_migrate_history (id int)")  # not ours: no such columns
+    add_revision(project, "r1", HEAD, source=(
+        "    op.execute('CREATE TABLE early (id int)')\n"
+        "    op.get_bind().commit()\n"
+        "    op.execute('CREATE TABLE late (id int)')"))  # fmt: skip
+    failed = alembic("upgrade", "head", env=project["env"])
+    assert failed.returncode != 0
+    assert (
+        "revision r1 ran, but its row in neon_migrate_history could not be written (column "
+        '"revision" of relation "neon_migrate_history" does not exist), so its upgrade was '
+        "rolled back except the part it had committed itself"
+    ) in failed.stdout, failed.stdout
+    assert rows(db_url, "SELECT to_regclass('early')::text, to_regclass('late')::text") == [
+        ("early", None)
+    ]
+    assert rows(db_url, "SELECT version_num FROM alembic_version") == [(HEAD,)]

@@ -59,7 +59,7 @@ class RevisionSession:
         # A caller's transaction is committed by the caller: nothing to save there. psycopg
         # 3 sends a statement with parameters as a prepared one: never two statements.
         ours = scope == "session" and conn.dialect.driver == "psycopg2"
-        self._trips = RoundTrips(conn) if ours else None
+        self._trips = RoundTrips(conn, lambda: self.committed) if ours else None
 
     def _limit(self, seconds: float | None) -> None:
         """The wait limit of our DBAPI connection; nothing once it is gone (a signal or a

@@ -22,6 +22,7 @@ Only a transaction SQLAlchemy begins while psycopg2 is not already in autocommit
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 from sqlalchemy import Delete, Update, event
 from sqlalchemy.engine import Connection
@@ -39,8 +40,9 @@ _CHECKED = (
 
 
 class RoundTrips:
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, committed_midway: Callable[[], bool]) -> None:
         self.conn = conn
+        self.committed_midway = committed_midway  # the running revision committed itself
         self.ours = False  # the running transaction is managed here
         self.begin_owed = False  # ... and its BEGIN has not been sent yet
         self.kept: list[str] = []  # stamp and history statements, in order, as sent SQL
@@ -139,7 +141,7 @@ class RoundTrips:
             if history_of and not lost_connection(exc) and _names_history(exc):
                 from neon_migrate.migrate.history import unwritable
 
-                raise unwritable(*history_of, exc, midway=False) from exc
+                raise unwritable(*history_of, exc, self.committed_midway()) from exc
             raise
         finally:
             self.flushing = False
