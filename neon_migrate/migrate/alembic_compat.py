@@ -58,3 +58,28 @@ def writes_a_revision_file(migration_context: Any) -> bool:
     # alembic.command.check) tells the two apart.
     fn = opts.get("fn")
     return not getattr(fn, "__qualname__", "").startswith("check.")
+
+
+class _CountedCursor:
+    """A cursor whose statement was kept, not sent: it reports the one row the kept
+    statement is checked to match on the server (round_trips._CHECKED)."""
+
+    rowcount = 1
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
+def count_as_one_row(context: Any) -> None:
+    """Make SQLAlchemy report rowcount 1 for a statement that a `do_execute` hook kept
+    back (Alembic refuses a stamp whose UPDATE matched another number of rows).
+
+    PRIVATE: SQLAlchemy has no public way to set a result's rowcount. 2.1 reads the
+    execution context's `_rowcount` first; 2.0 reads `context.cursor.rowcount` only, so
+    the cursor is wrapped (results, description and close still reach the real one).
+    """
+    context._rowcount = 1
+    context.cursor = _CountedCursor(context.cursor)

@@ -30,6 +30,7 @@ from sqlalchemy.exc import DBAPIError
 
 from neon_migrate.connection.connect import driver_message
 from neon_migrate.connection.waiting import lost_connection
+from neon_migrate.migrate import alembic_compat
 
 # The stamp's own check, as Alembic's: one row matched, or the revision does not commit.
 _CHECKED = (
@@ -121,7 +122,7 @@ class RoundTrips:
         else:
             sql = _CHECKED.format(statement=sql)
         self.kept.append(sql)
-        context._rowcount = 1  # what _CHECKED guarantees, or the COMMIT fails
+        alembic_compat.count_as_one_row(context)  # what _CHECKED guarantees, or no COMMIT
         return True
 
     def _commit(self, _conn) -> None:
