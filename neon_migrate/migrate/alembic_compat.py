@@ -12,7 +12,8 @@ breaks here, in one small file, and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -83,3 +84,24 @@ def count_as_one_row(context: Any) -> None:
     """
     context._rowcount = 1
     context.cursor = _CountedCursor(context.cursor)
+
+
+@contextmanager
+def operations_for(ctx: Any) -> Iterator[Any]:
+    """`alembic.op` bound to `ctx` for a while, then to what it was bound to before.
+
+    PRIVATE: `Operations.context()` unbinds `op` on exit instead of restoring the
+    previous binding, so rendering a revision during a run (fast_path.py) would leave the
+    run's own `op` unbound. The binding is the module's `_proxy`, re-installed with the
+    proxy's `_install_proxy()`.
+    """
+    from alembic import op
+    from alembic.operations import Operations
+
+    previous = getattr(op, "_proxy", None)
+    try:
+        with Operations.context(ctx) as operations:
+            yield operations
+    finally:
+        if previous is not None:
+            previous._install_proxy()

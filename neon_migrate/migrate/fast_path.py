@@ -14,7 +14,7 @@ offline, or leave the transaction means the normal path, with the reason said:
 - rendering fails, or the SQL holds what cannot run in one transaction message
   (`CONCURRENTLY`, a `COMMIT` of its own), or a session-level `SET` that would outlive
   the message (the normal path puts the harness's timeouts back after it).
-Not wired into a run yet: this module only decides and renders (see issue 22, item 2).
+A setting (MIGRATION_FAST_PATH=false) turns it off for a run; round_trips.py sends it.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ import io
 import re
 from dataclasses import dataclass
 
-from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script
+
+from neon_migrate.migrate import alembic_compat
 
 OPT_OUT = "neon_migrate_fast_path"  # module-level flag a revision sets to False
 
@@ -54,12 +55,20 @@ _SQL_REASONS = (
 @dataclass(frozen=True)
 class Plan:
     revision: str
-    sql: str | None  # the body to send between BEGIN and the stamp; None: normal path
+    statements: tuple[str, ...] | None  # sent between BEGIN and the stamp; None: normal path
     reason: str  # why this path, in words
 
     @property
     def fast(self) -> bool:
-        return self.sql is not None
+        return self.statements is not None
+
+    @property
+    def sql(self) -> str | None:
+        return None if self.statements is None else ";\n".join(self.statements)
+
+    @property
+    def path(self) -> str:
+        return "one message" if self.fast else "normal"
 
 
 def _source(script: Script) -> str:
@@ -69,11 +78,29 @@ def _source(script: Script) -> str:
         return ""
 
 
-def render_upgrade(script: Script, server_version: tuple[int, ...], target_metadata=None) -> str:
-    """The revision's upgrade() as Alembic's offline mode writes it, for this server."""
-    buffer = io.StringIO()
+class _Statements(io.StringIO):
+    """An output buffer that keeps each statement Alembic writes (one write per statement)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statements: list[str] = []
+
+    def write(self, text: str) -> int:
+        statement = text.strip().removesuffix(";").strip()
+        if statement:
+            self.statements.append(statement)
+        return len(text)
+
+
+def render_upgrade(
+    script: Script, server_version: tuple[int, ...], target_metadata=None
+) -> list[str]:
+    """The revision's upgrade() as Alembic's offline mode writes it, for this server: its
+    statements, in order, each without its terminator."""
+    buffer = _Statements()
     ctx = MigrationContext.configure(
         dialect_name="postgresql",
+        dialect_opts={"paramstyle": "named"},  # else a `%` in the SQL comes out doubled
         opts={
             "as_sql": True,
             "output_buffer": buffer,
@@ -84,9 +111,9 @@ def render_upgrade(script: Script, server_version: tuple[int, ...], target_metad
     )
     ctx.dialect.server_version_info = tuple(server_version)
     upgrade = inspect.unwrap(script.module.upgrade)  # not the harness's timing wrapper
-    with Operations.context(ctx):
+    with alembic_compat.operations_for(ctx):
         upgrade()
-    return buffer.getvalue().strip()
+    return buffer.statements
 
 
 def plan(script: Script, server_version: tuple[int, ...], target_metadata=None) -> Plan:
@@ -101,10 +128,11 @@ def plan(script: Script, server_version: tuple[int, ...], target_metadata=None) 
         if pattern.search(source):
             return Plan(revision, None, why)
     try:
-        sql = render_upgrade(script, server_version, target_metadata)
+        statements = render_upgrade(script, server_version, target_metadata)
     except Exception as exc:  # anything at all: the normal path will show it, if real
         return Plan(revision, None, f"it does not render as SQL ({type(exc).__name__})")
+    sql = ";\n".join(statements)
     for pattern, why in _SQL_REASONS:
         if pattern.search(sql):
             return Plan(revision, None, why)
-    return Plan(revision, sql, "renders to SQL without touching the database")
+    return Plan(revision, tuple(statements), "its upgrade() renders to SQL")

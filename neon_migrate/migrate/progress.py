@@ -207,7 +207,9 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
         conn = context.get_bind()
         try:
             with no_process_exit(), invalid_indexes.watch(conn) as created:
-                fn(*args, **kwargs)
+                held = direction == "upgrade" and session is not None
+                if not (held and session.send_as_one(script)):  # fast path: held, sent later
+                    fn(*args, **kwargs)
             invalid_indexes.raise_if_invalid(conn, created)  # before its stamp: none then
         except HarnessError:
             raise

@@ -19,12 +19,14 @@ import contextlib
 import re
 
 from alembic.runtime.migration import MigrationContext
+from alembic.script import Script
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from neon_migrate.connection import waiting
 from neon_migrate.connection.timeouts import lock_timeout, statement_timeout
+from neon_migrate.migrate import fast_path
 from neon_migrate.migrate.round_trips import RoundTrips
 from neon_migrate.settings import Settings
 
@@ -60,6 +62,7 @@ class RevisionSession:
         # 3 sends a statement with parameters as a prepared one: never two statements.
         ours = scope == "session" and conn.dialect.driver == "psycopg2"
         self._trips = RoundTrips(conn, lambda: self.committed) if ours else None
+        self.normal_only: set[str] = set()  # failed as one message: replayed, and run normally
 
     def _limit(self, seconds: float | None) -> None:
         """The wait limit of our DBAPI connection; nothing once it is gone (a signal or a
@@ -67,6 +70,23 @@ class RevisionSession:
         if not (self.conn.closed or self.conn.invalidated):
             with contextlib.suppress(SQLAlchemyError):
                 waiting.limit(self.conn.connection.dbapi_connection, seconds)
+
+    def send_as_one(self, script: Script) -> bool:
+        """The fast path: hold the revision's rendered statements, to go with its stamp and
+        COMMIT in one message; False: run its upgrade() as usual (fast_path.py says why)."""
+        if self._trips is None or not self.settings.migration_fast_path:
+            return False
+        if script.revision in self.normal_only:
+            return False
+        chosen = self._plan(script)
+        return chosen.fast and self._trips.hold(script.revision, chosen.statements)
+
+    def _plan(self, script: Script) -> fast_path.Plan:
+        from alembic import context
+
+        metadata = context.get_context().opts.get("target_metadata")
+        version = self.conn.dialect.server_version_info
+        return fast_path.plan(script, version, metadata)
 
     def close(self) -> None:
         """After the run: the harness's own short limit again (release, read-back)."""

@@ -17,6 +17,13 @@ How, without touching Alembic's or the revision's code:
 
 Only a transaction SQLAlchemy begins while psycopg2 is not already in autocommit is ours:
 `autocommit_block` (which switches to AUTOCOMMIT itself) runs exactly as without us.
+
+The fast path (fast_path.py) goes one step further: a revision rendered to SQL is `hold`-ed
+here instead of run, so `BEGIN`, its statements, the stamp, the history row and `COMMIT`
+travel as one message, one round trip. Such a message that fails (not a lost link) was
+rolled back whole, and the server does not say which statement failed: FastMessageFailed
+asks the run to replay that revision on the normal path (contention.py), which names the
+statement, or retries a lock_timeout, exactly as if it had run there first.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from sqlalchemy.exc import DBAPIError
 
 from neon_migrate.connection.connect import driver_message
 from neon_migrate.connection.waiting import lost_connection
+from neon_migrate.errors import MigrationError
 from neon_migrate.migrate import alembic_compat
 
 # The stamp's own check, as Alembic's: one row matched, or the revision does not commit.
@@ -40,6 +48,17 @@ _CHECKED = (
 )
 
 
+class FastMessageFailed(MigrationError):
+    """A revision sent as one message failed and was rolled back whole; replay it."""
+
+    def __init__(self, revision: str, why: str) -> None:
+        self.revision = revision
+        super().__init__(
+            f"revision {revision} failed as one message ({why}) and was rolled back",
+            "set MIGRATION_FAST_PATH=false to run it statement by statement, and run again",
+        )
+
+
 class RoundTrips:
     def __init__(self, conn: Connection, committed_midway: Callable[[], bool]) -> None:
         self.conn = conn
@@ -48,6 +67,7 @@ class RoundTrips:
         self.begin_owed = False  # ... and its BEGIN has not been sent yet
         self.kept: list[str] = []  # stamp and history statements, in order, as sent SQL
         self.history_of: tuple[str, str] | None = None  # (revision, direction) of a kept row
+        self.body_of: str | None = None  # the revision whose statements are held (fast path)
         self.flushing = False
         self._listeners = [
             (conn, "begin", self._begin, {}),
@@ -75,7 +95,15 @@ class RoundTrips:
             return
         dbapi.autocommit = True  # no round trip: psycopg2 only remembers it
         self.ours, self.begin_owed = True, True
-        self.kept, self.history_of = [], None
+        self.kept, self.history_of, self.body_of = [], None, None
+
+    def hold(self, revision: str, statements: tuple[str, ...]) -> bool:
+        """Keep a rendered revision's statements to send with its stamp and COMMIT; False
+        when no transaction of ours is open for them (the caller then runs it normally)."""
+        if not self.ours or self.kept:
+            return False
+        self.kept, self.body_of = list(statements), revision
+        return True
 
     def _keeps(self, context) -> bool:
         """A stamp in the version table, or our history row: what ends a revision."""
@@ -107,6 +135,9 @@ class RoundTrips:
             first += self.kept
             self.kept = []
         self.begin_owed = False
+        if self.body_of is not None and first:  # a held revision: on its own, to tell apart
+            self._send_body(cursor, ";\n".join(first))
+            first = []
         if first and executemany:  # a prefix would be sent once per parameter set
             cursor.execute(";\n".join(first))
         elif first:  # psycopg2 formats the whole text with the statement's parameters
@@ -131,14 +162,17 @@ class RoundTrips:
         if self.begin_owed and not self.kept:  # nothing was sent: nothing to commit
             self._reset()
             return
-        message = ";\n".join([*self.kept, "COMMIT"])
-        history_of, self.kept = self.history_of, []
-        self.flushing = True
+        begin = ["BEGIN"] if self.begin_owed else []  # a revision with nothing to run
+        message = ";\n".join([*begin, *self.kept, "COMMIT"])
+        history_of, body_of, self.kept = self.history_of, self.body_of, []
+        self.begin_owed, self.flushing = False, True
         try:
             self.conn.exec_driver_sql(message.replace("%", "%%"))
         except DBAPIError as exc:
             self.flushing = False
             self._end("ROLLBACK")
+            if body_of is not None and not lost_connection(exc):
+                raise FastMessageFailed(body_of, driver_message(exc)) from exc
             if history_of and not lost_connection(exc) and _names_history(exc):
                 from neon_migrate.migrate.history import unwritable
 
@@ -161,10 +195,22 @@ class RoundTrips:
                     cursor.execute(statement)
         self._reset()
 
+    def _send_body(self, cursor, sql: str) -> None:
+        """A held revision's BEGIN and statements, ahead of a statement that cannot wait
+        (the INSERT of a first stamp): a failure is the revision's, to be replayed."""
+        revision, self.body_of = self.body_of, None
+        try:
+            cursor.execute(sql.replace("%", "%%"), {})
+        except Exception as exc:
+            if lost_connection(exc):
+                raise
+            self._end("ROLLBACK")
+            raise FastMessageFailed(revision, driver_message(exc)) from exc
+
     def _reset(self) -> None:
         was_ours = self.ours
         self.ours = self.begin_owed = False
-        self.kept, self.history_of = [], None
+        self.kept, self.history_of, self.body_of = [], None, None
         if was_ours:
             with contextlib.suppress(Exception):  # closed: nothing left to switch back
                 self._dbapi().autocommit = False
