@@ -21,7 +21,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from neon_migrate.connection.timeouts import lock_timeout
 from neon_migrate.errors import MigrationError
 from neon_migrate.migrate import revision_session
-from neon_migrate.migrate.progress import APPLIED, UNCOMMITTED, RevisionFailed
+from neon_migrate.migrate.progress import UNCOMMITTED, RevisionFailed
 from neon_migrate.migrate.round_trips import FastMessageFailed
 from neon_migrate.settings import Settings
 
@@ -103,8 +103,6 @@ def replaying(run: Callable[[], None]) -> Callable[[], None]:
                 if session is None or failed.revision in session.normal_only:
                     raise
                 session.normal_only.add(failed.revision)
-                applied = attributes.get(APPLIED, [])
-                applied[:] = [a for a in applied if a[1] != failed.revision]
                 attributes.pop(UNCOMMITTED, None)
                 log.info("%s; running it statement by statement", failed.cause)
 

@@ -56,7 +56,8 @@ CREATE = f"""CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
     host text,
     harness_version text
 )"""
-# duration_ms: the revision's function, as progress.py timed it (NULL from offline SQL);
+# duration_ms: the revision's function, as progress.py timed it (NULL from offline SQL,
+# and for a revision sent as one message: the row travels in it, before any answer);
 # checksum: file_checksum() of the revision file as it ran; application: the session's
 # application_name; host: the machine that ran the harness (NULL from offline SQL).
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script
@@ -71,7 +72,7 @@ class RevisionSession:
             with contextlib.suppress(SQLAlchemyError):
                 waiting.limit(self.conn.connection.dbapi_connection, seconds)
 
-    def send_as_one(self, script: Script) -> bool:
+    def send_as_one(self, script: Script, label: str, sent: Callable[[], None]) -> bool:
         """The fast path: hold the revision's rendered statements, to go with its stamp and
         COMMIT in one message; False: run its upgrade() as usual (fast_path.py says why)."""
         if self._trips is None or not self.settings.migration_fast_path:
@@ -79,7 +80,7 @@ class RevisionSession:
         if script.revision in self.normal_only:
             return False
         chosen = self._plan(script)
-        return chosen.fast and self._trips.hold(script.revision, chosen.statements)
+        return chosen.fast and self._trips.hold(script.revision, label, chosen.statements, sent)
 
     def _plan(self, script: Script) -> fast_path.Plan:
         from alembic import context

@@ -39,6 +39,7 @@ from neon_migrate.connection.connect import driver_message
 from neon_migrate.connection.waiting import lost_connection
 from neon_migrate.errors import MigrationError
 from neon_migrate.migrate import alembic_compat
+from neon_migrate.migrate.signals import received
 
 # The stamp's own check, as Alembic's: one row matched, or the revision does not commit.
 _CHECKED = (
@@ -68,6 +69,8 @@ class RoundTrips:
         self.kept: list[str] = []  # stamp and history statements, in order, as sent SQL
         self.history_of: tuple[str, str] | None = None  # (revision, direction) of a kept row
         self.body_of: str | None = None  # the revision whose statements are held (fast path)
+        self.sent: Callable[[], None] | None = None  # ... told when its message committed
+        self.label = ""  # ... and its name, for a signal that stops that message
         self.flushing = False
         self._listeners = [
             (conn, "begin", self._begin, {}),
@@ -95,14 +98,18 @@ class RoundTrips:
             return
         dbapi.autocommit = True  # no round trip: psycopg2 only remembers it
         self.ours, self.begin_owed = True, True
-        self.kept, self.history_of, self.body_of = [], None, None
+        self.kept, self.history_of, self.body_of, self.sent = [], None, None, None
 
-    def hold(self, revision: str, statements: tuple[str, ...]) -> bool:
-        """Keep a rendered revision's statements to send with its stamp and COMMIT; False
-        when no transaction of ours is open for them (the caller then runs it normally)."""
+    def hold(
+        self, revision: str, label: str, statements: tuple[str, ...], sent: Callable[[], None]
+    ) -> bool:
+        """Keep a rendered revision's statements to send with its stamp and COMMIT, and call
+        `sent` once that message has committed; False when no transaction of ours is open
+        for them (the caller then runs it normally)."""
         if not self.ours or self.kept:
             return False
-        self.kept, self.body_of = list(statements), revision
+        self.kept, self.body_of, self.sent = list(statements), revision, sent
+        self.label = label
         return True
 
     def _keeps(self, context) -> bool:
@@ -168,19 +175,25 @@ class RoundTrips:
         self.begin_owed, self.flushing = False, True
         try:
             self.conn.exec_driver_sql(message.replace("%", "%%"))
-        except DBAPIError as exc:
+        except BaseException as exc:  # a signal too: the transaction must not stay open
             self.flushing = False
+            label = self.label
             self._end("ROLLBACK")
-            if body_of is not None and not lost_connection(exc):
-                raise FastMessageFailed(body_of, driver_message(exc)) from exc
-            if history_of and not lost_connection(exc) and _names_history(exc):
+            if body_of is not None:
+                replay = _held_failed(exc, body_of, label)
+                if replay is not None:
+                    raise replay from exc
+            elif history_of and isinstance(exc, DBAPIError) and _history_failed(exc):
                 from neon_migrate.migrate.history import unwritable
 
                 raise unwritable(*history_of, exc, self.committed_midway()) from exc
             raise
         finally:
             self.flushing = False
+        sent = self.sent
         self._reset()
+        if sent is not None:
+            sent()
 
     def _rollback(self, _conn) -> None:
         if self.ours:
@@ -198,19 +211,20 @@ class RoundTrips:
     def _send_body(self, cursor, sql: str) -> None:
         """A held revision's BEGIN and statements, ahead of a statement that cannot wait
         (the INSERT of a first stamp): a failure is the revision's, to be replayed."""
-        revision, self.body_of = self.body_of, None
+        revision, label, self.body_of = self.body_of, self.label, None
         try:
             cursor.execute(sql.replace("%", "%%"), {})
-        except Exception as exc:
-            if lost_connection(exc):
-                raise
+        except BaseException as exc:
             self._end("ROLLBACK")
-            raise FastMessageFailed(revision, driver_message(exc)) from exc
+            replay = _held_failed(exc, revision, label)
+            if replay is not None:
+                raise replay from exc
+            raise
 
     def _reset(self) -> None:
         was_ours = self.ours
         self.ours = self.begin_owed = False
-        self.kept, self.history_of, self.body_of = [], None, None
+        self.kept, self.history_of, self.body_of, self.sent = [], None, None, None
         if was_ours:
             with contextlib.suppress(Exception):  # closed: nothing left to switch back
                 self._dbapi().autocommit = False
@@ -222,7 +236,18 @@ def _history_statement():
     return ROW
 
 
-def _names_history(exc: DBAPIError) -> bool:
+def _history_failed(exc: DBAPIError) -> bool:
     from neon_migrate.migrate.history import HISTORY_TABLE
 
-    return HISTORY_TABLE in driver_message(exc)
+    return not lost_connection(exc) and HISTORY_TABLE in driver_message(exc)
+
+
+def _held_failed(exc: BaseException, revision: str, label: str) -> FastMessageFailed | None:
+    """A held revision's message failed: replay it on the normal path, unless the link is
+    gone (the read-back decides) or a signal stopped the run (it says which revision)."""
+    if getattr(exc, "label", None) is None:
+        with contextlib.suppress(AttributeError):  # what progress.py gives an interrupt
+            exc.label, exc.commits_midway = label, False  # type: ignore[attr-defined]
+    if isinstance(exc, Exception) and not lost_connection(exc) and received() is None:
+        return FastMessageFailed(revision, driver_message(exc))
+    return None
