@@ -35,6 +35,7 @@ from neon_migrate.connection.endpoints import WEAK_SSLMODES, get_endpoints
 from neon_migrate.connection.engines import get_migration_engine
 from neon_migrate.connection.health import check_connection
 from neon_migrate.errors import ConfigError, HarnessError, UnreachableError
+from neon_migrate.migrate import fast_path
 from neon_migrate.migrate.heads import graph, script_files
 from neon_migrate.migrate.lock import lock_holder, lock_key
 from neon_migrate.migrate.status import read_status
@@ -342,10 +343,12 @@ def check_validate(ctx: Context) -> str:
 
 
 def check_plan(ctx: Context) -> str:
-    ctx.pending = plan(ctx.config_file, ctx.script, ctx.current)
+    direct = ctx.health.get("direct")
+    version = fast_path.version_of(direct.server_version) if direct else ()
+    ctx.pending = plan(ctx.config_file, ctx.script, ctx.current, version)
     if not ctx.pending:
         return f"nothing to apply: at head {ctx.script.get_current_head()}"
-    steps = ", ".join(f"{r.revision} ({r.message})" for r in ctx.pending)
+    steps = ", ".join(f"{r.revision} ({r.message}; {r.how})" for r in ctx.pending)
     lines = sum(r.sql.count("\n") for r in ctx.pending)
     done = f"{len(ctx.pending)} pending, in order: {steps}; offline SQL renders ({lines} lines)"
     online = [r for r in ctx.pending if r.online_only]

@@ -19,6 +19,7 @@ A setting (MIGRATION_FAST_PATH=false) turns it off for a run; round_trips.py sen
 
 from __future__ import annotations
 
+import functools
 import inspect
 import io
 import re
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from neon_migrate.migrate import alembic_compat
 
@@ -92,6 +95,15 @@ class _Statements(io.StringIO):
         return len(text)
 
 
+@functools.cache
+def _dialect(server_version: tuple[int, ...]) -> PGDialect:
+    """One dialect per run and server version (making one costs about a millisecond).
+    Named parameters, or a `%` in the SQL comes out doubled."""
+    dialect = postgresql.dialect(paramstyle="named")
+    dialect.server_version_info = server_version
+    return dialect
+
+
 def render_upgrade(
     script: Script, server_version: tuple[int, ...], target_metadata=None
 ) -> list[str]:
@@ -99,8 +111,7 @@ def render_upgrade(
     statements, in order, each without its terminator."""
     buffer = _Statements()
     ctx = MigrationContext.configure(
-        dialect_name="postgresql",
-        dialect_opts={"paramstyle": "named"},  # else a `%` in the SQL comes out doubled
+        dialect=_dialect(tuple(server_version)),
         opts={
             "as_sql": True,
             "output_buffer": buffer,
@@ -109,7 +120,6 @@ def render_upgrade(
             "transactional_ddl": False,  # the body only: BEGIN and COMMIT are ours
         },
     )
-    ctx.dialect.server_version_info = tuple(server_version)
     upgrade = inspect.unwrap(script.module.upgrade)  # not the harness's timing wrapper
     with alembic_compat.operations_for(ctx):
         upgrade()
@@ -136,3 +146,21 @@ def plan(script: Script, server_version: tuple[int, ...], target_metadata=None) 
         if pattern.search(sql):
             return Plan(revision, None, why)
     return Plan(revision, tuple(statements), "its upgrade() renders to SQL")
+
+
+def version_of(server_version: str) -> tuple[int, ...]:
+    """`SHOW server_version`'s text ('17.2 (Debian 17.2-1)', '15.10') as Alembic's tuple."""
+    found = re.match(r"\s*(\d+(?:\.\d+)*)", server_version)
+    return tuple(int(part) for part in found.group(1).split(".")) if found else ()
+
+
+def plans(scripts, server_version: tuple[int, ...], target_metadata, enabled: bool) -> dict:
+    """The path of each revision a run would apply, as `migrate --dry-run` and the check's
+    plan show it (the run itself decides the same way, revision by revision)."""
+    if not enabled:
+        return {s.revision: Plan(s.revision, None, "MIGRATION_FAST_PATH is false") for s in scripts}
+    return {s.revision: plan(s, server_version, target_metadata) for s in scripts}
+
+
+def describe(chosen: Plan) -> str:
+    return chosen.path if chosen.fast else f"{chosen.path}: {chosen.reason}"

@@ -49,6 +49,10 @@ _CHECKED = (
 )
 
 
+# psycopg2's isolation levels, as SQLAlchemy names them (its default_isolation_level).
+_LEVELS = {1: "READ COMMITTED", 2: "REPEATABLE READ", 3: "SERIALIZABLE", 4: "READ UNCOMMITTED"}
+
+
 class FastMessageFailed(MigrationError):
     """A revision sent as one message failed and was rolled back whole; replay it."""
 
@@ -96,6 +100,11 @@ class RoundTrips:
         dbapi = self._dbapi()
         if dbapi.autocommit:  # autocommit_block, or an AUTOCOMMIT caller: not ours
             return
+        if _LEVELS.get(dbapi.isolation_level) == self.conn.dialect.default_isolation_level:
+            # Set back to the session's own level after an autocommit_block, the level is
+            # explicit to psycopg2, which then sends `SET default_transaction_isolation TO
+            # DEFAULT` each time autocommit goes off: a round trip per revision, for nothing.
+            dbapi.isolation_level = None  # the session's default, which that level is
         dbapi.autocommit = True  # no round trip: psycopg2 only remembers it
         self.ours, self.begin_owed = True, True
         self.kept, self.history_of, self.body_of, self.sent = [], None, None, None
