@@ -81,3 +81,51 @@ def test_a_revision_may_opt_out(tmp_path):
     script = ScriptDirectory.from_config(config).get_revision("r1")
     chosen = plan(script, (17, 2))
     assert not chosen.fast and chosen.reason == "it sets neon_migrate_fast_path = False"
+
+
+def _one_revision(tmp_path, body: str, header: str = ""):
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "r1.py").write_text(
+        f'"""r1"""\nfrom alembic import op\n{header}\nrevision = "r1"\ndown_revision = None\n\n\n'
+        f"def upgrade():\n{body}\n"
+    )
+    (tmp_path / "script.py.mako").write_text("")
+    config = Config()
+    config.set_main_option("script_location", str(tmp_path))
+    return ScriptDirectory.from_config(config).get_revision("r1")
+
+
+def test_a_plugins_operation_takes_the_normal_path(tmp_path, monkeypatch):
+    """An operation a plugin registers may read the database online (as an enum sync does)
+    and render something else offline: never sent as rendered."""
+    (tmp_path / "enum_plugin.py").write_text(
+        "from alembic.operations import MigrateOperation, Operations\n\n\n"
+        '@Operations.register_operation("sync_values")\n'
+        "class SyncValues(MigrateOperation):\n"
+        "    @classmethod\n"
+        "    def sync_values(cls, operations):\n"
+        "        return operations.invoke(cls())\n\n\n"
+        "@Operations.implementation_for(SyncValues)\n"
+        "def sync_values(operations, operation):\n"
+        '    operations.execute("SELECT 1")\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    script = _one_revision(tmp_path, "    op.sync_values()", header="import enum_plugin  # noqa\n")
+    chosen = plan(script, (17, 2))
+    assert not chosen.fast
+    assert chosen.reason == "it runs a plugin's operation (enum_plugin.SyncValues)"
+
+
+def test_sql_with_a_parameter_without_a_value_takes_the_normal_path(tmp_path):
+    """Offline, Alembic renders `:missing` as NULL; online it is an error, and must stay one."""
+    script = _one_revision(tmp_path, '    op.execute("UPDATE t SET v = :missing")')
+    chosen = plan(script, (17, 2))
+    assert not chosen.fast
+    assert chosen.reason == "it executes SQL with a parameter without a value (:missing)"
+
+
+def test_a_revision_that_does_not_render_takes_the_normal_path(tmp_path):
+    script = _one_revision(tmp_path, "    op.execute(object())")  # fails online too
+    chosen = plan(script, (17, 2))
+    assert not chosen.fast and chosen.reason.startswith("it does not render as SQL ("), chosen

@@ -11,6 +11,8 @@ offline, or leave the transaction means the normal path, with the reason said:
 - the source reads through the bind (`get_bind`, `inspect`, `reflect`), checks the mode
   (`is_offline_mode`, `as_sql`) or the server's version, or runs an `autocommit_block`;
 - the revision opts out (`neon_migrate_fast_path = False` in its module);
+- it runs an operation a plugin registered (it may read the database online, as an
+  enum-sync operation does);
 - rendering fails, or the SQL holds what cannot run in one transaction message
   (`CONCURRENTLY`, a `COMMIT` of its own), or a session-level `SET` that would outlive
   the message (the normal path puts the harness's timeouts back after it).
@@ -25,10 +27,14 @@ import io
 import re
 from dataclasses import dataclass
 
+from alembic.operations.ops import ExecuteSQLOp
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script
+from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import BindParameter
 
 from neon_migrate.migrate import alembic_compat
 
@@ -121,9 +127,37 @@ def render_upgrade(
         },
     )
     upgrade = inspect.unwrap(script.module.upgrade)  # not the harness's timing wrapper
-    with alembic_compat.operations_for(ctx):
+    foreign: list[str] = []
+    with alembic_compat.operations_for(ctx) as operations:
+        invoke = operations.invoke
+
+        def invoke_checked(operation):
+            kind = type(operation)
+            if not kind.__module__.startswith("alembic."):
+                foreign.append(f"{kind.__module__}.{kind.__qualname__}")
+            unbound = isinstance(operation, ExecuteSQLOp) and _unbound(operation.sqltext)
+            if unbound:  # online it fails; rendered, the parameter would be NULL
+                raise Unrenderable(f"it executes SQL with a parameter without a value ({unbound})")
+            return invoke(operation)
+
+        operations.invoke = invoke_checked  # this instance's only: ours, for now
         upgrade()
+    if foreign:  # a plugin may read the database online (a sync of enum values does)
+        raise Unrenderable(f"it runs a plugin's operation ({foreign[0]})")
     return buffer.statements
+
+
+def _unbound(sqltext) -> str:
+    """The first `:name` in op.execute's SQL that has no value ('' if none)."""
+    clause = text(sqltext) if isinstance(sqltext, str) else sqltext
+    for element in visitors.iterate(clause):
+        if isinstance(element, BindParameter) and element.required:
+            return f":{element.key}"
+    return ""
+
+
+class Unrenderable(Exception):
+    """Rendering worked, but what it rendered may not be what the revision does online."""
 
 
 def plan(script: Script, server_version: tuple[int, ...], target_metadata=None) -> Plan:
@@ -139,6 +173,8 @@ def plan(script: Script, server_version: tuple[int, ...], target_metadata=None) 
             return Plan(revision, None, why)
     try:
         statements = render_upgrade(script, server_version, target_metadata)
+    except Unrenderable as exc:
+        return Plan(revision, None, str(exc))
     except Exception as exc:  # anything at all: the normal path will show it, if real
         return Plan(revision, None, f"it does not render as SQL ({type(exc).__name__})")
     sql = ";\n".join(statements)
