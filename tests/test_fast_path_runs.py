@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 import time
 
 import psycopg
@@ -93,9 +94,17 @@ def test_a_busy_table_fails_the_message_then_takes_the_lock_retry(project, db_ur
         holder.execute("LOCK TABLE account IN ACCESS SHARE MODE")
         run = subprocess.Popen([*CLI, "migrate"], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
-        time.sleep(3)  # the message, the replay and a retry or two meet the lock
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(run.stdout), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 90
+        while not any("retry 1 of 5" in line for line in lines):  # message, replay, retry
+            assert time.monotonic() < deadline and run.poll() is None, "".join(lines)
+            time.sleep(0.05)
         holder.rollback()
-    out = run.communicate(timeout=120)[0]
+    run.wait(timeout=120)
+    reader.join(timeout=10)
+    out = "".join(lines)
     assert run.returncode == 0, out
     assert "revision r1 failed as one message (canceling statement due to lock timeout)" in out
     assert "lock_timeout (500ms) waiting for" in out and "retry 1 of 5" in out, out
