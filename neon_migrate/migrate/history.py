@@ -56,8 +56,8 @@ CREATE = f"""CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
     host text,
     harness_version text
 )"""
-# duration_ms: the revision's function, as progress.py timed it (NULL from offline SQL,
-# and for a revision sent as one message: the row travels in it, before any answer);
+# duration_ms: the revision's function, as progress.py timed it (NULL from offline SQL;
+# the server's time for a revision sent as one message: ROW_TIMED_BY_SERVER);
 # checksum: file_checksum() of the revision file as it ran; application: the session's
 # application_name; host: the machine that ran the harness (NULL from offline SQL).
 
@@ -75,6 +75,15 @@ ROW = text(  # round_trips.py keeps it, to send it with the COMMIT
     _INSERT.format(
         values=":revision, :direction, :ms, :checksum, current_setting('application_name'), "
         ":host, :version"
+    )
+)
+# A revision sent as one message (fast_path.py): its row travels in that message, so its
+# duration is the server's, from the message's arrival (statement_timestamp()) to the row.
+ROW_TIMED_BY_SERVER = text(
+    _INSERT.format(
+        values=":revision, :direction, "
+        "round(CAST(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000 "
+        "AS numeric), 1), :checksum, current_setting('application_name'), :host, :version"
     )
 )
 
@@ -148,12 +157,15 @@ def record_revision(ctx: MigrationContext, step: MigrationInfo, **_kwargs) -> No
         "host": socket.gethostname(),
         "version": harness_version(),
     }
+    session = ctx.config.attributes.get(revision_session.ATTRIBUTE) if ctx.config else None
+    timing = session.held_timing(revision) if session is not None else None
+    if isinstance(timing, float):
+        params["ms"] = round(timing, 1)
     try:
-        ctx.connection.execute(ROW, params)
+        ctx.connection.execute(ROW_TIMED_BY_SERVER if timing == "server" else ROW, params)
     except SQLAlchemyError as exc:
         if lost_connection(exc):  # the run's own handling says what was committed
             raise
-        session = ctx.config.attributes.get(revision_session.ATTRIBUTE) if ctx.config else None
         midway = session is not None and session.committed
         raise unwritable(revision, direction, exc, midway) from exc
 

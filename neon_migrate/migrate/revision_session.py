@@ -82,6 +82,17 @@ class RevisionSession:
         chosen = self._plan(script)
         return chosen.fast and self._trips.hold(script.revision, label, chosen.statements, sent)
 
+    def held_timing(self, revision: str) -> str | float | None:
+        """How the duration of `revision`, sent on the fast path, is known: "server" (its
+        statements are held, and its history row goes in the same message), the ms they
+        took when they had to go ahead of a first stamp, or None (not on the fast path)."""
+        if self._trips is None:
+            return None
+        if self._trips.body_of == revision:
+            return "server"
+        went = self._trips.went_ahead
+        return went[1] if went is not None and went[0] == revision else None
+
     def _plan(self, script: Script) -> fast_path.Plan:
         from alembic import context
 

@@ -29,6 +29,7 @@ statement, or retries a lock_timeout, exactly as if it had run there first.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 
 from sqlalchemy import Delete, Update, event
@@ -75,6 +76,7 @@ class RoundTrips:
         self.body_of: str | None = None  # the revision whose statements are held (fast path)
         self.sent: Callable[[], None] | None = None  # ... told when its message committed
         self.label = ""  # ... and its name, for a signal that stops that message
+        self.went_ahead: tuple[str, float] | None = None  # (revision, ms) sent before its stamp
         self.flushing = False
         self._listeners = [
             (conn, "begin", self._begin, {}),
@@ -126,7 +128,7 @@ class RoundTrips:
         if not self.ours or self.flushing or context is None or context.compiled is None:
             return False
         statement = context.compiled.statement
-        if statement is _history_statement():
+        if _is_history(statement):
             return True
         if not isinstance(statement, (Update, Delete)):  # the INSERT of a first stamp
             return False  # returns its key (RETURNING): it goes at once, as before
@@ -164,7 +166,7 @@ class RoundTrips:
         if not getattr(context, "_neon_migrate_keep", False):
             return None
         sql = cursor.mogrify(statement, parameters).decode()
-        if context.compiled.statement is _history_statement():
+        if _is_history(context.compiled.statement):
             self.history_of = (parameters["revision"], parameters["direction"])
         else:
             sql = _CHECKED.format(statement=sql)
@@ -221,8 +223,10 @@ class RoundTrips:
         """A held revision's BEGIN and statements, ahead of a statement that cannot wait
         (the INSERT of a first stamp): a failure is the revision's, to be replayed."""
         revision, label, self.body_of = self.body_of, self.label, None
+        started = time.perf_counter()
         try:
             cursor.execute(sql.replace("%", "%%"), {})
+            self.went_ahead = (revision, (time.perf_counter() - started) * 1000)
         except BaseException as exc:
             self._end("ROLLBACK")
             replay = _held_failed(exc, revision, label)
@@ -239,10 +243,10 @@ class RoundTrips:
                 self._dbapi().autocommit = False
 
 
-def _history_statement():
-    from neon_migrate.migrate.history import ROW  # history imports revision_session: us
+def _is_history(statement) -> bool:
+    from neon_migrate.migrate.history import ROW, ROW_TIMED_BY_SERVER  # it imports us
 
-    return ROW
+    return statement is ROW or statement is ROW_TIMED_BY_SERVER
 
 
 def _history_failed(exc: DBAPIError) -> bool:
