@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     migration_lock_retry_delay: float = Field(
         1, gt=0, le=60, validation_alias="MIGRATION_LOCK_RETRY_DELAY"
     )
+    # A revision whose upgrade() renders to SQL goes to the server as one message (one
+    # round trip) with its stamp and COMMIT; false: every revision statement by statement.
+    migration_fast_path: bool = Field(True, validation_alias="MIGRATION_FAST_PATH")
 
     # The pre-deploy check rehearses on a Neon branch when it can reach Neon's API (the
     # names Neon's own tooling uses). Without them it rehearses on production, bounded.

@@ -232,14 +232,18 @@ class Bench:
         url = self.url("chain", "disable")
         ours = self.harness_project("harness-chain", versions)
         raw = self.raw_project("raw-chain", versions, url)
+        per = self.raw_project("raw-chain-per", versions, url, per_migration=True)
         env = self.env(DATABASE_URL=url, ALEMBIC_CONFIG=str(ours))
-        self.compare(
+        self.both_paths(
             f"P2 apply a {self.args.chain}-revision chain",
             ([PY, "-m", "alembic", "upgrade", "head"], env, self.work),
-            ([PY, "-m", "alembic", "-c", str(raw), "upgrade", "head"], self.env(), self.work),
-            max(1, self.args.runs // 2),
+            {"one transaction": ([PY, "-m", "alembic", "-c", str(raw), "upgrade", "head"],
+                                 self.env(), self.work),
+             "transaction per migration": ([PY, "-m", "alembic", "-c", str(per), "upgrade",
+                                            "head"], self.env(), self.work)},
+            self.args.chain,
             before=lambda: self.fresh_database("chain"),
-        )
+        )  # fmt: skip
         self.compare(
             f"P4 offline SQL for the {self.args.chain}-revision chain",
             ([PY, "-m", "alembic", "upgrade", "head", "--sql"], env, self.work),
@@ -247,6 +251,28 @@ class Bench:
              self.work),
             self.args.runs,
         )  # fmt: skip
+
+    def both_paths(self, name: str, ours: tuple, raws: dict, count: int, before) -> None:
+        """The harness with its fast path (the default) and with MIGRATION_FAST_PATH=false,
+        each against the stock variants in the same interleaved runs; flushes per revision
+        into the notes."""
+        runs = max(1, self.args.runs // 2)
+        first = len(self.rows)
+        for path, fast in (("fast path", "true"), ("normal path", "false")):
+            command, env, cwd = ours
+            self.compare_many(
+                [f"{name}, {path}, vs stock ({variant})" for variant in raws],
+                (command, dict(env, MIGRATION_FAST_PATH=fast), cwd),
+                list(raws.values()),
+                runs,
+                before=before,
+            )
+        per_revision = []
+        for row in self.rows[first:]:
+            label = row[0].split(", ", 1)[1]
+            per_revision.append(f"{label}: harness {row[2] / count:.2f}"
+                                + (f", stock {row[5] / count:.2f}" if row[5] else ""))  # fmt: skip
+        self.notes.append(f"{name}: client flushes per revision: " + "; ".join(per_revision))
 
     def p2_corpus(self) -> None:
         """The realistic corpus (tests/corpus): concurrent indexes, a revision that commits,
@@ -261,13 +287,14 @@ class Bench:
         raw = self.raw_project("raw-corpus", versions, url, models=corpus)
         per = self.raw_project("raw-corpus-per", versions, url, models=corpus, per_migration=True)
         env = self.env(DATABASE_URL=url, ALEMBIC_CONFIG=str(corpus / "alembic.ini"))
-        self.compare_many(
-            [f"P2 corpus: {count} realistic revisions, vs stock (one transaction)",
-             f"P2 corpus: {count} realistic revisions, vs stock (transaction per migration)"],
+        self.both_paths(
+            f"P2 corpus: {count} realistic revisions",
             ([PY, "-m", "alembic", "upgrade", "head"], env, self.work),
-            [([PY, "-m", "alembic", "-c", str(raw), "upgrade", "head"], self.env(), self.work),
-             ([PY, "-m", "alembic", "-c", str(per), "upgrade", "head"], self.env(), self.work)],
-            max(1, self.args.runs // 2),
+            {"one transaction": ([PY, "-m", "alembic", "-c", str(raw), "upgrade", "head"],
+                                 self.env(), self.work),
+             "transaction per migration": ([PY, "-m", "alembic", "-c", str(per), "upgrade",
+                                            "head"], self.env(), self.work)},
+            count,
             before=lambda: self.fresh_database("corpus"),
         )  # fmt: skip
 

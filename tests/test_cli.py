@@ -59,13 +59,22 @@ def test_verbose_adds_the_pools_a_run_used(harness_env):
 
 def test_dry_run_changes_nothing_and_json_says_what_would_run(project, db_url):
     add_revision(project, "r2", HEAD, "CREATE TABLE dry (id int)")
+    add_revision(project, "r3", "r2", source=(
+        "    with op.get_context().autocommit_block():\n"
+        '        op.execute("CREATE INDEX CONCURRENTLY dry_id ON dry (id)")'))  # fmt: skip
     text = split(["migrate", "--dry-run"], project["env"])
     assert text.returncode == 0, text.stderr
-    assert "would apply 2 revision(s)" in text.stdout and "  r2  r2 test revision" in text.stdout
+    assert "would apply 3 revision(s)" in text.stdout
+    assert "  r2  r2 test revision  [one message]" in text.stdout
+    assert "  r3  r3 test revision  [normal: it runs an autocommit_block]" in text.stdout
+    assert "(2 as one message each, 1 statement by statement)" in text.stdout
     machine = split(["migrate", "--dry-run", "--json"], project["env"])
     document = json.loads(machine.stdout)
     assert document["dry_run"] is True and document["current"] == []
-    assert [p["revision"] for p in document["pending"]] == [HEAD, "r2"]
+    assert [(p["revision"], p["path"]) for p in document["pending"]] == [
+        (HEAD, "one message"), ("r2", "one message"), ("r3", "normal")]  # fmt: skip
+    off = split(["migrate", "--dry-run"], dict(project["env"], MIGRATION_FAST_PATH="false"))
+    assert "  r2  r2 test revision  [normal: MIGRATION_FAST_PATH is false]" in off.stdout
     assert rows(db_url, "SELECT to_regclass('alembic_version')") == [(None,)]
 
 

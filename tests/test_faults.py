@@ -274,7 +274,10 @@ def test_permanent_errors_are_not_retried(harness_env, db_url, pg_server, disabl
 # --- 5. signals ---------------------------------------------------------------------------------
 def wait_for_sleeper(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    query = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'"
+    query = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE pid <> pg_backend_pid() AND query LIKE '%SELECT pg_sleep(60)%'"
+    )
     while rows(url, query)[0][0] == 0:
         if time.monotonic() > deadline:
             pytest.fail("the slow revision never started")
@@ -304,7 +307,10 @@ def test_signal_during_a_slow_revision(project, db_url, signum, command, capsys)
     assert rows(db_url, "SELECT version_num FROM alembic_version") == [(HEAD,)]
     assert rows(db_url, "SELECT to_regclass('half_done')") == [(None,)]
     assert advisory_locks(db_url) == 0
-    sleepers = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'"
+    sleepers = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE pid <> pg_backend_pid() AND query LIKE '%SELECT pg_sleep(60)%'"
+    )
     assert rows(db_url, sleepers) == [(0,)]
     with capsys.disabled():
         print(f"\n{signal.Signals(signum).name} to {command[0]}: exited in {latency * 1000:.0f} ms")
@@ -350,7 +356,8 @@ def test_signal_among_many_fast_statements_is_not_lost(project, db_url):
                            text=True)  # fmt: skip
     deadline = time.monotonic() + 30
     while not rows(db_url, "SELECT count(*) FROM pg_stat_activity "
-                           "WHERE query LIKE 'INSERT INTO many%'")[0][0]:  # fmt: skip
+                           "WHERE pid <> pg_backend_pid() "
+                           "AND query LIKE '%INSERT INTO many%'")[0][0]:  # fmt: skip
         if time.monotonic() > deadline:
             pytest.fail("the revision never started")
         time.sleep(0.01)

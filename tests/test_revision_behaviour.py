@@ -302,7 +302,10 @@ def test_an_interrupt_after_a_midway_commit_says_what_stayed(project, db_url):
     run = subprocess.Popen([*CLI, "migrate"], env=project["env"],
                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     deadline = time.monotonic() + 30
-    sleeping = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(20)%'"
+    sleeping = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE pid <> pg_backend_pid() AND query LIKE '%SELECT pg_sleep(20)%'"
+    )
     while rows(db_url, sleeping)[0][0] == 0:
         assert time.monotonic() < deadline and run.poll() is None, "the revision never ran"
         time.sleep(0.05)

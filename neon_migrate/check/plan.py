@@ -17,8 +17,11 @@ from alembic.script import ScriptDirectory
 
 from neon_migrate import project
 from neon_migrate.errors import HarnessError, MigrationError
+from neon_migrate.migrate import fast_path
+from neon_migrate.migrate.environment import target_metadata
 from neon_migrate.migrate.heads import one_database_head
 from neon_migrate.migrate.offline import OnlineOnlyRevisions
+from neon_migrate.settings import get_settings
 
 _MARKER = re.compile(r"^-- Running upgrade .* -> (\S+)$", re.MULTILINE)
 
@@ -31,6 +34,7 @@ class PlannedRevision:
     sql: str
     source: str
     online_only: str | None = None  # why it cannot be rendered as SQL, if it cannot
+    how: str = ""  # "one message", or "normal: <why>" (migrate/fast_path.py)
 
     @property
     def rehearsable(self) -> bool:
@@ -80,13 +84,18 @@ def split_by_revision(sql: str) -> dict[str, str]:
 
 
 def plan(
-    config_file: str, script: ScriptDirectory, current: tuple[str, ...]
+    config_file: str,
+    script: ScriptDirectory,
+    current: tuple[str, ...],
+    server_version: tuple[int, ...] = (),
 ) -> list[PlannedRevision]:
     scripts = pending_revisions(script, current)
     if not scripts:
         return []
     sql, online_only = render_sql(config_file, current)
     parts = split_by_revision(sql)
+    metadata = target_metadata(project.alembic_config(config_file))
+    paths = fast_path.plans(scripts, server_version, metadata, get_settings().migration_fast_path)
     return [
         PlannedRevision(
             revision=s.revision,
@@ -95,6 +104,7 @@ def plan(
             sql="" if s.revision in online_only else parts.get(s.revision, ""),
             source=Path(s.path).read_text(),
             online_only=online_only.get(s.revision),
+            how=fast_path.describe(paths[s.revision]),
         )
         for s in scripts
     ]

@@ -37,7 +37,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     direct = check_connection("direct")
     refuse_unknown(direct.revisions, known)
     if args.dry_run:
-        return _dry_run(direct.revisions, target, args.json)
+        return _dry_run(direct.revisions, target, args.json, direct.server_version)
     if not heads:  # an empty versions folder: verify says what to do
         note("migrate: no revisions to apply")
         return report("migrate", verify_items(heads, known, direct), args.json)
@@ -97,16 +97,26 @@ def _at(target: tuple[str, ...], heads: tuple[str, ...]) -> str:
     return f"head ({', '.join(heads)})" if target == heads else ", ".join(target)
 
 
-def _dry_run(current: tuple[str, ...], target: tuple[str, ...], as_json: bool) -> int:
-    """What `migrate` would apply: read from the database, nothing taken, nothing changed."""
+def _dry_run(current: tuple[str, ...], target: tuple[str, ...], as_json: bool,
+             server_version: str) -> int:  # fmt: skip
+    """What `migrate` would apply, and how each revision would go (fast_path.py): read from
+    the database, nothing taken, nothing changed."""
     from alembic.script import ScriptDirectory
 
+    from neon_migrate.migrate import fast_path
+    from neon_migrate.migrate.environment import target_metadata
     from neon_migrate.migrate.heads import one_database_head
+    from neon_migrate.settings import get_settings
 
-    script = ScriptDirectory.from_config(project.alembic_config())
+    config = project.alembic_config()
+    script = ScriptDirectory.from_config(config)
     start = one_database_head(current) or "base"
     pending = list(reversed(list(script.iterate_revisions(target, start))))
-    rows = [{"revision": s.revision, "message": s.doc or ""} for s in pending]
+    version = fast_path.version_of(server_version)
+    enabled = get_settings().migration_fast_path
+    paths = fast_path.plans(pending, version, pending and target_metadata(config), enabled)
+    rows = [{"revision": s.revision, "message": s.doc or "", "path": paths[s.revision].path,
+             "why": paths[s.revision].reason} for s in pending]  # fmt: skip
     if as_json:
         out_json({"command": "migrate", "dry_run": True, "current": list(current),
                   "target": list(target), "pending": rows})  # fmt: skip
@@ -116,8 +126,10 @@ def _dry_run(current: tuple[str, ...], target: tuple[str, ...], as_json: bool) -
         out(f"migrate --dry-run: the database is at {where}; nothing to apply")
         return 0
     out(f"migrate --dry-run: the database is at {where}; would apply {len(rows)} revision(s):")
-    for row in rows:
-        out(f"  {row['revision']}  {row['message']}")
+    for s in pending:
+        out(f"  {s.revision}  {s.doc or ''}  [{fast_path.describe(paths[s.revision])}]")
+    fast = sum(1 for p in paths.values() if p.fast)
+    out(f"  ({fast} as one message each, {len(rows) - fast} statement by statement)")
     return 0
 
 

@@ -12,7 +12,8 @@ breaks here, in one small file, and nowhere else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -58,3 +59,49 @@ def writes_a_revision_file(migration_context: Any) -> bool:
     # alembic.command.check) tells the two apart.
     fn = opts.get("fn")
     return not getattr(fn, "__qualname__", "").startswith("check.")
+
+
+class _CountedCursor:
+    """A cursor whose statement was kept, not sent: it reports the one row the kept
+    statement is checked to match on the server (round_trips._CHECKED)."""
+
+    rowcount = 1
+
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
+def count_as_one_row(context: Any) -> None:
+    """Make SQLAlchemy report rowcount 1 for a statement that a `do_execute` hook kept
+    back (Alembic refuses a stamp whose UPDATE matched another number of rows).
+
+    PRIVATE: SQLAlchemy has no public way to set a result's rowcount. 2.1 reads the
+    execution context's `_rowcount` first; 2.0 reads `context.cursor.rowcount` only, so
+    the cursor is wrapped (results, description and close still reach the real one).
+    """
+    context._rowcount = 1
+    context.cursor = _CountedCursor(context.cursor)
+
+
+@contextmanager
+def operations_for(ctx: Any) -> Iterator[Any]:
+    """`alembic.op` bound to `ctx` for a while, then to what it was bound to before.
+
+    PRIVATE: `Operations.context()` unbinds `op` on exit instead of restoring the
+    previous binding, so rendering a revision during a run (fast_path.py) would leave the
+    run's own `op` unbound. The binding is the module's `_proxy`, re-installed with the
+    proxy's `_install_proxy()`.
+    """
+    from alembic import op
+    from alembic.operations import Operations
+
+    previous = getattr(op, "_proxy", None)
+    try:
+        with Operations.context(ctx) as operations:
+            yield operations
+    finally:
+        if previous is not None:
+            previous._install_proxy()

@@ -20,7 +20,9 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from neon_migrate.connection.timeouts import lock_timeout
 from neon_migrate.errors import MigrationError
-from neon_migrate.migrate.progress import RevisionFailed
+from neon_migrate.migrate import revision_session
+from neon_migrate.migrate.progress import UNCOMMITTED, RevisionFailed
+from neon_migrate.migrate.round_trips import FastMessageFailed
 from neon_migrate.settings import Settings
 
 log = logging.getLogger("neon_migrate.migrate")
@@ -84,6 +86,29 @@ def describe_blockers(conn: Connection, failure: RevisionFailed) -> str:
     return f"{holders} (lock on {on})"
 
 
+def replaying(run: Callable[[], None]) -> Callable[[], None]:
+    """`run`, in which a revision whose one message failed (rolled back whole) runs again
+    statement by statement: the normal path names the failing statement, or meets the busy
+    lock again and takes the retry path. Each revision is replayed at most once."""
+
+    def run_replaying() -> None:
+        while True:
+            try:
+                return run()
+            except FastMessageFailed as failed:
+                from alembic import context
+
+                attributes = context.config.attributes
+                session = attributes.get(revision_session.ATTRIBUTE)
+                if session is None or failed.revision in session.normal_only:
+                    raise
+                session.normal_only.add(failed.revision)
+                attributes.pop(UNCOMMITTED, None)
+                log.info("%s; running it statement by statement", failed.cause)
+
+    return run_replaying
+
+
 def run_with_lock_retries(conn: Connection, settings: Settings, run: Callable[[], None]) -> None:
     """Run the migrations; a revision that hit lock_timeout is retried after a backoff.
 
@@ -114,7 +139,7 @@ def run_with_lock_retries(conn: Connection, settings: Settings, run: Callable[[]
         reraise=True,
     )
     try:
-        retrying(run)
+        retrying(replaying(run))
     except RevisionFailed as failure:
         if not retryable(failure):
             raise

@@ -5,10 +5,12 @@ checksum of the file as it ran. Written in the same transaction as Alembic's sta
 anything else): Alembic calls that right after it writes the stamp, inside the revision's
 transaction, so the row and the stamp commit together (also for a revision that committed
 part of its work itself: `keep_stamp` then commits its stamp and this row, together). A
-revision whose transaction rolls back leaves no row. Online it costs one round trip per
-revision (the CREATE TABLE IF NOT EXISTS and the INSERT travel in one execute); offline
-the same rows are written into the SQL, so a DBA who applies it with psql records the
-history too.
+revision whose transaction rolls back leaves no row. Online the table is created once per
+run, in the round trip that takes the migration lock (`ENSURE`), never per revision: a
+CREATE TABLE IF NOT EXISTS of an existing table raises a NOTICE, which the server flushes
+at once, so the reply would leave in two pieces. The INSERT itself travels with the stamp
+and the COMMIT (round_trips.py). Offline the same rows are written into the SQL, so a DBA
+who applies it with psql records the history too.
 
 Design choices:
 - No serial id: a sequence never rolls back, so every pre-deploy rehearsal (which runs
@@ -54,7 +56,8 @@ CREATE = f"""CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (
     host text,
     harness_version text
 )"""
-# duration_ms: the revision's function, as progress.py timed it (NULL from offline SQL);
+# duration_ms: the revision's function, as progress.py timed it (NULL from offline SQL;
+# the server's time for a revision sent as one message: ROW_TIMED_BY_SERVER);
 # checksum: file_checksum() of the revision file as it ran; application: the session's
 # application_name; host: the machine that ran the harness (NULL from offline SQL).
 
@@ -62,12 +65,25 @@ _INSERT = (
     f"INSERT INTO {HISTORY_TABLE} (revision, direction, duration_ms, checksum, application, "
     "host, harness_version) VALUES ({values})"
 )
-_ONLINE = text(
-    CREATE
-    + ";\n"
-    + _INSERT.format(
+# Created only when missing: no NOTICE, and no CREATE privilege needed once it exists.
+# `:token` as in lock.py: nothing is created through a pooler that drops startup options.
+ENSURE = (
+    f"DO $$BEGIN IF {{allowed}} AND to_regclass('{HISTORY_TABLE}') IS NULL THEN {CREATE}; "
+    "END IF; END$$"
+)
+ROW = text(  # round_trips.py keeps it, to send it with the COMMIT
+    _INSERT.format(
         values=":revision, :direction, :ms, :checksum, current_setting('application_name'), "
         ":host, :version"
+    )
+)
+# A revision sent as one message (fast_path.py): its row travels in that message, so its
+# duration is the server's, from the message's arrival (statement_timestamp()) to the row.
+ROW_TIMED_BY_SERVER = text(
+    _INSERT.format(
+        values=":revision, :direction, "
+        "round(CAST(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000 "
+        "AS numeric), 1), :checksum, current_setting('application_name'), :host, :version"
     )
 )
 
@@ -141,17 +157,25 @@ def record_revision(ctx: MigrationContext, step: MigrationInfo, **_kwargs) -> No
         "host": socket.gethostname(),
         "version": harness_version(),
     }
+    session = ctx.config.attributes.get(revision_session.ATTRIBUTE) if ctx.config else None
+    timing = session.held_timing(revision) if session is not None else None
+    if isinstance(timing, float):
+        params["ms"] = round(timing, 1)
     try:
-        ctx.connection.execute(_ONLINE, params)
+        ctx.connection.execute(ROW_TIMED_BY_SERVER if timing == "server" else ROW, params)
     except SQLAlchemyError as exc:
         if lost_connection(exc):  # the run's own handling says what was committed
             raise
-        session = ctx.config.attributes.get(revision_session.ATTRIBUTE) if ctx.config else None
         midway = session is not None and session.committed
-        raise MigrationError(
-            f"revision {revision} ran, but its row in {HISTORY_TABLE} could not be written "
-            f"({driver_message(exc)}), so its {direction} was rolled back"
-            + (" except the part it had committed itself" if midway else ""),
-            f"give the migration role INSERT on {HISTORY_TABLE} (or let it create the "
-            "table), then migrate again",
-        ) from exc
+        raise unwritable(revision, direction, exc, midway) from exc
+
+
+def unwritable(revision: str, direction: str, exc: BaseException, midway: bool) -> MigrationError:
+    """The history row failed (found at once, or in the message that carries the COMMIT)."""
+    return MigrationError(
+        f"revision {revision} ran, but its row in {HISTORY_TABLE} could not be written "
+        f"({driver_message(exc)}), so its {direction} was rolled back"
+        + (" except the part it had committed itself" if midway else ""),
+        f"give the migration role INSERT on {HISTORY_TABLE} (or let it create the "
+        "table), then migrate again",
+    )

@@ -20,11 +20,12 @@ from contextlib import contextmanager
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from tenacity import Retrying, retry_if_result, wait_exponential
 
 from neon_migrate.connection.timeouts import SESSION_SETTING, lock_timeout, statement_timeout
 from neon_migrate.errors import ConfigError, LockBusyError
+from neon_migrate.migrate.history import ENSURE
 from neon_migrate.project import VersionTable
 from neon_migrate.settings import Settings
 
@@ -95,6 +96,7 @@ class _Lock:
         self.local = "true" if scope == "transaction" else "false"
         self.xact = "_xact" if scope == "transaction" else ""
         self.original: tuple[str, str] | None = None  # the session's own timeouts, once read
+        self.history_later = False  # the history table is created once the lock is held
 
     def set_timeouts(self, lock: str, statement: str) -> None:
         self.conn.execute(
@@ -106,20 +108,34 @@ class _Lock:
         )
 
     def set_timeouts_and_try(self, token: str | None) -> bool:
-        """One round trip: remember the session's timeouts, set ours, try the lock; all of
-        it only if the session carries `token` from its startup packet (when given).
+        """One round trip: create the history table if it is missing (history.ENSURE),
+        remember the session's timeouts, set ours, try the lock; all of it only if the
+        session carries `token` from its startup packet (when given).
 
         A pooler that drops startup options (PgBouncer's ignore_startup_parameters =
         options) hands us a server session without the token: nothing is set or locked
         there, since the next statement may run on another server session and could
         never unlock it, and our timeouts would stay behind for other clients.
         """
+        try:
+            return self._set_timeouts_and_try(token)
+        except DBAPIError as exc:  # two first runs created the history table at once
+            if self.xact or getattr(exc.orig, "pgcode", None) not in ("23505", "42P07"):
+                raise
+            self.conn.rollback()
+            return self._set_timeouts_and_try(token)
+
+    def _set_timeouts_and_try(self, token: str | None) -> bool:
         ok = (
             f"(CAST(:token AS text) IS NULL OR current_setting('{SESSION_SETTING}', true) = :token)"
         )
+        # psycopg 3 sends a statement with parameters as a prepared one: one statement only.
+        self.history_later = self.conn.dialect.driver != "psycopg2"
+        ensure = "" if self.history_later else ENSURE.format(allowed=ok) + ";\n"
         lock, statement, carried, _, _, got = self.conn.execute(
             text(
-                "SELECT current_setting('lock_timeout'), current_setting('statement_timeout'), "
+                f"{ensure}SELECT current_setting('lock_timeout'), "
+                "current_setting('statement_timeout'), "
                 f"{ok}, "
                 f"CASE WHEN {ok} THEN set_config('lock_timeout', :lock, {self.local}) END, "
                 f"CASE WHEN {ok} THEN set_config('statement_timeout', :stmt, {self.local}) END, "
@@ -230,6 +246,8 @@ def migration_lock(
     try:
         if not lock.set_timeouts_and_try(token):
             lock.wait()
+        if lock.history_later:
+            conn.execute(text(ENSURE.format(allowed="true")))
     except BaseException:
         if scope == "session":
             lock.restore()

@@ -205,9 +205,20 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
         announce("start", script.revision, direction)
         started = time.perf_counter()
         conn = context.get_bind()
+
+        def done(how: str = "") -> None:
+            ms = (time.perf_counter() - started) * 1000
+            verb = "applied " if direction == "upgrade" else "reverted"
+            log.info("%s %s  %s  (%.0f ms%s)", verb, script.revision, script.doc, ms, how)
+            announce("end", script.revision, direction, ms)
+            attributes.setdefault(APPLIED, []).append((direction, script.revision, ms))
+
         try:
             with no_process_exit(), invalid_indexes.watch(conn) as created:
-                fn(*args, **kwargs)
+                held = direction == "upgrade" and session is not None
+                held = held and session.send_as_one(script, label, lambda: done(", one message"))
+                if not held:
+                    fn(*args, **kwargs)
             invalid_indexes.raise_if_invalid(conn, created)  # before its stamp: none then
         except HarnessError:
             raise
@@ -222,11 +233,8 @@ def _timed(script: Script, direction: str, fn: Callable[..., None]) -> Callable[
             raise RevisionFailed(script.revision, label, direction, cause, midway) from exc
         if session is not None:
             session.finish(ok=True)
-        ms = (time.perf_counter() - started) * 1000
-        verb = "applied " if direction == "upgrade" else "reverted"
-        log.info("%s %s  %s  (%.0f ms)", verb, script.revision, script.doc, ms)
-        announce("end", script.revision, direction, ms)
-        attributes.setdefault(APPLIED, []).append((direction, script.revision, ms))
+        if not held:  # a held one is done once its message has committed (round_trips.py)
+            done()
         attributes[UNCOMMITTED] = (script.revision, label, direction)
 
     run.harness_wrapped = True  # type: ignore[attr-defined]

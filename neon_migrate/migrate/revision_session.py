@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable
 
 from alembic.runtime.migration import MigrationContext
+from alembic.script import Script
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from neon_migrate.connection import waiting
 from neon_migrate.connection.timeouts import lock_timeout, statement_timeout
+from neon_migrate.migrate import fast_path
+from neon_migrate.migrate.round_trips import RoundTrips
 from neon_migrate.settings import Settings
 
 ATTRIBUTE = "revision_session"  # config.attributes key
@@ -55,6 +59,11 @@ class RevisionSession:
         )
         self._limit(self._revision_limit)
         event.listen(conn, "before_cursor_execute", self._watch)
+        # A caller's transaction is committed by the caller: nothing to save there. psycopg
+        # 3 sends a statement with parameters as a prepared one: never two statements.
+        ours = scope == "session" and conn.dialect.driver == "psycopg2"
+        self._trips = RoundTrips(conn, lambda: self.committed) if ours else None
+        self.normal_only: set[str] = set()  # failed as one message: replayed, and run normally
 
     def _limit(self, seconds: float | None) -> None:
         """The wait limit of our DBAPI connection; nothing once it is gone (a signal or a
@@ -63,9 +72,39 @@ class RevisionSession:
             with contextlib.suppress(SQLAlchemyError):
                 waiting.limit(self.conn.connection.dbapi_connection, seconds)
 
+    def send_as_one(self, script: Script, label: str, sent: Callable[[], None]) -> bool:
+        """The fast path: hold the revision's rendered statements, to go with its stamp and
+        COMMIT in one message; False: run its upgrade() as usual (fast_path.py says why)."""
+        if self._trips is None or not self.settings.migration_fast_path:
+            return False
+        if script.revision in self.normal_only:
+            return False
+        chosen = self._plan(script)
+        return chosen.fast and self._trips.hold(script.revision, label, chosen.statements, sent)
+
+    def held_timing(self, revision: str) -> str | float | None:
+        """How the duration of `revision`, sent on the fast path, is known: "server" (its
+        statements are held, and its history row goes in the same message), the ms they
+        took when they had to go ahead of a first stamp, or None (not on the fast path)."""
+        if self._trips is None:
+            return None
+        if self._trips.body_of == revision:
+            return "server"
+        went = self._trips.went_ahead
+        return went[1] if went is not None and went[0] == revision else None
+
+    def _plan(self, script: Script) -> fast_path.Plan:
+        from alembic import context
+
+        metadata = context.get_context().opts.get("target_metadata")
+        version = self.conn.dialect.server_version_info
+        return fast_path.plan(script, version, metadata)
+
     def close(self) -> None:
         """After the run: the harness's own short limit again (release, read-back)."""
         event.remove(self.conn, "before_cursor_execute", self._watch)
+        if self._trips is not None:
+            self._trips.close()
         self._limit(waiting.DEFAULT)
 
     def _watch(self, _conn, _cursor, statement, *_args) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from neon_migrate.check.context import Context, Outcome
 from neon_migrate.check.plan import plan
+from neon_migrate.migrate import fast_path
 
 
 def check_plan(ctx: Context) -> str:
-    ctx.pending = plan(ctx.config_file, ctx.script, ctx.current)
+    direct = ctx.health.get("direct")
+    version = fast_path.version_of(direct.server_version) if direct else ()
+    ctx.pending = plan(ctx.config_file, ctx.script, ctx.current, version)
     if not ctx.pending:
         return f"nothing to apply: at head {ctx.script.get_current_head()}"
-    steps = ", ".join(f"{r.revision} ({r.message})" for r in ctx.pending)
+    steps = ", ".join(f"{r.revision} ({r.message}; {r.how})" for r in ctx.pending)
     lines = sum(r.sql.count("\n") for r in ctx.pending)
     done = f"{len(ctx.pending)} pending, in order: {steps}; offline SQL renders ({lines} lines)"
     online = [r for r in ctx.pending if r.online_only]
