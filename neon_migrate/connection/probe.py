@@ -22,8 +22,7 @@ import socket
 import threading
 import time
 
-import psycopg2._psycopg
-
+from neon_migrate import compat
 from neon_migrate.connection.endpoints import get_endpoints
 from neon_migrate.connection.health import Endpoint, EndpointHealth, check_connection
 from neon_migrate.errors import UnreachableError
@@ -238,7 +237,7 @@ def _libpq():
     searched, so it is the very library that made the connection. ctypes releases the
     GIL around each call."""
     try:
-        lib = ctypes.CDLL(psycopg2._psycopg.__file__)
+        lib = ctypes.CDLL(compat.psycopg2_extension_file())
         for name, restype, argtypes in (
             ("PQcancelCreate", ctypes.c_void_p, [ctypes.c_void_p]),
             ("PQcancelStart", ctypes.c_int, [ctypes.c_void_p]),

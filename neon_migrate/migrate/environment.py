@@ -23,7 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from neon_migrate import project
+from neon_migrate import compat, project
 from neon_migrate.connection import urls, waiting
 from neon_migrate.connection.connect import connect, driver_message
 from neon_migrate.connection.endpoints import get_endpoints, twin_may_start
@@ -36,7 +36,7 @@ from neon_migrate.connection.waiting import (
     unconfirmed_cancel,
 )
 from neon_migrate.errors import ConfigError, HarnessError, MigrationError, UnreachableError
-from neon_migrate.migrate import alembic_compat, flask_app, revision_session
+from neon_migrate.migrate import flask_app, revision_session
 from neon_migrate.migrate.heads import unknown_revision_error
 from neon_migrate.migrate.lock import lock_key, migration_lock
 from neon_migrate.migrate.progress import APPLIED, UNCOMMITTED
@@ -78,7 +78,7 @@ def target_metadata(config):
 
 
 def _skip_empty_autogenerate(ctx: MigrationContext, revision: Any, directives: list) -> None:
-    if alembic_compat.writes_a_revision_file(ctx) and directives[0].upgrade_ops.is_empty():
+    if compat.writes_a_revision_file(ctx) and directives[0].upgrade_ops.is_empty():
         directives[:] = []
         log.info("no changes between the models and the database: no revision written")
 
@@ -134,7 +134,7 @@ def reads_only() -> bool:
     (`revision --autogenerate`, `check`): a schema half-way through a migration is no
     baseline. Never read from the `alembic` command line's own objects, which Flask-Migrate
     and API callers do not build."""
-    return alembic_compat.changes_nothing()
+    return compat.changes_nothing()
 
 
 @contextmanager
@@ -292,14 +292,12 @@ def emit_timeouts_in_each_transaction(ctx: MigrationContext) -> None:
     """Offline SQL: put SET LOCAL timeouts right after every BEGIN the script emits."""
     settings = get_settings()
     impl = ctx.impl
-    emit_begin = impl.emit_begin
 
-    def emit_begin_with_timeouts() -> None:
-        emit_begin()
+    def timeouts() -> None:
         impl.static_output(f"SET LOCAL lock_timeout = '{lock_timeout(settings)}';")
         impl.static_output(f"SET LOCAL statement_timeout = '{statement_timeout(settings)}';")
 
-    impl.emit_begin = emit_begin_with_timeouts
+    compat.after_each_begin(impl, timeouts)
 
 
 @contextmanager

@@ -36,7 +36,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter
 
-from neon_migrate.migrate import alembic_compat
+from neon_migrate import compat
 
 OPT_OUT = "neon_migrate_fast_path"  # module-level flag a revision sets to False
 
@@ -128,7 +128,7 @@ def render_upgrade(
     )
     upgrade = inspect.unwrap(script.module.upgrade)  # not the harness's timing wrapper
     foreign: list[str] = []
-    with alembic_compat.operations_for(ctx) as operations:
+    with compat.operations_for(ctx) as operations:
         invoke = operations.invoke
 
         def invoke_checked(operation):

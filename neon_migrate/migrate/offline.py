@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from alembic.script import Script
 
+from neon_migrate import compat
 from neon_migrate.errors import MigrationError
 
 ONLINE_ONLY = "online_only_revisions"  # config.attributes key: [(revision, why), ...]
@@ -25,7 +26,6 @@ _RESULT_USE = re.compile(
     r"'NoneType' object (?:is not iterable|has no attribute '(?:fetch\w*|scalars?|scalar_one\w*"
     r"|first|one|one_or_none|all|mappings|rowcount|keys|partitions|tuples)')"
 )
-_COMMIT = re.compile(r"'MockConnection' object has no attribute '(?:commit|rollback|begin)'")
 
 
 class OnlineOnlyRevisions(MigrationError):
@@ -47,7 +47,7 @@ def online_only_reason(exc: BaseException) -> str | None:
     """Why a revision cannot be rendered offline, if that is why it failed; None for any
     other error, which would fail online too and is reported as the bug it is."""
     text = str(exc)
-    if isinstance(exc, AttributeError) and _COMMIT.search(text):
+    if isinstance(exc, AttributeError) and compat.MOCK_CONNECTION_ENDS_TRANSACTION.search(text):
         return "it commits its own transaction (op.get_bind().commit())"
     if isinstance(exc, (AttributeError, TypeError)) and _RESULT_USE.search(text):
         return "it reads rows through op.get_bind(), which only exist online"
@@ -68,22 +68,19 @@ def stop_statement(script: Script, why: str) -> str:
 
 def render(impl, attributes: dict, script: Script, fn: Callable[[], None]) -> None:
     """Run a revision's function offline; if it cannot render, mark it and carry on."""
-    real, buffer = impl.output_buffer, io.StringIO()
-    impl.output_buffer = buffer
+    buffer = io.StringIO()
     try:
-        fn()
+        with compat.output_to(impl, buffer):
+            fn()
     except Exception as exc:
         why = online_only_reason(exc)
         if why is None:
             raise  # a bug in the revision, online as much as offline
-        impl.output_buffer = real
         impl.static_output(stop_statement(script, why))
         attributes.setdefault(ONLINE_ONLY, []).append((script.revision, why))
         return
-    finally:
-        impl.output_buffer = real
-    real.write(buffer.getvalue())
-    real.flush()
+    impl.output_buffer.write(buffer.getvalue())
+    impl.output_buffer.flush()
 
 
 def raise_if_any(attributes: dict) -> None:

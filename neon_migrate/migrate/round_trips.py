@@ -36,10 +36,10 @@ from sqlalchemy import Delete, Update, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from neon_migrate import compat
 from neon_migrate.connection.connect import driver_message
 from neon_migrate.connection.waiting import lost_connection
 from neon_migrate.errors import MigrationError
-from neon_migrate.migrate import alembic_compat
 from neon_migrate.migrate.signals import received
 
 # The stamp's own check, as Alembic's: one row matched, or the revision does not commit.
@@ -171,7 +171,7 @@ class RoundTrips:
         else:
             sql = _CHECKED.format(statement=sql)
         self.kept.append(sql)
-        alembic_compat.count_as_one_row(context)  # what _CHECKED guarantees, or no COMMIT
+        compat.count_as_one_row(context)  # what _CHECKED guarantees, or no COMMIT
         return True
 
     def _commit(self, _conn) -> None:

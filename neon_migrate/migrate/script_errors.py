@@ -12,11 +12,10 @@ from pathlib import Path
 
 import alembic.script
 
+from neon_migrate.compat import GRAPH_BUILDING
 from neon_migrate.errors import MigrationError
 
 _ALEMBIC_SCRIPT = str(Path(alembic.script.__file__).parent)
-# Where Alembic reads the revision files into its graph (env.py is loaded elsewhere).
-_GRAPH_BUILDING = {"_load_revisions", "_revision_map", "_from_path", "_from_filename"}
 
 
 def script_problem(err: BaseException) -> MigrationError | None:
@@ -30,7 +29,7 @@ def script_problem(err: BaseException) -> MigrationError | None:
         )
     frames = traceback.extract_tb(err.__traceback__)
     loading = [f for f in frames
-               if f.filename.startswith(_ALEMBIC_SCRIPT) and f.name in _GRAPH_BUILDING]  # fmt: skip
+               if f.filename.startswith(_ALEMBIC_SCRIPT) and f.name in GRAPH_BUILDING]  # fmt: skip
     if not loading:
         return None
     named = next((Path(f.filename).name for f in reversed(frames)

@@ -22,6 +22,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool, Pool, QueuePool
 
+from neon_migrate import compat
 from neon_migrate.observe.figures import ms
 from neon_migrate.observe.leaks import CheckedOut, LeakWatch, caller_stack
 
@@ -157,9 +158,9 @@ class PoolStats:
     # --- read by reports ------------------------------------------------------------------
     def limit(self) -> int | None:
         pool = self.pool
-        if not isinstance(pool, QueuePool) or pool._max_overflow < 0:
+        if not isinstance(pool, QueuePool) or compat.pool_max_overflow(pool) < 0:
             return None
-        return pool.size() + pool._max_overflow
+        return pool.size() + compat.pool_max_overflow(pool)
 
     def usage(self, own: int = 0) -> str:
         """The numbers a warning needs, in the words the snapshot uses; `own` is the
@@ -200,7 +201,7 @@ class PoolStats:
             name=self.name,
             pool_class=type(pool).__name__.removeprefix("Measured"),
             size=pool.size() if queued else 0,
-            max_overflow=max(pool._max_overflow, 0) if queued else 0,
+            max_overflow=max(compat.pool_max_overflow(pool), 0) if queued else 0,
             limit=self.limit(),
             checked_in=pool.checkedin() if queued else 0,
             checked_out=checked_out,

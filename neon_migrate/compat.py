@@ -1,18 +1,23 @@
-"""The only places the harness reads Alembic state that Alembic does not document.
+"""Every place the harness relies on a library's internals: Alembic, SQLAlchemy, psycopg2.
 
-env.py must behave the same whichever front-end runs Alembic: the `alembic` command,
-`neon-migrate`, Flask-Migrate's `flask db`, `alembic.command.*` called from Python,
-pytest-alembic. So it decides what a command does from what every front-end hands
-Alembic's EnvironmentContext (the same keyword arguments, set by `alembic.command` or by
-the caller), never from the `alembic` command line's own argument object, which the
-others do not build. Three facts are needed that Alembic has no public getter for; each
-access below is tagged PRIVATE with its reason, so an Alembic upgrade that moves them
-breaks here, in one small file, and nowhere else.
+Each access is tagged PRIVATE with its reason, and tests/test_compat.py exercises each
+against the installed versions; CI runs the suite on the lowest supported Alembic and
+SQLAlchemy and on the newest, so an upgrade that moves one breaks here, in one small
+file, and nowhere else. Nothing else in the package reaches into a library's privates.
+Neutral ground: both halves (the app's connection/observe and the tooling) import it, so
+it imports Alembic only inside the functions that need it.
+
+Alembic: env.py must behave the same whichever front-end runs Alembic (the `alembic`
+command, `neon-migrate`, Flask-Migrate's `flask db`, `alembic.command.*` from Python,
+pytest-alembic). So it decides what a command does from what every front-end hands
+Alembic's EnvironmentContext, never from the `alembic` command line's own argument
+object, which the others do not build.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -61,6 +66,57 @@ def writes_a_revision_file(migration_context: Any) -> bool:
     return not getattr(fn, "__qualname__", "").startswith("check.")
 
 
+# --- Alembic: offline rendering -------------------------------------------------------------
+# PRIVATE: the frames where Alembic reads the revision files into its graph (functions of
+# alembic.script); a revision file that does not load fails inside one of them.
+GRAPH_BUILDING = frozenset({"_load_revisions", "_revision_map", "_from_path", "_from_filename"})
+
+# PRIVATE: offline, `op.get_bind()` is SQLAlchemy's MockConnection (a private class), and a
+# revision that commits through it fails with this text; nothing typed says so.
+MOCK_CONNECTION_ENDS_TRANSACTION = re.compile(
+    r"'MockConnection' object has no attribute '(?:commit|rollback|begin)'"
+)
+
+
+@contextmanager
+def output_to(impl: Any, buffer: Any) -> Iterator[None]:
+    """Offline SQL that Alembic's impl writes goes to `buffer` for a while.
+
+    PRIVATE: `DefaultImpl.output_buffer` is where offline SQL is written; the public
+    option sets it once per run, and a revision that cannot render must be dropped whole.
+    """
+    real = impl.output_buffer
+    impl.output_buffer = buffer
+    try:
+        yield
+    finally:
+        impl.output_buffer = real
+
+
+def after_each_begin(impl: Any, emit: Callable[[], None]) -> None:
+    """Offline: call `emit` right after every BEGIN Alembic writes.
+
+    PRIVATE: `DefaultImpl.emit_begin` writes that BEGIN; Alembic has no hook for the SQL
+    that opens each transaction, and SET LOCAL must follow it to apply there.
+    """
+    begin = impl.emit_begin
+
+    def begin_then_emit() -> None:
+        begin()
+        emit()
+
+    impl.emit_begin = begin_then_emit
+
+
+# --- SQLAlchemy ---------------------------------------------------------------------------
+def pool_max_overflow(pool: Any) -> int:
+    """QueuePool's max_overflow as configured (-1: unlimited).
+
+    PRIVATE: QueuePool has getters for size, checked-out and overflow, none for its limit.
+    """
+    return pool._max_overflow
+
+
 class _CountedCursor:
     """A cursor whose statement was kept, not sent: it reports the one row the kept
     statement is checked to match on the server (round_trips._CHECKED)."""
@@ -105,3 +161,15 @@ def operations_for(ctx: Any) -> Iterator[Any]:
     finally:
         if previous is not None:
             previous._install_proxy()
+
+
+# --- psycopg2 -----------------------------------------------------------------------------
+def psycopg2_extension_file() -> str:
+    """The file of psycopg2's C extension, whose library search finds the very libpq that
+    psycopg2 connects with.
+
+    PRIVATE: `psycopg2._psycopg` is the extension module; psycopg2 names no public path.
+    """
+    import psycopg2._psycopg
+
+    return psycopg2._psycopg.__file__
