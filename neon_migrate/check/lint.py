@@ -1,7 +1,8 @@
 """Lint of the pending SQL: squawk, plus what squawk cannot see, plus reviewed waivers.
 
 squawk (a PostgreSQL migration linter) reads each revision's rendered SQL. Our own rules
-read the same SQL as a migration run will send it: a CONCURRENTLY statement inside a
+read the same SQL as a migration run will send it, each statement as PostgreSQL's parser
+reads it (sql_nodes.py): a CONCURRENTLY statement inside a
 transaction, schema and data changed in one transaction, a transaction without
 lock_timeout (env.py bypassed), an exclusive lock on a big table, and a drop of the
 harness's own history table. Dangerous findings
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import sqlparse
 
+from neon_migrate.check import sql_nodes
 from neon_migrate.check.plan import PlannedRevision
 from neon_migrate.errors import HarnessError
 
@@ -45,23 +47,14 @@ DANGEROUS = {
     "drops-history-table": "drops the record of applied revisions (neon_migrate_history)",
 }
 WAIVER = re.compile(r"#\s*predeploy:\s*allow\s+([\w,\s-]+?)\s+--\s*(\S.{9,})$", re.MULTILINE)
-_DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|TRUNCATE|COMMENT ON|GRANT|REVOKE)\b", re.IGNORECASE)
-_DML = re.compile(r"^\s*(INSERT|UPDATE|DELETE|COPY|MERGE)\b", re.IGNORECASE)
 # The bookkeeping every revision writes: Alembic's stamp and the harness's history row.
 _VERSION_TABLE = re.compile(r"\b(?:alembic_version|neon_migrate_history)\b", re.IGNORECASE)
 # A revision that drops or empties the harness's history: autogenerate from an env.py that
 # does not know the table (a teammate's branch, Flask-Migrate's stock env.py) writes one.
-_DROPS_HISTORY = re.compile(
-    r"^\s*(?:DROP\s+TABLE|TRUNCATE)\b[^;]*\bneon_migrate_history\b", re.IGNORECASE
-)
+HISTORY_TABLE = "neon_migrate_history"
 KEEP_HISTORY = (
     "include_object=lambda obj, name, type_, reflected, compare_to: "
     "not (type_ == 'table' and name == 'neon_migrate_history')"
-)
-_EXCLUSIVE = re.compile(
-    r"^\s*(?:ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?|DROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?"
-    r"|TRUNCATE\s+(?:TABLE\s+)?)(\"?[\w.$]+\"?)",
-    re.IGNORECASE,
 )
 
 
@@ -107,19 +100,22 @@ def own_rules(
 
     in_transaction, timeout_set, ddl, dml = False, False, False, False
     for line, statement in statements(revision.sql):
-        upper = statement.upper()
-        if upper == "BEGIN":
+        try:
+            reading = sql_nodes.read(statement)
+        except sql_nodes.Unreadable as exc:
+            add("unreadable-sql", line, f"the lint cannot read this statement ({exc}); the "
+                "rehearsal runs it on PostgreSQL", severity="warn")  # fmt: skip
+            continue
+        if reading.begins:
             in_transaction, timeout_set = True, False
             continue
-        if upper == "COMMIT":
+        if reading.ends:
             in_transaction = False
             continue
-        if upper.startswith("SET LOCAL LOCK_TIMEOUT") or upper.startswith("SET LOCK_TIMEOUT"):
-            timeout_set = True
+        if reading.sets:
+            timeout_set = timeout_set or reading.sets_lock_timeout
             continue
-        if upper.startswith("SET "):
-            continue
-        if _DROPS_HISTORY.match(statement):
+        if any(t.split(".")[-1] == HISTORY_TABLE for t in reading.drops):
             add(
                 "drops-history-table",
                 line,
@@ -127,14 +123,15 @@ def own_rules(
                 "validate): remove that op from the revision; an env.py that is not the "
                 f"harness's must pass context.configure(..., {KEEP_HISTORY})",
             )
-        if "CONCURRENTLY" in upper and in_transaction:
+        if reading.concurrently and in_transaction:
             add(
                 "concurrently-in-transaction",
                 line,
                 "CONCURRENTLY inside a transaction: PostgreSQL refuses it; wrap it in "
                 "op.get_context().autocommit_block()",
             )
-        if in_transaction and not timeout_set and not _VERSION_TABLE.search(statement):
+        bookkeeping = _VERSION_TABLE.search(statement)
+        if in_transaction and not timeout_set and not bookkeeping:
             add(
                 "missing-lock-timeout",
                 line,
@@ -142,19 +139,17 @@ def own_rules(
                 "produced through this project's env.py",
             )
             timeout_set = True  # once per transaction is enough
-        if _DDL.match(statement) and not _VERSION_TABLE.search(statement):
-            ddl = True
-        if _DML.match(statement) and not _VERSION_TABLE.search(statement):
-            dml = True
-        table = _EXCLUSIVE.match(statement)
-        rows = table_rows(table.group(1).strip('"')) if table else None
-        if rows is not None and rows >= big_table_rows:
-            add(
-                "big-table-exclusive-lock",
-                line,
-                f"ACCESS EXCLUSIVE lock on {table.group(1)} (~{rows:,.0f} rows): reads and "
-                "writes wait for the whole statement",
-            )
+        ddl = ddl or (reading.ddl and not bookkeeping)
+        dml = dml or (reading.dml and not bookkeeping)
+        for table in reading.exclusive_on:
+            rows = table_rows(table)
+            if rows is not None and rows >= big_table_rows:
+                add(
+                    "big-table-exclusive-lock",
+                    line,
+                    f"ACCESS EXCLUSIVE lock on {table} (~{rows:,.0f} rows): reads and "
+                    "writes wait for the whole statement",
+                )
     if ddl and dml:
         add(
             "data-and-schema",
