@@ -12,6 +12,7 @@ from pathlib import Path
 
 from neon_migrate.branches.standin import FOLDER as API_FOLDER
 from neon_migrate.branches.standin import StandinInfo, standin_status, start_standin, stop_standin
+from neon_migrate.observe.sizing import pgbouncer_limits
 from neon_migrate.twin import provision
 from neon_migrate.twin.local import LocalServer, LocalServerInfo
 from neon_migrate.twin.pooler import LocalPooler, PoolerInfo, pgbouncer_path
@@ -37,6 +38,12 @@ class LocalTwin:
         if self.pooler is None:
             return self.server.url
         return self.server.url_for(self.server.database, self.pooler.port) + "?sslmode=require"
+
+    def pool_limits(self) -> dict[str, int]:
+        """The pooled door's PgBouncer limits, for the pools' ceiling ({} without one)."""
+        if self.pooler is None:
+            return {}
+        return pgbouncer_limits(self.pooler.log_file.with_name("pgbouncer.ini"))
 
     def describe(self) -> list[str]:
         s = self.server
