@@ -345,7 +345,7 @@ def test_requests_without_the_token_are_refused_with_neons_error_shape(standin):
 def test_retries_follow_neons_reference(monkeypatch):
     """423/429/503 are retried for every method; other 5xx and lost answers only when
     repeating cannot create a second branch (never for POST)."""
-    monkeypatch.setattr("neon_migrate.branches.api.random.uniform", lambda a, b: a / 5)
+    monkeypatch.setattr("neon_migrate.branches.retries.random.uniform", lambda a, b: a / 5)
     script: list = []
     seen: list[str] = []
 
