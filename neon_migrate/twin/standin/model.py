@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from neon_migrate.twin.daemon import read_state, write_state
 from neon_migrate.twin.standin import shapes
 from neon_migrate.twin.standin.copies import Databases
 from neon_migrate.twin.standin.neon import NeonBehaviours
-from neon_migrate.twin.standin.process import load_json, write_private
 
 MAX_EXPIRY = timedelta(days=30)  # as on Neon
 ACTIVE = frozenset({"scheduling", "running"})  # operations that lock the project (423)
@@ -75,7 +75,7 @@ class Project:
 
     # --- registry: survives restarts, so branches (databases) are never orphaned
     def _load_registry(self) -> None:
-        data = load_json(self.registry_file) or {}
+        data = read_state(self.registry_file) or {}
         self.project_id = data.get("project_id") or f"twin-{secrets.token_hex(3)}"
         default = data.get("default") or {
             "id": _new_id("br"),
@@ -114,7 +114,7 @@ class Project:
             for k, v in self.branches[self.default_id].items()
             if k in ("id", "endpoint_id", "created_at")
         }
-        write_private(
+        write_state(
             self.registry_file,
             {"project_id": self.project_id, "default": default, "branches": others},
         )

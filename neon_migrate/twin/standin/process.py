@@ -1,32 +1,34 @@
 """Start, find and stop the Neon API stand-in: the twin's side of its process.
 
 The server runs as its own daemon (routes.py), outliving the command that started it, as
-PgBouncer does; this module is what the twin's lifecycle calls. A flock makes parallel
-starts make one stand-in; `running.json` says where it listens, and `standin.json`
-(mode 0600) holds its configuration and API key.
+PgBouncer does; this module is what the twin's lifecycle calls, on the lifecycle the
+twin's daemons share (daemon.py): `running.json` says where it listens, and
+`standin.json` (mode 0600) holds its configuration and API key.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from neon_migrate.errors import HarnessError
+from neon_migrate.twin.daemon import (
+    HOST,
+    answers,
+    locked,
+    read_state,
+    runs_with,
+    terminate,
+    write_state,
+)
 
-HOST = "127.0.0.1"
 API_PREFIX = "/api/v2"
 FOLDER = "neon-api"  # under the twin's root, beside pg/ and pgbouncer/
 MODULE = "neon_migrate.twin.standin.routes"
@@ -61,7 +63,7 @@ def start_standin(
     server). `server` is the twin's LocalServerInfo (host, port, user, password, database,
     tls); `bin_dir` holds its pg_dump and pg_restore; `pooler_port` the twin's PgBouncer."""
     folder = _folder(root)
-    with _locked(folder):
+    with locked(folder):
         running = _running(folder)
         if running and running.get("server_port") == server.port:
             return _info(folder, running, started=False)
@@ -79,9 +81,9 @@ def start_standin(
             "bin_dir": str(bin_dir),
             "pooler_port": pooler_port,
             "reap_interval_s": reap_interval_s,
-            "port": (load_json(folder / "running.json") or {}).get("port"),  # keep it if free
+            "port": (read_state(folder / "running.json") or {}).get("port"),  # keep it if free
         }
-        write_private(folder / "standin.json", config)
+        write_state(folder / "standin.json", config)
         (folder / "running.json").unlink(missing_ok=True)
         _spawn(folder)
         running = _wait_until_running(folder)
@@ -103,7 +105,7 @@ def stop_standin(root: Path) -> bool:
     folder = Path(root).absolute() / FOLDER
     if not folder.is_dir():
         return False
-    with _locked(folder):
+    with locked(folder):
         return _stop(folder)
 
 
@@ -113,15 +115,8 @@ def _folder(root: Path) -> Path:
     return folder
 
 
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    with open(folder / ".lock", "a") as lock:  # parallel starts make one stand-in
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def _info(folder: Path, running: dict, started: bool) -> StandinInfo:
-    config = load_json(folder / "standin.json") or {}
+    config = read_state(folder / "standin.json") or {}
     return StandinInfo(
         host=HOST,
         port=running["port"],
@@ -156,12 +151,8 @@ def _wait_until_running(folder: Path, seconds: float = 20) -> dict:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         running = _running(folder)
-        if running:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection((HOST, running["port"]), timeout=1),
-            ):
-                return running
+        if running and answers(running["port"], seconds=1):
+            return running
         time.sleep(0.05)
     _stop(folder)
     raise _failure(folder, f"the Neon API stand-in did not answer within {seconds:g} s")
@@ -181,14 +172,8 @@ def _failure(folder: Path, what: str) -> HarnessError:
 
 def _running(folder: Path) -> dict | None:
     """running.json of *our* live stand-in: its pid's command line names our folder."""
-    running = load_json(folder / "running.json")
-    if not running or not isinstance(running.get("pid"), int):
-        return None
-    try:
-        cmdline = Path(f"/proc/{running['pid']}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return None
-    if MODULE.encode() in cmdline and str(folder).encode() in cmdline:
+    running = read_state(folder / "running.json")
+    if running and runs_with(running.get("pid"), MODULE, str(folder)):
         return running
     return None
 
@@ -197,36 +182,6 @@ def _stop(folder: Path) -> bool:
     running = _running(folder)
     if running is None:
         return False
-    pid = running["pid"]
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    for _ in range(100):
-        if _running(folder) is None:
-            break
-        time.sleep(0.05)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    terminate(running["pid"], gone=lambda: _running(folder) is None)
     (folder / "running.json").unlink(missing_ok=True)
     return True
-
-
-def load_json(path: Path) -> dict | None:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def write_private(path: Path, data: dict) -> None:
-    """Write JSON atomically, readable by its owner only (it may hold a secret)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "w") as f:  # mkstemp: mode 0600
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

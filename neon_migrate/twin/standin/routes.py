@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from neon_migrate.twin.daemon import HOST, read_state, write_state
 from neon_migrate.twin.standin.model import ApiError, Project, log
-from neon_migrate.twin.standin.process import API_PREFIX, HOST, MODULE, load_json, write_private
+from neon_migrate.twin.standin.process import API_PREFIX, MODULE
 
 
 def route(
@@ -125,7 +126,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def serve(folder: Path, daemon: bool = False) -> None:
-    config = load_json(folder / "standin.json")
+    config = read_state(folder / "standin.json")
     if config is None:
         raise SystemExit(f"no configuration in {folder / 'standin.json'}")
     if daemon:  # the parent returns at once; the server is adopted by init
@@ -162,7 +163,7 @@ def serve(folder: Path, daemon: bool = False) -> None:
 
     threading.Thread(target=reaper, name="reaper", daemon=True).start()
     pg_port = config["pg"]["port"]
-    write_private(
+    write_state(
         folder / "running.json",
         {
             "pid": os.getpid(),
