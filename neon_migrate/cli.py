@@ -51,11 +51,12 @@ def _bound_every_wait() -> None:
     """Every network wait of this process has a deadline and yields to signals; and, as
     a command of the CLI, it may start the local twin (in local development)."""
     from neon_migrate.connection import waiting
-    from neon_migrate.connection.endpoints import allow_starting_the_twin
+    from neon_migrate.connection.endpoints import set_local_provider
     from neon_migrate.settings import get_settings
+    from neon_migrate.twin import local_twin
 
     waiting.install(get_settings().db_connect_timeout)
-    allow_starting_the_twin()
+    set_local_provider(local_twin)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -572,7 +572,7 @@ class Bench:
         transaction (no Neon API configured), on a branch of the stand-in of Neon's API, and
         with --before, the given commit's check. An app thread runs a point SELECT on
         account in a loop on its own connection through the proxy while the check runs."""
-        from neon_migrate.branches.standin import start_standin
+        from neon_migrate.twin.standin import start_standin
 
         database = "p7"
         self.fresh_database(database)
@@ -788,7 +788,7 @@ class Bench:
 
     def close(self) -> None:
         if self.standin is not None:
-            from neon_migrate.branches.standin import stop_standin
+            from neon_migrate.twin.standin import stop_standin
 
             stop_standin(self.standin)
         if self.worktree is not None:

@@ -20,9 +20,9 @@ import pytest
 from helpers import ROOT, add_revision, alembic, rows, standin_server
 
 from neon_migrate.branches.api import NeonApi
-from neon_migrate.branches.standin import start_standin, stop_standin
 from neon_migrate.check.branch_rehearsal import PREFIX
 from neon_migrate.twin.local import bundled_bin_dir
+from neon_migrate.twin.standin import start_standin, stop_standin
 
 HEAD = "f096d6eff8ee"
 SCRIPT = str(ROOT / "scripts" / "predeploy_check.py")

@@ -25,10 +25,10 @@ import pytest
 from helpers import ROOT, expires_in, standin_server
 
 from neon_migrate.branches.api import NeonApi, NeonApiError
-from neon_migrate.branches.standin import standin_status, start_standin, stop_standin
 from neon_migrate.connection.urls import mask
 from neon_migrate.errors import ConfigError, UnreachableError
 from neon_migrate.twin.local import bundled_bin_dir
+from neon_migrate.twin.standin import standin_status, start_standin, stop_standin
 
 PARENT = "branches_parent"
 ROWS = [(1, "one"), (2, "two"), (3, "three")]
@@ -345,7 +345,7 @@ def test_requests_without_the_token_are_refused_with_neons_error_shape(standin):
 def test_retries_follow_neons_reference(monkeypatch):
     """423/429/503 are retried for every method; other 5xx and lost answers only when
     repeating cannot create a second branch (never for POST)."""
-    monkeypatch.setattr("neon_migrate.branches.api.random.uniform", lambda a, b: a / 5)
+    monkeypatch.setattr("neon_migrate.branches.retries.random.uniform", lambda a, b: a / 5)
     script: list = []
     seen: list[str] = []
 
@@ -424,7 +424,7 @@ CHILD = """
 import json, os, sys
 from pathlib import Path
 from types import SimpleNamespace
-from neon_migrate.branches.standin import start_standin
+from neon_migrate.twin.standin import start_standin
 server = SimpleNamespace(**json.loads(os.environ["TEST_STANDIN_SERVER"]))
 info = start_standin(Path(sys.argv[1]), server, Path(sys.argv[2]))
 print(json.dumps({"port": info.port, "project_id": info.project_id, "started": info.started}))

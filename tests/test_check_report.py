@@ -244,8 +244,8 @@ def test_locks_measured_on_the_branch_are_in_the_report(project, db_url, pg_serv
     locks as measured there: the lock, the table, how long, what of the app it blocks."""
     from helpers import add_revision, standin_server
 
-    from neon_migrate.branches.standin import start_standin, stop_standin
     from neon_migrate.twin.local import bundled_bin_dir
+    from neon_migrate.twin.standin import start_standin, stop_standin
 
     assert alembic("upgrade", "head", env=project["env"]).returncode == 0
     add_revision(project, "r2", HEAD, "LOCK TABLE account IN ACCESS EXCLUSIVE MODE",

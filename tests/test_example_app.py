@@ -154,8 +154,9 @@ def test_routes_taking_get_session_unscoped_are_named_at_startup(caplog):
 
 
 def test_no_url_and_no_twin_stops_uvicorn_with_one_line(harness_env, tmp_path):
-    """Local development with nothing configured and no twin running: the app starts no
-    server of its own, and uvicorn exits with the harness's line, not a traceback."""
+    """Local development with nothing configured, run by uvicorn itself: the app starts
+    no server of its own (it imports no twin), and uvicorn exits with the harness's line,
+    not a traceback."""
     env = {k: v for k, v in harness_env.items() if not k.startswith("DATABASE_URL")}
     local = tmp_path / "no-twin-here"
     env |= {"LOCAL_DB_DIR": str(local), "PYTHONPATH": str(ROOT)}
@@ -165,8 +166,9 @@ def test_no_url_and_no_twin_stops_uvicorn_with_one_line(harness_env, tmp_path):
     assert result.returncode == 3, result.stdout  # uvicorn: startup failed
     assert "Waiting for application startup." in result.stdout  # imported fine
     assert (
-        "error: DATABASE_URL is not set and no local twin is running. "
-        "Fix: set DATABASE_URL, or start the local twin with `make db-up`." in result.stdout
+        "error: DATABASE_URL is not set, and only the command line starts or finds the "
+        "local twin. Fix: set DATABASE_URL (`neon-migrate db-up --env` prints the twin's), "
+        "or run the app with `neon-migrate serve`." in result.stdout
     )
     assert "Traceback" not in result.stdout
     assert not os.path.exists(local)  # nothing was started or created

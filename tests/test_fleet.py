@@ -669,8 +669,8 @@ def test_the_neon_form_migrates_the_matching_branches_of_the_standin(
     from helpers import standin_server
 
     from neon_migrate.branches.api import NeonApi
-    from neon_migrate.branches.standin import start_standin, stop_standin
     from neon_migrate.twin.local import bundled_bin_dir
+    from neon_migrate.twin.standin import start_standin, stop_standin
 
     parent = f"fleetneon_{uuid.uuid4().hex[:8]}"
     conn = admin(pg_server)

@@ -69,8 +69,11 @@ def test_the_app_never_starts_a_server(harness_env, tmp_path):
         "from neon_migrate.connection.engines import get_app_engine\n"
         "from neon_migrate.errors import ConfigError\n"
         "try:\n    get_app_engine()\nexcept ConfigError as err:\n    print(err)\n"
+        "import sys\nprint(sorted(m for m in sys.modules if m.startswith('neon_migrate.twin')))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                             text=True, timeout=60)  # fmt: skip
-    assert "DATABASE_URL is not set and no local twin is running" in result.stdout, result
+    why = "DATABASE_URL is not set, and only the command line starts or finds the local twin"
+    assert why in result.stdout, result
     assert not (tmp_path / "local").exists()
+    assert result.stdout.splitlines()[-1] == "[]"  # nor was the twin's code loaded

@@ -8,12 +8,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import CLI, cli
+from helpers import CLI, ROOT, cli
 
 SCRIPT = Path(sys.executable).parent / "neon-migrate"  # the console script pip installed
 
@@ -64,6 +65,42 @@ def test_db_up_env_is_refused_outside_local_development(harness_env, tmp_path, s
     assert f"error: db-up --env prints the local twin's password, and {why}" in result.stdout
     assert "Fix: use it on a developer's machine only" in result.stdout
     assert not (tmp_path / "local").exists(), "nothing may be started"
+
+
+@pytest.mark.slow
+def test_serve_hands_the_example_app_the_twin_when_no_url_is_set(harness_env, tmp_path):
+    """`make serve` on a fresh clone: the app imports no twin code, so the command line
+    starts the twin and hands the app its URLs; the app's health route then reaches it."""
+    env = twin_env(harness_env, tmp_path, PYTHONPATH=str(ROOT))
+    env.pop("DATABASE_URL_DIRECT", None)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([*CLI, "serve", "app.main:app", "--port", str(port)], env=env,
+                              cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/db", timeout=10):
+                    pass
+                raise AssertionError("a fresh twin's database is behind this code's head")
+            except urllib.error.HTTPError as answer:  # 503: behind head, so it was reached
+                body = json.loads(answer.read())
+                break
+            except OSError:
+                assert server.poll() is None, server.communicate()[0]
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+        cli("db-down", env=env)
+    assert body["host"].startswith("127.0.0.1:"), body
+    assert "behind" in str(body["reason"]), body
+    assert "serve: local PostgreSQL" in output and "started at 127.0.0.1" in output, output
+    assert "DATABASE_URL is not set" not in output and "Traceback" not in output, output
 
 
 def test_serve_finds_the_app_from_the_project_root_without_pythonpath(harness_env, tmp_path):

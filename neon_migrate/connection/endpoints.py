@@ -1,30 +1,49 @@
-"""Which two URLs this process uses: from settings, or the local twin of Neon.
+"""Which two URLs this process uses: from settings, or a local stand-in for Neon.
 
-Resolved once per process. When neither DATABASE_URL nor DATABASE_URL_DIRECT is set, the
-local twin (PostgreSQL + PgBouncer) is started or reused so `make migrate` works on a fresh clone.
+Resolved once per process. When neither DATABASE_URL nor DATABASE_URL_DIRECT is set, in
+local development, the URLs come from the local provider the tooling registered: the
+command line and the alembic command hand over the twin (neon_migrate.twin), so `make
+migrate` works on a fresh clone. This module never imports the twin: a deployed app
+carries none of it, and without a provider a missing URL is an error.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from neon_migrate.connection import urls
 from neon_migrate.errors import ConfigError
-from neon_migrate.settings import get_settings
+from neon_migrate.settings import Settings, get_settings
 
-if TYPE_CHECKING:
-    from neon_migrate.twin.lifecycle import LocalTwin
+
+class LocalDatabase(Protocol):
+    """What this module needs of a local stand-in for Neon (the twin is one)."""
+
+    @property
+    def pooled_url(self) -> str: ...
+    @property
+    def direct_url(self) -> str: ...
+    @property
+    def state_file(self) -> Path: ...  # where its password is kept, for messages
+    def describe(self) -> list[str]: ...
+    def pool_limits(self) -> dict[str, int]: ...  # its pooler's, for the pool's ceiling
+
+
+# Given the settings, the local database to use, started if need be. Registered by the
+# tooling with set_local_provider.
+LocalProvider = Callable[[Settings], LocalDatabase]
 
 
 @dataclass(frozen=True)
 class Endpoints:
     pair: urls.EndpointPair
-    local: LocalTwin | None  # set when the local twin stands in for Neon
+    local: LocalDatabase | None  # set when a local stand-in (the twin) serves for Neon
     # The variable each URL came from, for messages that tell the user what to fix.
     pooled_variable: str = "DATABASE_URL"
     direct_variable: str = "DATABASE_URL_DIRECT"
@@ -49,24 +68,25 @@ class Endpoints:
         ]
 
 
-# Set by the command-line entry points (the CLI, the alembic command): only they may start
-# the local twin. The app, API callers and tests reuse a running one, or get an error.
-_may_start = {"twin": False}
+# Registered by the command-line entry points (the CLI, the alembic command): only they
+# hand over the local twin. The app and API callers get their URLs from settings.
+_provider: dict[str, LocalProvider | None] = {"local": None}
 
 
-def allow_starting_the_twin() -> None:
-    _may_start["twin"] = True
+def set_local_provider(provider: LocalProvider | None) -> None:
+    """Where URLs come from when none is configured, in local development (None: nowhere)."""
+    _provider["local"] = provider
 
 
 @contextmanager
-def twin_may_start() -> Iterator[None]:
-    """allow_starting_the_twin for the length of the block (the alembic command's run)."""
-    before = _may_start["twin"]
-    _may_start["twin"] = True
+def local_provider(provider: LocalProvider) -> Iterator[None]:
+    """set_local_provider for the length of the block (the alembic command's run)."""
+    before = _provider["local"]
+    _provider["local"] = provider
     try:
         yield
     finally:
-        _may_start["twin"] = before
+        _provider["local"] = before
 
 
 def local_development(settings) -> str | None:
@@ -122,20 +142,14 @@ def get_endpoints() -> Endpoints:
             "set DATABASE_URL (Neon's pooled connection string; in CI, check that the "
             "secret is set for this job)",
         )
-    from neon_migrate.twin.lifecycle import (  # the local servers' code, when used
-        running_twin,
-        start_twin,
-    )
-
-    if _may_start["twin"]:
-        twin = start_twin(settings.local_db_dir, settings.local_pg_bin_dir)
-    else:
-        twin = running_twin(settings.local_db_dir, settings.local_pg_bin_dir)
-    if twin is None:
+    provider = _provider["local"]
+    if provider is None:  # the app, API callers: only the command line hands over a twin
         raise ConfigError(
-            "DATABASE_URL is not set and no local twin is running",
-            "set DATABASE_URL, or start the local twin with `make db-up`",
+            "DATABASE_URL is not set, and only the command line starts or finds the local twin",
+            "set DATABASE_URL (`neon-migrate db-up --env` prints the twin's), or run the app "
+            "with `neon-migrate serve`",
         )
+    twin = provider(settings)
     pair = urls.EndpointPair(
         pooled=twin.pooled_url, direct=twin.direct_url, neon=False, derived=None
     )

@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from neon_migrate import compat, project
 from neon_migrate.connection import urls, waiting
 from neon_migrate.connection.connect import connect, driver_message
-from neon_migrate.connection.endpoints import get_endpoints, twin_may_start
+from neon_migrate.connection.endpoints import get_endpoints, local_provider
 from neon_migrate.connection.engines import get_migration_engine
 from neon_migrate.connection.targets import SESSION_TOKEN
 from neon_migrate.connection.timeouts import lock_timeout, statement_timeout
@@ -44,6 +44,7 @@ from neon_migrate.migrate.revision_session import RevisionSession, keep_stamp
 from neon_migrate.migrate.script_errors import script_problem
 from neon_migrate.migrate.signals import RunInterrupted, received, stop_on_signals
 from neon_migrate.settings import get_settings
+from neon_migrate.twin import local_twin
 
 log = logging.getLogger("neon_migrate.migrate")
 
@@ -156,7 +157,7 @@ def migration_connection(config) -> Iterator[Connection]:
         # may start the twin; an app calling alembic.command at start-up keeps its waits.
         if config.cmd_opts is not None and not waiting.installed():
             bounds.enter_context(waiting.bounded(settings.db_connect_timeout))
-            bounds.enter_context(twin_may_start())
+            bounds.enter_context(local_provider(local_twin))
         app = flask_app.migrate_state()
         if app is not None and given is None:  # `flask db upgrade` migrates the app's db
             flask_app.refuse_another_database(app, get_endpoints())

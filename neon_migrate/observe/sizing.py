@@ -347,14 +347,13 @@ def server_ceiling(max_connections: int, reserved: int) -> Ceiling:
     """The ceiling for the configured database: Neon's pooler on a Neon host, the local
     twin's PgBouncer pool on the twin, plain PostgreSQL's limit otherwise."""
     from neon_migrate.connection.endpoints import get_endpoints
-    from neon_migrate.settings import get_settings
 
     endpoints = get_endpoints()
     if endpoints.pair.neon:
         return neon_ceiling(max_connections, reserved)
     if endpoints.local is None:
         return postgres_ceiling(max_connections, reserved)
-    limits = pgbouncer_limits(get_settings().local_db_dir / "pgbouncer" / "pgbouncer.ini")
+    limits = endpoints.local.pool_limits()
     ceiling = postgres_ceiling(max_connections, reserved, limits.get("default_pool_size"))
     return replace(ceiling, clients=limits.get("max_client_conn"))
 

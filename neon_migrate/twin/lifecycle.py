@@ -1,5 +1,5 @@
 """The local twin of Neon: PostgreSQL as the direct door, PgBouncer as the pooled door,
-and a stand-in of Neon's HTTP API for branches (neon_migrate/branches/standin.py).
+and a stand-in of Neon's HTTP API for branches (neon_migrate/twin/standin/).
 
 Used when no URL is configured (`make migrate`, `make db-up`). Without pgbouncer
 installed, the direct server stands in for both doors, and `describe()` says so.
@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from neon_migrate.branches.standin import FOLDER as API_FOLDER
-from neon_migrate.branches.standin import StandinInfo, standin_status, start_standin, stop_standin
+from neon_migrate.observe.sizing import pgbouncer_limits
 from neon_migrate.twin import provision
 from neon_migrate.twin.local import LocalServer, LocalServerInfo
 from neon_migrate.twin.pooler import LocalPooler, PoolerInfo, pgbouncer_path
+from neon_migrate.twin.standin import FOLDER as API_FOLDER
+from neon_migrate.twin.standin import StandinInfo, standin_status, start_standin, stop_standin
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,12 @@ class LocalTwin:
         if self.pooler is None:
             return self.server.url
         return self.server.url_for(self.server.database, self.pooler.port) + "?sslmode=require"
+
+    def pool_limits(self) -> dict[str, int]:
+        """The pooled door's PgBouncer limits, for the pools' ceiling ({} without one)."""
+        if self.pooler is None:
+            return {}
+        return pgbouncer_limits(self.pooler.log_file.with_name("pgbouncer.ini"))
 
     def describe(self) -> list[str]:
         s = self.server

@@ -13,7 +13,6 @@ production. Everything lives in one folder (e.g. `.local/pg`); delete it to star
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import importlib.util
 import json
@@ -35,9 +34,10 @@ import psycopg2
 
 from neon_migrate.errors import ConfigError, HarnessError
 from neon_migrate.twin import provision
+from neon_migrate.twin.daemon import HOST, locked, write_state
 from neon_migrate.twin.tls import Certificates, ensure_certificates
 
-HOST, USER, DATABASE = "127.0.0.1", "postgres", "app"
+USER, DATABASE = "postgres", "app"
 _RUN_AS = ("postgres", "neon_migrate_pg")  # unprivileged accounts tried when we are root
 
 
@@ -150,9 +150,7 @@ class LocalServer:
         # Several processes (e.g. parallel `alembic upgrade` runs) may start us at once:
         # an exclusive lock makes exactly one of them run initdb / pg_ctl start.
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            with open(self.root / ".lock", "a") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+            with locked(self.root):
                 yield
         except OSError as exc:
             raise HarnessError(f"local PostgreSQL in {self.root}: {exc}", self._fix) from None
@@ -318,12 +316,7 @@ class LocalServer:
             raise HarnessError(f"{self.state_file} is corrupt", f"delete {self.root}") from None
 
     def _save_state(self, state: dict) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # holds the password
-        with os.fdopen(fd, "w") as f:
-            json.dump(state, f)
-        os.replace(tmp, self.state_file)
+        write_state(self.state_file, state)  # holds the password: mode 0600
 
     def _failure(self, what: str, detail: str = "") -> HarnessError:
         lines = [line for line in detail.splitlines() if line.strip()]

@@ -11,20 +11,16 @@ protocol-level prepared statements passed through (`max_prepared_statements`, Pg
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import shutil
-import signal
-import socket
 import stat
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from neon_migrate.errors import HarnessError
 from neon_migrate.twin import provision
+from neon_migrate.twin.daemon import answers, locked, read_state, runs_with, terminate, write_state
 from neon_migrate.twin.local import (
     HOST,
     LocalServerInfo,
@@ -92,11 +88,11 @@ class LocalPooler:
 
     def start(self, server: LocalServerInfo) -> PoolerInfo:
         """Start PgBouncer for `server`, or reuse the one running for it."""
-        with self._locked():
+        with locked(self.root):
             return self._start(server)
 
     def stop(self) -> bool:
-        with self._locked():
+        with locked(self.root):
             return self._stop()
 
     def status(self, server: LocalServerInfo) -> PoolerInfo | None:
@@ -109,14 +105,6 @@ class LocalPooler:
     def _info(self, port: int, started: bool, exe: str | None) -> PoolerInfo:
         version = provision.pgbouncer_version(exe) if exe else ""
         return PoolerInfo(HOST, port, started, self.log_file, version)
-
-    @contextlib.contextmanager
-    def _locked(self):
-        # Parallel runs (8 `alembic upgrade` at once, no URL set) must not race to start it.
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
 
     def _start(self, server: LocalServerInfo) -> PoolerInfo:
         exe = pgbouncer_path()
@@ -133,7 +121,7 @@ class LocalPooler:
         account = service_account()
         args = [exe, "-d", *(["-u", account.pw_name] if account else []), str(self._ini)]
         result = subprocess.run(args, capture_output=True, text=True, timeout=30)
-        if result.returncode or not _answers(port):
+        if result.returncode or not answers(port):
             detail = (result.stderr.strip().splitlines() or [""])[-1] or _last_log_line(
                 self.log_file
             )
@@ -141,20 +129,14 @@ class LocalPooler:
                 f"pgbouncer did not start on port {port}: {detail}", f"see {self.log_file}"
             )
         state = {"port": port, "server_port": server.port, "exe": exe}
-        self.state_file.write_text(json.dumps(state))
+        write_state(self.state_file, state)
         return self._info(port, True, exe)
 
     def _stop(self) -> bool:
         pid = self._pid()
         if pid is None:
             return False
-        os.kill(pid, signal.SIGTERM)  # immediate shutdown, as `SHUTDOWN` on its console
-        for _ in range(100):
-            if self._pid() is None:
-                return True
-            time.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        terminate(pid, gone=lambda: self._pid() is None)  # SIGTERM: as `SHUTDOWN` on its console
         return True
 
     @property
@@ -189,29 +171,16 @@ class LocalPooler:
             os.chown(self.log_file, account.pw_uid, account.pw_gid)
 
     def _state(self) -> dict:
-        try:
-            return json.loads(self.state_file.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
+        return read_state(self.state_file) or {}
 
     def _pid(self) -> int | None:
         """The pid of *our* pgbouncer if it runs: its command line names our ini file. A
         stale pid file (the pid reused by another process, or another pgbouncer) is None."""
         try:
             pid = int(self.pid_file.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             return None
-        return pid if str(self._ini).encode() in cmdline else None
-
-
-def _answers(port: int, seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
-            return True
-        time.sleep(0.05)
-    return False
+        return pid if runs_with(pid, str(self._ini)) else None
 
 
 def _last_log_line(log_file: Path) -> str:

@@ -14,7 +14,7 @@ from Debian's own packages and cached for every virtualenv and every twin after 
   linked to Debian 12's libuuid. The wheel ships no headers of its own.
 
 Nothing here touches the machine's apt sources: Debian 13's indexes are read through a
-private apt configuration kept in the cache folder. Building installs the compilers and
+private apt configuration kept in the cache folder (debian.py). Building installs the compilers and
 -dev packages with apt-get, so it needs root once; without it, or offline, the twin
 falls back and says so in one line. Run by `make` and .ci/run as
 `python -m neon_migrate.twin.provision`, and by the twin itself on start.
@@ -40,6 +40,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neon_migrate.errors import HarnessError
+from neon_migrate.twin.debian import (
+    PrivateApt,
+    ProvisionError,
+    extract,
+    install_build_tools,
+    run,
+)
 
 PREPARED_SINCE = (1, 21)  # PgBouncer's first release with max_prepared_statements
 MAX_PREPARED_STATEMENTS = 1000  # Neon's pooler setting, from Neon's docs
@@ -47,17 +54,6 @@ EXTENSIONS = (  # what real chains create on Neon; the twin must offer each
     "uuid-ossp", "pgcrypto", "citext", "pg_trgm", "hstore", "btree_gin", "btree_gist",
     "pg_stat_statements",
 )  # fmt: skip
-NEWER = "trixie"  # Debian 13: PgBouncer 1.24, PostgreSQL 17's server headers
-NEXT = "unstable"  # source of the next PostgreSQL major, when NEWER's is not on the mirror
-KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-BUILD_TOOLS = (  # Debian 12 packages
-    "gcc", "make", "pkg-config", "dpkg-dev", "xz-utils", "libevent-dev", "libssl-dev",
-    "libc-ares-dev", "uuid-dev",
-)  # fmt: skip
-
-
-class ProvisionError(HarnessError):
-    """A build that cannot be done here: the twin falls back and says this line."""
 
 
 def cache_dir() -> Path:
@@ -108,20 +104,20 @@ def build_pgbouncer() -> Built:
         if (built := cached_pgbouncer()) is not None and prepares(built.version):
             return built
         started = time.monotonic()
-        _install_build_tools()
+        install_build_tools()
         with tempfile.TemporaryDirectory(prefix="neon-migrate-build-") as tmp:
             work = Path(tmp)
-            apt = _PrivateApt()
+            apt = PrivateApt(cache_dir() / "apt")
             package = apt.source("pgbouncer", work)
             source = work / "src"
-            _run(["dpkg-source", "--no-check", "-x", str(package.dsc), str(source)], work)
+            run(["dpkg-source", "--no-check", "-x", str(package.dsc), str(source)], work)
             version = package.version.split("-")[0]
             dest = cache_dir() / f"pgbouncer-{version}"
             shutil.rmtree(dest, ignore_errors=True)
             configure = ["./configure", f"--prefix={dest}", "--without-systemd", "--without-pam"]
-            _run(configure, source)
-            _run(["make", f"-j{os.cpu_count() or 1}"], source)
-            _run(["make", "install"], source)
+            run(configure, source)
+            run(["make", f"-j{os.cpu_count() or 1}"], source)
+            run(["make", "install"], source)
         seconds = time.monotonic() - started
         how = (
             f"built from Debian's source package pgbouncer {package.version} "
@@ -183,17 +179,17 @@ def build_uuid_ossp(major: str) -> str:
         with contextlib.suppress(OSError, ValueError, KeyError):
             return json.loads((dest / "build.json").read_text())["how"]
         started = time.monotonic()
-        _install_build_tools()
+        install_build_tools()
         with tempfile.TemporaryDirectory(prefix="neon-migrate-build-") as tmp:
             work = Path(tmp)
-            apt = _PrivateApt()
+            apt = PrivateApt(cache_dir() / "apt")
             headers = apt.download(f"postgresql-server-dev-{major}", work)
-            _run(["dpkg-deb", "-x", str(headers.deb), str(work / "dev")], work)
+            run(["dpkg-deb", "-x", str(headers.deb), str(work / "dev")], work)
             server = work / "dev" / "usr" / "include" / "postgresql" / major / "server"
             _fit_to_this_libc(server / "pg_config.h")
             package = apt.source_of_module(major, work)
             module = work / "uuid-ossp"
-            _extract(package.orig, "contrib/uuid-ossp/", module)
+            extract(package.orig, "contrib/uuid-ossp/", module)
             if not (module / "uuid-ossp.c").is_file():
                 raise ProvisionError(f"{package.name}'s source has no contrib/uuid-ossp")
             code = (module / "uuid-ossp.c").read_text()
@@ -203,7 +199,7 @@ def build_uuid_ossp(major: str) -> str:
             shutil.rmtree(dest, ignore_errors=True)
             (dest / "lib").mkdir(parents=True)
             (dest / "extension").mkdir()
-            _run(
+            run(
                 ["gcc", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall",
                  "-Werror=implicit-function-declaration", "-Werror=int-conversion",
                  f"-I{server}", "uuid-ossp.c", "-o", str(dest / "lib" / "uuid-ossp.so"),
@@ -284,103 +280,6 @@ def pgbouncer_fallback(reason: str) -> str:
 
 
 # --- helpers ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Fetched:
-    name: str
-    version: str
-    suite: str
-    dsc: Path | None = None
-    orig: Path | None = None
-    deb: Path | None = None
-
-
-class _PrivateApt:
-    """apt-get over Debian 13's (and unstable's source) indexes, without adding them to the
-    machine's sources: the Debian mirror is the one the machine already uses."""
-
-    def __init__(self) -> None:
-        self.root = cache_dir() / "apt"
-        for sub in ("lists/partial", "cache/archives/partial", "parts"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        mirror = _debian_mirror()
-        signed = f"[signed-by={KEYRING}]"
-        (self.root / "sources.list").write_text(
-            f"deb {signed} {mirror} {NEWER} main\n"
-            f"deb-src {signed} {mirror} {NEWER} main\n"
-            f"deb-src {signed} {mirror} {NEXT} main\n"
-        )
-        self.options = [
-            f"-o=Dir::Etc::SourceList={self.root / 'sources.list'}",
-            f"-o=Dir::Etc::SourceParts={self.root / 'parts'}",
-            f"-o=Dir::State::Lists={self.root / 'lists'}",
-            f"-o=Dir::Cache={self.root / 'cache'}",
-            "-o=APT::Sandbox::User=root",  # as root: the private folders are root's
-            "-o=Acquire::Retries=1",  # offline: the fallback line soon, not minutes later
-            "-o=Acquire::http::Timeout=20",
-        ]
-        _run(["apt-get", *self.options, "-qq", "update"], self.root)
-
-    def source(self, name: str, work: Path, suite: str = NEWER) -> Fetched:
-        _run(["apt-get", *self.options, "-qq", "source", "--download-only", f"{name}/{suite}"],
-             work)  # fmt: skip
-        dsc = max(work.glob(f"{name}_*.dsc"), key=lambda p: p.stat().st_mtime)
-        version = dsc.name[len(name) + 1 : -len(".dsc")]
-        upstream = version.split("-")[0].split(":")[-1]
-        orig = next(iter(work.glob(f"{name}_{upstream}.orig.tar.*")), None)
-        return Fetched(name, version, suite, dsc=dsc, orig=orig)
-
-    def source_of_module(self, major: str, work: Path) -> Fetched:
-        """PostgreSQL's source of `major`; of the next major when the mirror lacks it."""
-        tried = []
-        for name, suite in ((f"postgresql-{major}", NEWER), (f"postgresql-{int(major) + 1}", NEXT)):
-            try:
-                return self.source(name, work, suite)
-            except ProvisionError as err:
-                tried.append(f"{name}: {err.cause}")
-        raise ProvisionError("; ".join(tried))
-
-    def download(self, name: str, work: Path) -> Fetched:
-        _run(["apt-get", *self.options, "-qq", "download", f"{name}/{NEWER}"], work)
-        deb = next(iter(work.glob(f"{name}_*.deb")))
-        version = deb.name.split("_")[1]
-        return Fetched(name, version.replace("%3a", ":"), NEWER, deb=deb)
-
-
-def _debian_mirror() -> str:
-    """The Debian archive this machine installs from (its apt configuration)."""
-    try:
-        result = subprocess.run(
-            ["apt-get", "indextargets", "--format", "$(ORIGIN)|$(REPO_URI)|$(RELEASE)"],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ProvisionError(f"apt-get: {exc}") from None
-    for line in result.stdout.splitlines():
-        origin, uri, release = [*line.split("|"), "", ""][:3]
-        if origin == "Debian" and "security" not in release:
-            return uri.rstrip("/")
-    raise ProvisionError("no Debian archive in this machine's apt sources")
-
-
-def _install_build_tools() -> None:
-    query = ["dpkg-query", "-W", "-f=${Package} ${Status}\n", *BUILD_TOOLS]
-    try:
-        listed = subprocess.run(query, capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ProvisionError(f"not a Debian-like system here ({exc})") from None
-    installed = {ln.split()[0] for ln in listed.splitlines() if ln.endswith(" installed")}
-    missing = [p for p in BUILD_TOOLS if p not in installed]
-    if not missing:
-        return
-    if os.geteuid() != 0:
-        raise ProvisionError(f"the build needs {' '.join(missing)}, and installing them needs root")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]
-    if subprocess.run(install, capture_output=True, env=env).returncode:
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, env=env)
-        _run(install, Path("/"), env=env)
-
-
 def _fit_to_this_libc(pg_config_h: Path) -> None:
     """The server headers were configured on Debian 13, whose C library has strlcpy and
     strlcat; Debian 12's has not. Declared by PostgreSQL's own port.h instead, they resolve
@@ -392,30 +291,6 @@ def _fit_to_this_libc(pg_config_h: Path) -> None:
             name = f"#define HAVE_DECL_{function.upper()}"
             text = text.replace(f"{name} 1", f"{name} 0")
     pg_config_h.write_text(text)
-
-
-def _extract(archive: Path | None, folder: str, dest: Path) -> None:
-    """Only the files under `folder` (e.g. contrib/uuid-ossp/) of a source tarball."""
-    if archive is None:
-        raise ProvisionError("the source package has no upstream tarball")
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        for member in tar:
-            _, _, rest = member.name.partition("/")
-            if member.isfile() and rest.startswith(folder) and "/" not in rest[len(folder) :]:
-                member.name = rest[len(folder) :]
-                tar.extract(member, dest, filter="data")
-
-
-def _run(cmd: list[str], cwd: Path, env: dict | None = None) -> None:
-    try:
-        result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env,
-                                timeout=1200)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise ProvisionError(f"{cmd[0]}: {exc}") from None
-    if result.returncode:
-        lines = [ln for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
-        raise ProvisionError(f"`{' '.join(cmd[:2])} ...` failed: {lines[-1] if lines else ''}")
 
 
 @contextlib.contextmanager

@@ -29,7 +29,6 @@ from neon_migrate.connection import urls
 from neon_migrate.connection.endpoints import get_endpoints
 from neon_migrate.connection.probe import check_within
 from neon_migrate.errors import HarnessError
-from neon_migrate.migrate.heads import graph
 from neon_migrate.observe.figures import endpoint_figures
 from neon_migrate.observe.pool_stats import all_stats
 from neon_migrate.settings import get_settings
@@ -42,14 +41,24 @@ Graph = tuple[frozenset[str], tuple[str, ...]]
 
 def code_revisions(alembic_ini: str | Path | None = None) -> Graph | None:
     """This code's revision ids and heads (Alembic's answer, read once); None when the
-    app has no readable Alembic configuration (its revision state is then `unknown`)."""
+    app has no readable Alembic configuration (its revision state is then `unknown`).
+
+    Alembic's `ScriptDirectory` itself, not the tooling's faster reader: this runs once
+    per process, at start-up, and the app's half imports none of the tooling."""
     ini, toml = project.config_files(alembic_ini)
     if ini is None and not project.has_tool_table(toml, "alembic"):
         return None
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
     try:
-        return graph(ini, toml)
+        script = ScriptDirectory.from_config(Config(file_=ini, toml_file=toml))
+        known = frozenset(s.revision for s in script.walk_revisions())
+        return known, tuple(sorted(script.get_heads()))
     except Exception as err:  # a broken revision file: the app still serves, said once
-        why = str(err) if isinstance(err, HarnessError) else type(err).__name__
+        said = isinstance(err, HarnessError | CommandError)
+        why = " ".join(str(err).split()) if said else type(err).__name__
         log.warning("/health/db cannot tell this code's head: %s", why)
         return None
 

@@ -1,7 +1,7 @@
 """The stand-in's imitation of Neon's API where real projects differ from the happy path.
 
-Kept apart from standin.py (which serves branches as real copies) so that both move out
-of the runtime package together. Each behaviour is Neon's, checked against its API
+Kept apart from the model (model.py: branches as real copies, the happy path) so each
+stays readable. Each behaviour is Neon's, checked against its API
 reference, and each has a switch in the stand-in's test hook (`POST /_standin/faults`):
 
 - the plan's branch limit: past `branch_limit` branches (the default branch included, as
