@@ -267,11 +267,11 @@ class Bench:
                 runs,
                 before=before,
             )
-        per_revision = []
-        for row in self.rows[first:]:
-            label = row[0].split(", ", 1)[1]
-            per_revision.append(f"{label}: harness {row[2] / count:.2f}"
-                                + (f", stock {row[5] / count:.2f}" if row[5] else ""))  # fmt: skip
+        per_revision = [
+            f"{row[0].split(', ', 1)[1]}: harness {row[2] / count:.2f}, stock {row[5] / count:.2f}"
+            for row in self.rows[first:]
+            if row[5]  # not where stock Alembic could not run the chain
+        ]
         self.notes.append(f"{name}: client flushes per revision: " + "; ".join(per_revision))
 
     def p2_corpus(self) -> None:
