@@ -74,10 +74,25 @@ def terminate(pid: int, gone: Callable[[], bool], seconds: float = 5.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if gone():
+            _until_exited(pid, 1.0)
             return
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+def _until_exited(pid: int, seconds: float) -> None:
+    """An exiting process stops naming our folder (its memory, command line included, goes
+    first) a moment before it has exited: wait for that moment, never signal it again."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return  # gone
+        if state in ("Z", "X"):
+            return  # exited; its parent (or init) reaps it
+        time.sleep(0.01)
 
 
 def answers(port: int, seconds: float = 10) -> bool:
