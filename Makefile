@@ -17,7 +17,9 @@ NEON_MIGRATE_DEPS := $(STAMP)
 
 # The suite runs on parallel workers: each has its own PostgreSQL and PgBouncer, and every
 # test its own database. Most of a test's time is spent waiting on a server or a timeout,
-# so more workers than cores pays (TEST_WORKERS=1 runs it in one process).
+# so more workers than cores pays (TEST_WORKERS=1 runs it in one process). Tests are handed
+# out one at a time, longest first (tests/conftest.py): no worker idles while another still
+# has a queue of minute-long tests.
 TEST_WORKERS ?= 4
 
 help: ## list the targets
@@ -40,7 +42,7 @@ provision: $(STAMP) ## build (or find cached) the twin's PgBouncer and uuid-ossp
 include neon_migrate/templates/neon-migrate.mk
 
 test: $(STAMP) ## run the test suite (starts its own PostgreSQL and PgBouncer)
-	$(PY) -m pytest -n $(TEST_WORKERS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 test-fast: $(STAMP) ## the tests that need no database server (under a minute)
 	$(PY) -m pytest -m noserver -q

@@ -104,6 +104,17 @@ def pytest_collection_modifyitems(config, items) -> None:
         uses_server = "pg_server" in getattr(item, "fixturenames", ())
         if not uses_server and item.get_closest_marker("server") is None:
             item.add_marker(pytest.mark.noserver)
+    items.sort(key=run_order)
+
+
+def run_order(item) -> int:
+    """Longest first: `slow` tests, then the others on a server, then the quick ones that
+    need none. The Makefile hands tests to xdist's workers one at a time
+    (--maxschedchunk 1), so the suite ends when its last short test does, not when a
+    minute-long test that happened to be handed out last does. Stable: files stay in order."""
+    if item.get_closest_marker("slow") is not None:
+        return 0
+    return 2 if item.get_closest_marker("noserver") is not None else 1
 
 
 @pytest.fixture(scope="session")
