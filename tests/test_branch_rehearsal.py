@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import ROOT, add_revision, alembic, rows, standin_server
+from helpers import ROOT, add_revision, rows, standin_server
 
 from neon_migrate.branches.api import NeonApi
 from neon_migrate.branches.standin import start_standin, stop_standin
@@ -29,9 +29,8 @@ SCRIPT = str(ROOT / "scripts" / "predeploy_check.py")
 
 
 @pytest.fixture
-def branched(project, db_url, pg_server, tmp_path):
+def branched(project, db_url, db_at_head, pg_server, tmp_path):
     """A project at head whose database is the stand-in's default branch."""
-    assert alembic("upgrade", "head", env=project["env"]).returncode == 0
     database = db_url.rsplit("/", 1)[1]
     server = standin_server(pg_server, database)
     bin_dir = Path(os.environ.get("LOCAL_PG_BIN_DIR") or bundled_bin_dir())

@@ -66,11 +66,10 @@ def rehearsal(report: dict) -> dict:
 
 
 @pytest.fixture
-def pooled_project(project, pooled_url, db_url):
+def pooled_project(project, pooled_url, db_url, db_at_head):
     """A project at head, with rows, seen by the app through PgBouncer; no Neon API, so
     the check rehearses on production."""
     env = dict(project["env"], DATABASE_URL=pooled_url, DATABASE_URL_DIRECT=db_url)
-    assert alembic("upgrade", "head", env=env).returncode == 0
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("INSERT INTO account (email, display_name) SELECT 'u' || g || "
                      "'@example.com', 'U' FROM generate_series(1, 100) g")  # fmt: skip
