@@ -41,11 +41,16 @@ provision: $(STAMP) ## build (or find cached) the twin's PgBouncer and uuid-ossp
 
 include neon_migrate/templates/neon-migrate.mk
 
+# PYTHONDONTWRITEBYTECODE (if the shell sets it) is cleared for the suite: pytest would
+# otherwise rewrite the asserts of every test module and plugin again in each of its
+# processes (5 s of CPU each) instead of reading them back from __pycache__.
+PYTEST := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
+
 test: $(STAMP) ## run the test suite (starts its own PostgreSQL and PgBouncer)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist load --maxschedchunk 1
+	$(PYTEST) -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 test-fast: $(STAMP) ## the tests that need no database server (under a minute)
-	$(PY) -m pytest -m noserver -q
+	$(PYTEST) -m noserver -q
 
 bench: $(STAMP) ## benchmarks against raw Alembic, 20 ms RTT (args="--rtt-ms 50"); writes BENCHMARKS.md
 	$(PY) scripts/bench.py $(args)
