@@ -17,7 +17,9 @@ NEON_MIGRATE_DEPS := $(STAMP)
 
 # The suite runs on parallel workers: each has its own PostgreSQL and PgBouncer, and every
 # test its own database. Most of a test's time is spent waiting on a server or a timeout,
-# so more workers than cores pays (TEST_WORKERS=1 runs it in one process).
+# so more workers than cores pays (TEST_WORKERS=1 runs it in one process). Tests are handed
+# out one at a time, longest first (tests/conftest.py): no worker idles while another still
+# has a queue of minute-long tests.
 TEST_WORKERS ?= 4
 
 help: ## list the targets
@@ -39,11 +41,16 @@ provision: $(STAMP) ## build (or find cached) the twin's PgBouncer and uuid-ossp
 
 include neon_migrate/templates/neon-migrate.mk
 
+# PYTHONDONTWRITEBYTECODE (if the shell sets it) is cleared for the suite: pytest would
+# otherwise rewrite the asserts of every test module and plugin again in each of its
+# processes (5 s of CPU each) instead of reading them back from __pycache__.
+PYTEST := PYTHONDONTWRITEBYTECODE= $(PY) -m pytest
+
 test: $(STAMP) ## run the test suite (starts its own PostgreSQL and PgBouncer)
-	$(PY) -m pytest -n $(TEST_WORKERS)
+	$(PYTEST) -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 
 test-fast: $(STAMP) ## the tests that need no database server (under a minute)
-	$(PY) -m pytest -m noserver -q
+	$(PYTEST) -m noserver -q
 
 bench: $(STAMP) ## benchmarks against raw Alembic, 20 ms RTT (args="--rtt-ms 50"); writes BENCHMARKS.md
 	$(PY) scripts/bench.py $(args)

@@ -12,13 +12,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
 import pytest
-from helpers import ROOT
+from helpers import ROOT, alembic
 from pytest_postgresql import factories
+from pytest_postgresql.janitor import DatabaseJanitor
 from sqlalchemy.engine import make_url
 
 from neon_migrate.connection.engines import reset_engines
@@ -104,6 +107,17 @@ def pytest_collection_modifyitems(config, items) -> None:
         uses_server = "pg_server" in getattr(item, "fixturenames", ())
         if not uses_server and item.get_closest_marker("server") is None:
             item.add_marker(pytest.mark.noserver)
+    items.sort(key=run_order)
+
+
+def run_order(item) -> int:
+    """Longest first: `slow` tests, then the others on a server, then the quick ones that
+    need none. The Makefile hands tests to xdist's workers one at a time
+    (--maxschedchunk 1), so the suite ends when its last short test does, not when a
+    minute-long test that happened to be handed out last does. Stable: files stay in order."""
+    if item.get_closest_marker("slow") is not None:
+        return 0
+    return 2 if item.get_closest_marker("noserver") is not None else 1
 
 
 @pytest.fixture(scope="session")
@@ -159,7 +173,54 @@ def twin_env(harness_env, pooled_url, db_url, monkeypatch) -> dict[str, str]:
 
 
 postgresql_noproc = factories.postgresql_noproc(depends_on="pg_server")
-postgresql = factories.postgresql("postgresql_noproc")
+
+
+@pytest.fixture
+def postgresql(postgresql_noproc, request) -> Iterator[psycopg.Connection]:
+    """This test's own database, dropped after it (pytest-postgresql's janitor): empty, or,
+    for a test that asks for `db_at_head`, a copy of `head_template`."""
+    base = postgresql_noproc
+    template = base.template_dbname
+    if "db_at_head" in request.fixturenames:
+        template = request.getfixturevalue("head_template")
+    janitor = DatabaseJanitor(
+        user=base.user, host=base.host, port=base.port, dbname=base.dbname,
+        template_dbname=template, maintenance_dbname=base.maintenance_dbname,
+        password=base.password,
+    )  # fmt: skip
+    with janitor, psycopg.connect(
+        dbname=base.dbname, user=base.user, password=base.password, host=base.host,
+        port=base.port, options=base.options,
+    ) as connection:  # fmt: skip
+        yield connection
+
+
+@pytest.fixture(scope="session")
+def head_template(pg_server: PgBase, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A database the project's chain was applied to, by the real `alembic upgrade head`,
+    once per worker. A test that only needs to start at head gets a copy of it (CREATE
+    DATABASE ... TEMPLATE, milliseconds) instead of a process that imports Alembic,
+    SQLAlchemy and the models and runs the chain (a second of CPU, each time)."""
+    name = "tests_at_head_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with psycopg.connect(pg_server.url("postgres"), autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"CREATE DATABASE {name}")
+    workdir = tmp_path_factory.mktemp("head-template")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(SETTING_PREFIXES) or k == "LOCAL_PG_BIN_DIR"}  # fmt: skip
+    for variable in ("CI", "APP_ENV"):  # as harness_env
+        env.pop(variable, None)
+    env.update(DATABASE_URL=pg_server.url(name), ALEMBIC_CONFIG=str(ROOT / "alembic.ini"),
+               LOCAL_DB_DIR=str(workdir / "unused-local"))  # fmt: skip
+    result = alembic("upgrade", "head", env=env, cwd=workdir)
+    assert result.returncode == 0, result.stdout
+    return name
+
+
+@pytest.fixture
+def db_at_head(postgresql) -> str:
+    """This test's database at the project's head: a copy of `head_template`."""
+    return postgresql.info.dbname
 
 
 @pytest.fixture

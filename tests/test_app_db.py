@@ -6,7 +6,6 @@ import time
 
 import psycopg
 import pytest
-from helpers import alembic
 from sqlalchemy import event, text
 from sqlalchemy.pool import NullPool, QueuePool
 from sqlmodel import select
@@ -66,9 +65,8 @@ def test_migration_engine_has_no_pool_and_names_itself(harness_env):
 
 
 @pytest.fixture
-def migrated(harness_env):
-    result = alembic("upgrade", "head", env=harness_env)
-    assert result.returncode == 0, result.stdout
+def migrated(db_at_head, harness_env):
+    """At head: a copy of the chain applied once (tests/conftest.py's head_template)."""
 
 
 def test_session_commits_on_success(migrated, db_url):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import ROOT, add_revision, alembic, rows, standin_server
+from helpers import ROOT, add_revision, rows, standin_server
 
 from neon_migrate.branches.api import NeonApi
 from neon_migrate.check.branch_rehearsal import PREFIX
@@ -29,9 +29,8 @@ SCRIPT = str(ROOT / "scripts" / "predeploy_check.py")
 
 
 @pytest.fixture
-def branched(project, db_url, pg_server, tmp_path):
+def branched(project, db_url, db_at_head, pg_server, tmp_path):
     """A project at head whose database is the stand-in's default branch."""
-    assert alembic("upgrade", "head", env=project["env"]).returncode == 0
     database = db_url.rsplit("/", 1)[1]
     server = standin_server(pg_server, database)
     bin_dir = Path(os.environ.get("LOCAL_PG_BIN_DIR") or bundled_bin_dir())
@@ -85,6 +84,7 @@ def test_the_real_upgrade_runs_on_a_copy_and_the_models_are_compared(branched):
     assert branches_left(branched) == []
 
 
+@pytest.mark.slow
 def test_concurrent_indexes_and_commits_are_rehearsed_for_real(branched):
     add_revision(branched, "r2", HEAD, source=(
         "    with op.get_context().autocommit_block():\n"
@@ -103,6 +103,7 @@ def statuses(report: dict) -> dict[str, str]:
     return {c["id"]: c["status"] for c in report["checks"]}
 
 
+@pytest.mark.slow
 def test_a_lock_that_blocks_the_app_too_long_fails_naming_revision_and_table(branched):
     add_revision(branched, "r2", HEAD, "LOCK TABLE account IN ACCESS EXCLUSIVE MODE",
                  "SELECT pg_sleep(1.5)")  # fmt: skip
@@ -139,6 +140,7 @@ def test_a_failed_operation_is_a_clear_failure(branched):
     assert code != 0
 
 
+@pytest.mark.slow
 def test_a_branch_that_cannot_be_deleted_is_reported(branched):
     add_revision(branched, "r2", HEAD, "UPDATE account SET display_name = display_name")
     faults(branched, fail_delete=True)
@@ -187,6 +189,7 @@ def test_the_workflow_checks_production_on_a_branch():
     assert "neon-migrate check --json" in job
 
 
+@pytest.mark.slow
 def test_a_failing_rehearsal_still_says_the_branch_was_not_deleted(branched):
     add_revision(branched, "r2", HEAD, "SELECT no_such_function()")
     faults(branched, fail_delete=True)

@@ -66,11 +66,10 @@ def rehearsal(report: dict) -> dict:
 
 
 @pytest.fixture
-def pooled_project(project, pooled_url, db_url):
+def pooled_project(project, pooled_url, db_url, db_at_head):
     """A project at head, with rows, seen by the app through PgBouncer; no Neon API, so
     the check rehearses on production."""
     env = dict(project["env"], DATABASE_URL=pooled_url, DATABASE_URL_DIRECT=db_url)
-    assert alembic("upgrade", "head", env=env).returncode == 0
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("INSERT INTO account (email, display_name) SELECT 'u' || g || "
                      "'@example.com', 'U' FROM generate_series(1, 100) g")  # fmt: skip
@@ -84,6 +83,7 @@ def columns(url: str) -> list[str]:
         )]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_lock_held_past_the_bound_is_cut_and_fails_the_check(pooled_project):
     add_revision(pooled_project, "r2", HEAD, *SLOW)
     with App(pooled_project["pooled_url"]) as app:
@@ -131,6 +131,7 @@ def _locks_on_account(url: str) -> int:
         ).fetchone()[0]
 
 
+@pytest.mark.slow
 def test_a_silent_link_ends_the_check_with_exit_3_and_the_server_lets_go(pooled_project,
                                                                           pg_server):  # fmt: skip
     add_revision(pooled_project, "r2", HEAD, *SLOW)
@@ -184,6 +185,7 @@ def test_a_silent_link_ends_the_check_with_exit_3_and_the_server_lets_go(pooled_
     assert "nickname" not in columns(db_url)
 
 
+@pytest.mark.slow
 def test_a_migrate_started_during_the_check_waits_for_it_within_the_bound(pooled_project):
     """The rehearsal holds the migration lock in its transaction (a migrate must not run
     into its locks), so a deploy started meanwhile waits, for the bound at most."""
@@ -222,6 +224,7 @@ def test_a_slow_statement_holding_no_blocking_lock_is_cut_and_said(pooled_projec
     ends_within(took, 12, "the check")
 
 
+@pytest.mark.slow
 def test_a_link_gone_silent_between_statements_lets_the_locks_go_too(pooled_project,
                                                                      pg_server):  # fmt: skip
     """The link goes silent while the revision works in Python between two statements:

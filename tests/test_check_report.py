@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import CLI, ROOT, alembic
 from markdown_it import MarkdownIt
 
@@ -239,6 +240,7 @@ def test_statements_are_traced_to_the_line_that_emitted_them(tmp_path):
     assert line_of(9, lines) == helper and line_of(4, lines) is None
 
 
+@pytest.mark.slow
 def test_locks_measured_on_the_branch_are_in_the_report(project, db_url, pg_server, tmp_path):
     """With a branch to rehearse on (the local stand-in of Neon's API), each revision's
     locks as measured there: the lock, the table, how long, what of the app it blocks."""
@@ -299,6 +301,7 @@ def test_a_finding_with_no_line_goes_on_the_file_a_waived_one_nowhere_errors_fir
     ]
 
 
+@pytest.mark.slow
 def test_a_long_report_drops_detail_before_it_is_cut(project, tmp_path):
     """GitHub refuses a comment over 65,536 characters: a report past its limit first drops
     the warnings' statements, then counts the warnings, and only then is cut; each step

@@ -96,6 +96,7 @@ def test_eight_concurrent_upgrades_on_a_fresh_database(corpus, db_url):
     assert rows(db_url, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == [(0,)]
 
 
+@pytest.mark.slow
 def test_check_passes_with_everything_pending_and_at_head(corpus):
     code, report = check(corpus["env"])
     status = {c["id"]: c for c in report["checks"]}

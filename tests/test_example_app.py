@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
-from helpers import ROOT, alembic, rows, run
+from helpers import ROOT, rows, run
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import Session
 
@@ -27,9 +27,7 @@ from neon_migrate.web.session import SessionDep, unscoped_session_routes, warn_u
 
 
 @pytest.fixture
-def migrated(twin_env):
-    result = alembic("upgrade", "head", env=twin_env)
-    assert result.returncode == 0, result.stdout
+def migrated(twin_env, db_at_head):
     return twin_env
 
 

@@ -88,9 +88,8 @@ def test_failing_revision_mid_chain_stops_at_the_one_before(project, db_url):
 
 # --- 3. lock contention -------------------------------------------------------------------------
 @pytest.fixture
-def busy_table(db_url, harness_env):
+def busy_table(db_url, harness_env, db_at_head):
     """`account` read by an open transaction (idle in transaction), as a slow request does."""
-    assert alembic("upgrade", "head", env=harness_env).returncode == 0
     blocker = psycopg.connect(db_url)
     blocker.execute("SET application_name = 'slow-report'")
     blocker.execute("SELECT count(*) FROM account")

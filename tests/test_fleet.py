@@ -210,6 +210,7 @@ def test_a_failing_canary_leaves_every_other_database_untouched(make_fleet):
     assert all(fleet.revision(i) == () for i in range(8))  # the canary's rolled back too
 
 
+@pytest.mark.slow
 def test_sigterm_mid_fleet_then_a_rerun_migrates_each_database_once(make_fleet, project):
     """Revisions that take a while; SIGTERM once a few targets have started. The running
     ones are cancelled and rolled back, the rest never start; a rerun finishes the fleet
@@ -373,6 +374,7 @@ def test_a_targets_pooled_door_is_verified_after_it_is_migrated(make_fleet, pgbo
 # --- bad input and faults -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_missing_variable_fails_its_target_and_stops_the_rest_unless_keep_going(make_fleet):
     fleet = make_fleet(4)
     env = {k: v for k, v in fleet.env.items() if k != fleet.var(1)}
@@ -436,6 +438,7 @@ def test_an_unreachable_target_is_bounded_and_reported(make_fleet):
     assert fleet.pg.password not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_a_database_ahead_of_the_scripts_is_refused_for_that_target(make_fleet):
     fleet = make_fleet(3)
     with psycopg2.connect(fleet.url(1)) as conn, conn.cursor() as cur:
@@ -515,6 +518,7 @@ def test_json_and_another_format_together_are_a_usage_error(tmp_path, harness_en
         assert result.returncode == 2 and "--json and --format markdown disagree" in result.stderr
 
 
+@pytest.mark.slow
 def test_status_says_each_targets_state(make_fleet, project):
     add_revision(project, "next0001", HEAD, "CREATE TABLE extra (id int)")
     add_revision(project, "next0002", "next0001", "ALTER TABLE extra ADD COLUMN x int")
@@ -661,6 +665,7 @@ role = "{role}"
 """
 
 
+@pytest.mark.slow
 def test_the_neon_form_migrates_the_matching_branches_of_the_standin(
     pg_server, harness_env, tmp_path
 ):

@@ -11,6 +11,7 @@ from inside the revision), and read the database's revision back at the end.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -65,8 +66,21 @@ def downgrade():
 '''
 
 
+@pytest.fixture(scope="module")
+def stock(tmp_path_factory) -> Path:
+    """Flask-Migrate's own env.py, alembic.ini and script.py.mako, made by `flask db init`
+    in a copy of the app: once per module (no database is involved), copied per test."""
+    root = tmp_path_factory.mktemp("stock") / "shop"
+    shutil.copytree(SHOP, root, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "ALEMBIC"))}
+    env.update(FLASK_APP="shop:create_app", PYTHONPATH=str(root))
+    made = flask("db", "init", "-d", "stock", env=env, cwd=root)
+    assert made.returncode == 0, made.stdout
+    return root / "stock"
+
+
 @pytest.fixture
-def shop(tmp_path: Path, harness_env: dict) -> dict:
+def shop(tmp_path: Path, harness_env: dict, stock: Path) -> dict:
     """The Flask app in a scratch folder, with Flask-Migrate's own env.py and alembic.ini."""
     root = tmp_path / "shop"
     shutil.copytree(SHOP, root, ignore=shutil.ignore_patterns("__pycache__"))
@@ -74,10 +88,8 @@ def shop(tmp_path: Path, harness_env: dict) -> dict:
     # (`alembic` is told with -c, as init says).
     env = dict(harness_env, FLASK_APP="shop:create_app", PYTHONPATH=str(root))
     del env["ALEMBIC_CONFIG"]
-    made = flask("db", "init", "-d", "stock", env=env, cwd=root)
-    assert made.returncode == 0, made.stdout
     for name in ("alembic.ini", "env.py", "script.py.mako"):
-        shutil.copy(root / "stock" / name, root / "migrations" / name)
+        shutil.copy(stock / name, root / "migrations" / name)
     assert "current_app" in (root / "migrations" / "env.py").read_text()
     return {"root": root, "env": env, "head": HEAD}
 

@@ -4,7 +4,9 @@ model, and autogenerates, migrates, checks and reads the status."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -61,23 +63,33 @@ def test_models_are_found_where_projects_keep_them(tmp_path):
     assert guess_models(empty) is None
 
 
-INSTALL_SECONDS = {}  # the fresh virtualenv's `pip install`, for the adoption's timing
-
-
-@pytest.fixture(scope="module")
-def fresh_venv(tmp_path_factory) -> Path:
+@pytest.fixture(scope="session")
+def fresh_venv(request, tmp_path_factory) -> Path:
     """The library as a user installs it: a new virtualenv, `pip install <repo>[local,check]`
     (and psycopg 3 and pytest, which the adopted project's own engine, stock env.py and
-    tests use)."""
-    venv = tmp_path_factory.mktemp("venv") / "v"
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-         f"{ROOT}[local,check]", "fastapi", "psycopg[binary]", "pytest"],
-        check=True, timeout=600,
-    )  # fmt: skip
-    INSTALL_SECONDS["pip"] = time.perf_counter() - started
+    tests use).
+
+    Built once per run and shared by xdist's workers (a lock in the run's folder): the
+    install is the suite's costliest setup. The virtualenv gets no pip of its own: this
+    environment's pip installs into it (--python), as the library's install is under test,
+    not pip's. Bytecode is compiled at install, as pip does by default: the commands below
+    must not pay for it (PYTHONDONTWRITEBYTECODE=1 would make each of them recompile)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if hasattr(request.config, "workerinput") else base
+    venv = shared / "fresh-venv"
+    with open(shared / "fresh-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (venv / "pip-seconds").exists():
+            shutil.rmtree(venv, ignore_errors=True)  # a build that failed part way
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+            subprocess.run(
+                [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+                 "--quiet", "--disable-pip-version-check",
+                 f"{ROOT}[local,check]", "fastapi", "psycopg[binary]", "pytest"],
+                check=True, timeout=600,
+            )  # fmt: skip
+            (venv / "pip-seconds").write_text(f"{time.perf_counter() - started:.1f}")
     return venv / "bin"
 
 
@@ -258,9 +270,10 @@ def test_adopting_an_existing_fastapi_alembic_project(fresh_venv, tmp_path, defa
                             capture_output=True, text=True, timeout=120)  # fmt: skip
     assert served.returncode == 0, served.stdout + served.stderr
     assert served.stdout.strip() == "200 ['first']", served.stdout + served.stderr
+    install = (fresh_venv.parent / "pip-seconds").read_text()
     with capsys.disabled():
         print(
-            f"\nadoption: pip install {INSTALL_SECONDS.get('pip', 0):.1f} s, init to first "
+            f"\nadoption: pip install {install} s, init to first "
             f"migrate {to_first_migrate:.1f} s; init wrote/kept/edited:\n{first.stdout}"
         )
 

@@ -209,6 +209,7 @@ def test_caller_connection_gets_its_own_timeouts_back(harness_env, db_url):
         assert conn.execute(text("SHOW lock_timeout")).scalar() == "42s"
 
 
+@pytest.mark.slow
 def test_read_only_commands_do_not_queue_behind_a_migration(harness_env, db_url):
     assert alembic("upgrade", "head", env=harness_env).returncode == 0
     with psycopg.connect(db_url, autocommit=True) as holder:

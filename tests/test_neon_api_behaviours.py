@@ -47,6 +47,7 @@ def make(api, name: str, ours: bool) -> str:
     return created.branch_id
 
 
+@pytest.mark.slow
 def test_at_the_branch_limit_our_stale_branches_go_and_nobody_elses(branched):
     add_revision(branched, "r2", HEAD, "UPDATE account SET display_name = display_name")
     with api_of(branched) as api:
@@ -75,6 +76,7 @@ def test_at_the_branch_limit_our_stale_branches_go_and_nobody_elses(branched):
     assert "\n" not in message and code == 1
 
 
+@pytest.mark.slow
 def test_a_repeated_delete_answers_204_and_the_branch_counts_as_deleted(branched):
     with api_of(branched) as api:
         branch_id = make(api, "twice", ours=False)
@@ -99,6 +101,7 @@ def test_an_operation_in_error_ends_the_wait_at_once(branched):
         assert time.monotonic() - started < 10  # not the 300 s deadline, nor failed's grace
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("status", [524, 502])
 def test_a_lost_creation_answer_never_leaves_a_second_branch(branched, status):
     add_revision(branched, "r2", HEAD, "UPDATE account SET display_name = display_name")
@@ -130,6 +133,7 @@ def test_412_from_connection_uri_is_a_configuration_error(branched):
     assert branches_left(branched) == [] and code == 2
 
 
+@pytest.mark.slow
 def test_the_rehearsal_runs_on_productions_compute_size_and_says_so(branched):
     add_revision(branched, "r2", HEAD, "LOCK TABLE account IN ACCESS EXCLUSIVE MODE",
                  "SELECT pg_sleep(1.2)")  # fmt: skip
@@ -144,6 +148,7 @@ def test_the_rehearsal_runs_on_productions_compute_size_and_says_so(branched):
     assert code == 1
 
 
+@pytest.mark.slow
 def test_neons_schema_diff_is_the_reports_evidence(branched):
     add_revision(branched, "r2", HEAD, "ALTER TABLE account ADD COLUMN nickname text")
     _, report = check(branched["env"], "--skip", "lint")
@@ -169,6 +174,7 @@ def test_429_waits_for_retry_after_and_gives_up_when_it_is_past_the_budget(branc
         assert time.monotonic() - started < 5
 
 
+@pytest.mark.slow
 def test_the_api_calls_of_one_rehearsal_are_counted(branched):
     add_revision(branched, "r2", HEAD, "UPDATE account SET display_name = display_name")
     before = standin_state(branched)["requests"]
@@ -179,6 +185,7 @@ def test_the_api_calls_of_one_rehearsal_are_counted(branched):
     assert calls == served and 6 <= calls <= 30 and code == 0
 
 
+@pytest.mark.slow
 def test_the_schema_diff_never_shows_a_user_mappings_password(branched):
     add_revision(branched, "r2", HEAD, "CREATE EXTENSION IF NOT EXISTS postgres_fdw",
                  "CREATE SERVER other FOREIGN DATA WRAPPER postgres_fdw",

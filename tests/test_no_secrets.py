@@ -243,6 +243,7 @@ def test_the_health_route_never_shows_a_badly_escaped_password(
     ],
     ids=["wrong one-letter password", "refused, password a", "refused, password o"],
 )
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["verify", "check --json"])
 def test_a_one_letter_password_masks_no_letter_of_the_message(
     harness_env, pg_server, postgresql, secret_role, userinfo, port, says, command
@@ -257,6 +258,7 @@ def test_a_one_letter_password_masks_no_letter_of_the_message(
     assert "***" not in text.replace(f"{userinfo.partition(':')[0]}:***@", "")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["verify", "check --json", "migrate"])
 @pytest.mark.parametrize("password", ["pa/ss", "12/34", "pa?ss"])
 def test_an_unencoded_slash_in_the_password_says_to_encode_it(

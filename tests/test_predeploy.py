@@ -47,9 +47,7 @@ def sql(url: str, *statements: str) -> None:
 
 
 @pytest.fixture
-def at_head(project):
-    result = alembic("upgrade", "head", env=project["env"])
-    assert result.returncode == 0, result.stdout
+def at_head(project, db_at_head):
     return project
 
 

@@ -92,6 +92,7 @@ def last_line(result) -> str:
     ],
     ids=" ".join,
 )
+@pytest.mark.slow
 def test_a_stall_at_connect_ends_within_the_connect_timeout(through, proxy, command, capsys):
     proxy.go_silent()
     result, took = timed(command, through)

@@ -221,9 +221,8 @@ STILL_STUCK = "the pooled endpoint did not answer: the previous probe is still s
 
 
 @pytest.fixture
-def at_head(harness_env, monkeypatch) -> dict[str, str]:
+def at_head(db_at_head, harness_env, monkeypatch) -> dict[str, str]:
     """This test's database at head, probes given TIMEOUT."""
-    assert alembic("upgrade", "head", env=harness_env).returncode == 0
     monkeypatch.setenv("DB_HEALTH_TIMEOUT", str(TIMEOUT))
     reset_engines()
     quiet()
