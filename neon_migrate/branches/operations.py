@@ -48,8 +48,8 @@ def wait_for_operations(
             status = op.get("status")
             if status in DONE:
                 continue
-            if status in CANCELLED:
-                raise operation_error(op, "was cancelled")
+            if status in CANCELLED:  # often the consequence of another's error: name that
+                raise _cause_of_cancel(api, op, pending, min(api.retry_total_s, remaining))
             if status == ERROR:  # terminal: Neon does not retry it
                 raise operation_error(op, "ended in error")
             if status == FAILED:
@@ -116,3 +116,18 @@ def adopt(api: Any, made: dict[str, Any]) -> CreatedBranch:
         operation_ids=(),
         expires_at=made.get("expires_at"),
     )
+
+
+def _cause_of_cancel(api: OperationReader, cancelled: dict, ids: list[str], budget: float):
+    """Neon cancels the operations that depend on one that ended in error (a compute's
+    start after its branch's creation): the error is the cause to report, read again
+    here, since it may have been read as running a moment before it failed."""
+    for op_id in ids:
+        if op_id == str(cancelled.get("id")):
+            continue
+        op = api.operation(op_id, budget=budget)
+        if op.get("status") == ERROR:
+            return operation_error(op, "ended in error")
+        if op.get("status") == FAILED:
+            return operation_error(op, "failed")
+    return operation_error(cancelled, "was cancelled")
