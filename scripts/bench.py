@@ -55,8 +55,10 @@ floor for `make migrate` at head with both endpoints verified is two connections
 query each. P2 corpus is tests/corpus, a realistic chain, against stock Alembic's generic
 env.py (one transaction for the whole run, which cannot run a chain holding a revision
 that commits itself) and the same env.py with transaction_per_migration=True, the
-harness's own semantics. P2 on the synthetic chain compares with the one-transaction
-env.py: the extra flushes are the BEGIN and COMMIT of one transaction per revision. P4
+harness's own semantics. P2 runs the harness twice: with its fast path (the default: a
+revision that renders to SQL goes as one message, BEGIN to COMMIT) and with
+MIGRATION_FAST_PATH=false (statement by statement); its notes give client flushes per
+revision. P4
 loads the models (their naming convention shapes the DDL), as a real run does. P3
 counts flushes per request on a warm pool. P6 is the local-Neon load test without added
 latency; its ratio is requests/s against the same engine on SQLAlchemy's plain

@@ -55,6 +55,9 @@ class LockGuard:
     limit: float
     interval: float = 0.05
     seen: dict[str, Blocking] = field(default_factory=dict)  # table -> its blocking lock
+    # Holds that ended: a failed revision's savepoint is rolled back (its locks go) before
+    # the rehearsal asks what it held, and the guard may have looked in between.
+    released: dict[str, Blocking] = field(default_factory=dict)
     cut: Blocking | None = None  # the lock that made the guard end the session
     error: str | None = None  # the guard lost its own connection: it watched until then
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -72,12 +75,14 @@ class LockGuard:
             self._thread.join(timeout=1)  # on a silent link it ends by itself
 
     def strongest(self) -> Blocking | None:
-        """The lock held longest among the strongest seen: what the finding names."""
+        """The lock held longest among the strongest seen, held now or released since:
+        what the finding names."""
         if self.cut is not None:
             return self.cut
-        if not self.seen:
+        holds = [*self.seen.values(), *self.released.values()]
+        if not holds:
             return None
-        return max(self.seen.values(), key=lambda b: (STRENGTH.index(b.mode), -b.since))
+        return max(holds, key=lambda b: (STRENGTH.index(b.mode), -b.since))
 
     def _run(self, conn) -> None:
         try:
@@ -88,7 +93,7 @@ class LockGuard:
                 held = {t: m for t, m in rows if m in BLOCKS_WRITES}
                 for table in list(self.seen):
                     if table not in held:  # released (a rollback): a new hold starts anew
-                        del self.seen[table]
+                        self.released[table] = self.seen.pop(table)
                 for table, mode in held.items():
                     hold = self.seen.setdefault(table, Blocking(table, mode, now))
                     if STRENGTH.index(mode) > STRENGTH.index(hold.mode):
