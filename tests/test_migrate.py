@@ -14,6 +14,7 @@ from helpers import ROOT, WAITING_FOR_OUR_LOCK, alembic, cli, ends_within, schem
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from neon_migrate.migrate.history import CREATE
 from neon_migrate.migrate.lock import LOCK_KEY
 
 HEAD = "f096d6eff8ee"
@@ -221,3 +222,32 @@ def test_read_only_commands_do_not_queue_behind_a_migration(harness_env, db_url)
     assert current.returncode == 0 and f"{HEAD} (head)" in current.stdout
     ends_within(took, 10, "alembic current (MIGRATION_LOCK_WAIT is 30s)")
     assert "the migration lock is held by" in downgrade.stdout  # writers still queue
+
+
+def test_a_first_run_racing_another_for_the_history_table_retries(harness_env, db_url):
+    """Another session creates the history table while a first run creates it too: the run
+    waits on that session's catalog row, gets its unique violation, and retries."""
+    blocked = (
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE '%CREATE TABLE IF NOT EXISTS neon_migrate_history%'"
+    )
+    with psycopg.connect(db_url) as other, psycopg.connect(db_url, autocommit=True) as watch:
+        other.execute(CREATE)  # uncommitted: the run cannot see it, and waits on its row
+        run = subprocess.Popen(
+            [sys.executable, "-m", "alembic", "upgrade", "head"],
+            env=harness_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while watch.execute(blocked).fetchone()[0] == 0:
+            if time.monotonic() > deadline or run.poll() is not None:
+                run.kill()
+                pytest.fail("the run never waited on the other table: " + run.communicate()[0])
+            time.sleep(0.05)
+        other.commit()
+        output = run.communicate(timeout=60)[0]
+    assert run.returncode == 0, output
+    assert f"applied  {HEAD}" in output
+    assert version_rows(db_url) == [HEAD]

@@ -88,6 +88,12 @@ class NotOneSession(ConfigError):
         )
 
 
+# What CREATE TABLE IF NOT EXISTS raises when another session creates the same table at
+# the same moment; which one depends on the instant the other commits: a unique violation
+# in pg_type or pg_class, "relation already exists", or "type already exists".
+CREATED_MEANWHILE = ("23505", "42P07", "42710")
+
+
 class _Lock:
     """The statements for one scope: 'session' (our connection) or 'transaction' (caller's)."""
 
@@ -120,7 +126,7 @@ class _Lock:
         try:
             return self._set_timeouts_and_try(token)
         except DBAPIError as exc:  # two first runs created the history table at once
-            if self.xact or getattr(exc.orig, "pgcode", None) not in ("23505", "42P07"):
+            if self.xact or getattr(exc.orig, "pgcode", None) not in CREATED_MEANWHILE:
                 raise
             self.conn.rollback()
             return self._set_timeouts_and_try(token)
