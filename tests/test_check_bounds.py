@@ -15,7 +15,7 @@ import time
 
 import psycopg
 import pytest
-from helpers import ROOT, add_revision, alembic, ends_within
+from helpers import ROOT, WAITING_FOR_OUR_LOCK, add_revision, alembic, ends_within
 from proxy import FaultProxy
 
 HEAD = "f096d6eff8ee"
@@ -189,24 +189,35 @@ def test_a_silent_link_ends_the_check_with_exit_3_and_the_server_lets_go(pooled_
 def test_a_migrate_started_during_the_check_waits_for_it_within_the_bound(pooled_project):
     """The rehearsal holds the migration lock in its transaction (a migrate must not run
     into its locks), so a deploy started meanwhile waits, for the bound at most."""
-    add_revision(pooled_project, "r2", HEAD, SLOW[0], "SELECT pg_sleep(3)")
+    # In the check, r2 holds its lock until the migrate polls for the migration lock (at
+    # most 20 s, within the check's bound), then 1 s more: the migrate's start-up, long on
+    # a loaded machine, never lets it arrive after the check has ended.
+    hold = (f"DO $$BEGIN FOR i IN 1..400 LOOP EXIT WHEN ({WAITING_FOR_OUR_LOCK}) > 0; "
+            "PERFORM pg_sleep(0.05); PERFORM pg_stat_clear_snapshot(); END LOOP; "
+            "PERFORM pg_sleep(1); END$$")  # fmt: skip
+    add_revision(pooled_project, "r2", HEAD, source=(
+        f"    import os\n\n    op.execute({SLOW[0]!r})\n"
+        f"    if os.environ.get('R2_HOLDS_FOR_A_MIGRATE'):\n        op.execute({hold!r})"
+    ))  # fmt: skip
     env = pooled_project["env"]
     command = [sys.executable, SCRIPT, "--json", "--skip", "lint"]
-    checking = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    holding = dict(env, R2_HOLDS_FOR_A_MIGRATE="1", CHECK_MAX_LOCK_SECONDS="30")
+    checking = subprocess.Popen(command, env=holding, stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     with psycopg.connect(pooled_project["db_url"], autocommit=True) as conn:
-        while not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                               "AND query LIKE 'SELECT pg_sleep(3)%'").fetchone()[0]:  # fmt: skip
-            assert time.monotonic() < deadline and checking.poll() is None
+        in_hold = ("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                   "AND query LIKE 'DO $$BEGIN FOR i IN 1..400%'")  # fmt: skip
+        while not conn.execute(in_hold).fetchone()[0]:
+            assert time.monotonic() < deadline and checking.poll() is None, checking.stdout.read()
             time.sleep(0.05)
     started = time.monotonic()
     migrated = alembic("upgrade", "head", env=env)
     took = time.monotonic() - started
     out, _ = checking.communicate(timeout=60)
-    assert rehearsal(json.loads(out))["status"] == "pass"
+    assert rehearsal(json.loads(out))["status"] == "pass", rehearsal(json.loads(out))
     assert migrated.returncode == 0, migrated.stdout
     assert "waiting up to 60s for the migration lock" in migrated.stdout
-    ends_within(took, 3 + 5 + 3, "the waiting migrate")  # the rehearsal's rest, then r2's 3 s
+    ends_within(took, 20 + 1 + 5, "the waiting migrate")  # its start, the hold's 1 s, r2
     assert "nickname" in columns(pooled_project["db_url"])
 
 
