@@ -143,7 +143,7 @@ def test_a_failed_operation_is_a_clear_failure(branched):
 @pytest.mark.slow
 def test_a_branch_that_cannot_be_deleted_is_reported(branched):
     add_revision(branched, "r2", HEAD, "UPDATE account SET display_name = display_name")
-    faults(branched, fail_delete=True)
+    faults(branched, fail_delete=True, fail_delete_status=409)  # refused: not asked again
     code, report = check(branched["env"], "--skip", "drift")
     result = rehearsal(report)
     assert result["status"] == "warn", result
@@ -192,7 +192,7 @@ def test_the_workflow_checks_production_on_a_branch():
 @pytest.mark.slow
 def test_a_failing_rehearsal_still_says_the_branch_was_not_deleted(branched):
     add_revision(branched, "r2", HEAD, "SELECT no_such_function()")
-    faults(branched, fail_delete=True)
+    faults(branched, fail_delete=True, fail_delete_status=409)  # refused: not asked again
     code, report = check(branched["env"], "--skip", "lint")
     result = rehearsal(report)
     assert result["status"] == "fail" and "a real run would fail" in result["message"]

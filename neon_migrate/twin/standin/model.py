@@ -68,7 +68,8 @@ class Project:
         self.db = Databases(self.pg, self.bin_dir)  # the copies, on the twin's PostgreSQL
         self.lock = threading.RLock()
         self.operations: dict[str, dict] = {}
-        self.faults = {"locked": 0, "fail_operation": False, "fail_delete": 0}
+        self.faults = {"locked": 0, "fail_operation": False, "fail_delete": 0,
+                       "fail_delete_status": 500}  # fmt: skip
         self.served = {"locked": 0, "fail_operation": 0, "fail_delete": 0}
         self._load_registry()
         self.neon = NeonBehaviours(self, ApiError)  # limits, pages, faults past the happy path
@@ -260,7 +261,8 @@ class Project:
             if self.faults["fail_delete"] is not True:
                 self.faults["fail_delete"] -= 1
             self.served["fail_delete"] += 1
-            raise ApiError(500, "internal error (stand-in fault hook: fail_delete)")
+            status = self.faults["fail_delete_status"]
+            raise ApiError(status, "refused (stand-in fault hook: fail_delete)")
         self._check_unlocked(faults=not reaping)
         branch["state"] = "deleting"
         branch["updated_at"] = _stamp()
@@ -313,6 +315,8 @@ class Project:
                 if "fail_delete" in body:
                     value = body["fail_delete"]
                     self.faults["fail_delete"] = value if isinstance(value, bool) else int(value)
+                if "fail_delete_status" in body:  # 500 (asked again) or a 4xx (final)
+                    self.faults["fail_delete_status"] = int(body["fail_delete_status"])
                 self.neon.configure(body)
             elif method != "GET":
                 raise ApiError(405, "faults: GET or POST")
