@@ -65,6 +65,14 @@ def received() -> int | None:
     return _received[0] if _received else None
 
 
+def interrupt(signum: int, _frame) -> None:
+    """A handler for a process that stops on SIGTERM as on SIGINT outside a migration too
+    (a fleet's target process): the signal is recorded as ours is, so a run it stops before
+    `stop_on_signals` (connecting, loading env.py) names it, not SIGINT, and exits 128 + it."""
+    _received.append(signum)
+    raise Interrupted
+
+
 def _handler(signum: int, _frame) -> None:
     _received.append(signum)
     for sig in SIGNALS:  # a second signal: the default action, at once
