@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -265,6 +266,13 @@ def test_sigterm_mid_fleet_then_a_rerun_migrates_each_database_once(make_fleet, 
     interrupted = [t for t in document["targets"] if t["outcome"] == "failed"]
     assert interrupted, got
     assert all("SIGTERM" in t["error"] for t in interrupted), interrupted
+    for t in interrupted:  # what each says of its database is what the database shows
+        now = fleet.revision(fleet.names.index(t["name"]))
+        said = re.search(r"during revision (\w+) .*(rolled back|it is applied)", t["error"])
+        if said:
+            assert (said[1] in now) == (said[2] == "it is applied"), (t["error"], now)
+        if t["to"] and not t["to"].startswith("unknown"):
+            assert t["to"] == (", ".join(now) or "no revision (empty)"), (t["error"], now)
     assert document["summary"]["signal"] == "SIGTERM"
     for i, name in enumerate(fleet.names):
         expected = {"applied": ("slow0002",), "not-run": ()}.get(got[name])
