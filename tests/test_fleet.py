@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -265,6 +266,13 @@ def test_sigterm_mid_fleet_then_a_rerun_migrates_each_database_once(make_fleet, 
     interrupted = [t for t in document["targets"] if t["outcome"] == "failed"]
     assert interrupted, got
     assert all("SIGTERM" in t["error"] for t in interrupted), interrupted
+    for t in interrupted:  # what each says of its database is what the database shows
+        now = fleet.revision(fleet.names.index(t["name"]))
+        said = re.search(r"during revision (\w+) .*(rolled back|it is applied)", t["error"])
+        if said:
+            assert (said[1] in now) == (said[2] == "it is applied"), (t["error"], now)
+        if t["to"] and not t["to"].startswith("unknown"):
+            assert t["to"] == (", ".join(now) or "no revision (empty)"), (t["error"], now)
     assert document["summary"]["signal"] == "SIGTERM"
     for i, name in enumerate(fleet.names):
         expected = {"applied": ("slow0002",), "not-run": ()}.get(got[name])
@@ -285,6 +293,58 @@ def test_sigterm_mid_fleet_then_a_rerun_migrates_each_database_once(make_fleet, 
         assert fleet.revision(i) == ("slow0002",)
         marks = rows(fleet.url(i), "SELECT rev, count(*) FROM mark GROUP BY rev ORDER BY rev")
         assert marks == [("mark0001", 1), ("slow0002", 1)]
+
+
+@pytest.mark.parametrize(
+    "stall, expected",
+    [
+        (None, "interrupted by SIGTERM before it changed anything"),
+        (b"server_version", "interrupted by SIGTERM before it changed anything"),
+        (b"pg_catalog.version()", "interrupted by SIGTERM; no revision was half-applied"),
+    ],
+    ids=["its-first-connect", "reading-its-revision", "migrate-session-before-its-lock"],
+)
+def test_sigterm_while_a_target_waits_on_a_silent_link_names_the_signal(
+    make_fleet, project, pg_server, stall, expected
+):
+    """A target stopped before `migrate` set its own handlers (connecting, reading its
+    revision, the migration session's first query: SQLAlchemy's, on its first connect)
+    names the signal and says nothing changed: not SIGINT, not a lost link or a cancel
+    nobody asked for. From the stall on the proxy passes nothing: only the signal ends it."""
+    proxy = FaultProxy(pg_server.port)
+    try:
+        fleet = make_fleet(1, env=project["env"], port=proxy.port)
+        env = dict(fleet.env, DB_CONNECT_TIMEOUT="60", DB_CONNECT_RETRY_SECONDS="0")
+        env[fleet.var(0)] += "?sslmode=disable"  # the proxy cannot see inside TLS
+        proxy.go_silent(on=stall)
+        job = subprocess.Popen(
+            [*CLI, "fleet", "migrate", "--targets", str(fleet.file), "--json"],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 120
+        while not (proxy.silent and proxy.connections):
+            assert time.monotonic() < deadline and job.poll() is None, job.communicate()
+            time.sleep(0.05)
+        time.sleep(0.5)  # waiting in select, not on its way there
+        sent = time.monotonic()
+        job.send_signal(signal.SIGTERM)
+        stdout, stderr = job.communicate(timeout=120)
+        took = time.monotonic() - sent
+    finally:
+        proxy.close()
+    assert job.returncode == 143, stderr
+    [target] = json.loads(stdout)["targets"]
+    assert target["outcome"] == "failed" and target["error"].startswith(expected), target
+    assert "SIGINT" not in target["error"] and "cancel" not in target["error"], target
+    assert took < 15, took  # 3 s for an answer to a statement; a connect stops at once
+    assert fleet.revision(0) == ()
+    locks = rows(
+        pg_server.url("postgres"), "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+    )
+    assert locks == [(0,)]
 
 
 def test_ctrl_c_to_the_whole_process_group_reaches_each_target_once(make_fleet, project):

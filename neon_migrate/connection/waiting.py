@@ -10,9 +10,11 @@ the driver hands every wait back to Python, which waits here, in `select`, where
   limit its connection was given (`limit()`), by default DB_CONNECT_TIMEOUT too, and
   for a migration's revisions MIGRATION_STATEMENT_TIMEOUT plus a grace (the server
   cancels the statement by then, so silence past it means the link is gone);
-- a signal's handler runs at once: the running statement is cancelled (by the signal
-  watcher) and, if the server does not confirm within CANCEL_GRACE seconds (the link
-  may be dead), the wait gives up and the run ends.
+- a signal's handler runs at once: a connect stops there (nothing runs on the server
+  yet); a running statement is cancelled (by the signal watcher) and, if the server does
+  not confirm within CANCEL_GRACE seconds (the link may be dead), the wait gives up and
+  the run ends. Either way the signal's KeyboardInterrupt is what comes out, so the run
+  reports the signal that stopped it, not a lost link (LinkSilent is its cause).
 
 TCP keepalives and tcp_user_timeout (connect arguments) bound the same failure at the
 socket on a real network; this bounds it whatever the network does, a stalled proxy too.
@@ -31,6 +33,7 @@ import psycopg2
 import psycopg2.extensions as ext
 
 CANCEL_GRACE = 3.0  # seconds the server gets to confirm a cancel after a signal
+CONNECTION_OK = 0  # libpq's PQstatus (conn.info.status) once the session is up
 SLICE = 0.25  # the longest a signal's handler waits to run
 # After this long without an answer, and as often, a connection with a probe asks the
 # server, on a session of its own, whether it is still running our statement.
@@ -136,6 +139,8 @@ def wait(conn) -> None:
             readers, writers = ([fd], []) if state == ext.POLL_READ else ([], [fd])
             now = time.monotonic()
             if deadline is not None and now >= deadline:
+                if interrupted is not None:  # the signal ends the run; the link is why late
+                    raise interrupted from LinkSilent(_silence(seconds, interrupted))
                 raise LinkSilent(_silence(seconds, interrupted))
             if now >= next_probe and interrupted is None:
                 reason = _probe(conn)
@@ -149,10 +154,17 @@ def wait(conn) -> None:
             timeout = SLICE if deadline is None else min(SLICE, deadline - now)
             select.select(readers, writers, [], timeout)
         except KeyboardInterrupt as exc:  # our signal handler: give the cancel a moment
-            if interrupted is not None:
-                raise
+            if interrupted is not None or _connecting(conn):
+                raise  # a second signal; or a connect, which has nothing to cancel
             interrupted = exc
             deadline = min(deadline or float("inf"), time.monotonic() + CANCEL_GRACE)
+
+
+def _connecting(conn) -> bool:
+    try:
+        return conn.info.status != CONNECTION_OK
+    except psycopg2.Error:  # closed: nothing to wait for either
+        return True
 
 
 def _silence(seconds: float | None, interrupted: BaseException | None) -> str:

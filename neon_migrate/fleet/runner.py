@@ -112,24 +112,28 @@ class Runner:
                 continue  # its pipe and its sentinel were both ready
             process, reader, began = self._running[name]
             if ready is process.sentinel and not reader.poll(0):
-                result = self._died(process)
+                result = self._died(process, self.signals)
             else:
                 try:
                     result = reader.recv()
                 except (EOFError, OSError):
-                    result = self._died(process)
+                    result = self._died(process, self.signals)
             del self._running[name]
             reader.close()
             process.join(timeout=30)
             self._end(name, result, began)
 
     @staticmethod
-    def _died(process) -> dict[str, Any]:
+    def _died(process, signals: list[int]) -> dict[str, Any]:
+        """A process that could not report: a signal that came before its handlers were
+        set (it names the signal the run got), or a crash."""
         process.join(timeout=5)
         code = process.exitcode
         how = f"exit code {code}"
         if code is not None and code < 0:
             how = f"ended by {signal.Signals(-code).name}"
+        elif signals:
+            how += f", after the run got {signal.Signals(signals[0]).name}"
         return {
             "outcome": "failed",
             "exit_code": 1,

@@ -30,6 +30,8 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from neon_migrate.migrate import signals  # imports only errors: fine in the runner too
+
 PRELOAD = [
     "alembic.command",
     "alembic.runtime.environment",
@@ -74,25 +76,30 @@ def context():
     return ctx
 
 
-_signals: list[int] = []
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_armed = True  # False once the outcome is known: a signal then must not lose it
+_migrating = False  # `migrate` has been called: a signal may have stopped it anywhere
 
 
-def _interrupt(signum: int, _frame) -> None:
-    _signals.append(signum)
-    raise KeyboardInterrupt
+def _interrupt(signum: int, frame) -> None:
+    """Until the outcome is known, SIGTERM stops the run as SIGINT does, recorded where
+    `migrate` records its own signals: whatever the phase, the error names the signal."""
+    if _armed:
+        signals.interrupt(signum, frame)
+
+
+def _signal_name() -> str:
+    return signal.Signals(signals.received() or signal.SIGINT).name
 
 
 def run(job: Job, writer) -> None:
     """The process's entry point: run the job, send its result, whatever happens."""
     os.setpgrp()  # a terminal's Ctrl-C reaches the runner only; it forwards one signal
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _interrupt)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGINT, signal.SIGTERM))
     with tempfile.TemporaryFile() as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         result = _outcome(job)
-        for sig in (signal.SIGINT, signal.SIGTERM):  # done: the result must get out
+        for sig in SIGNALS:  # done: the result must get out
             signal.signal(sig, signal.SIG_IGN)
         sys.stderr.flush()
         log.seek(0)
@@ -105,13 +112,28 @@ def run(job: Job, writer) -> None:
 
 
 def _outcome(job: Job) -> dict[str, Any]:
+    """The job's result. A signal before the handlers are set kills the process (the
+    runner says so); from then on until the outcome is known it is a KeyboardInterrupt,
+    caught by `migrate` (which says what it stopped) or here; after, it changes nothing."""
+    global _armed
     from neon_migrate.errors import HarnessError
 
     try:
-        return _run(job)
+        try:
+            for sig in SIGNALS:
+                signal.signal(sig, _interrupt)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
+            return _run(job)
+        finally:
+            _armed = False  # a plain store, first: no handler runs before it
     except KeyboardInterrupt:
-        name = signal.Signals(_signals[0] if _signals else signal.SIGINT).name
-        error = f"interrupted by {name} while reading its revision; nothing changed"
+        name = _signal_name()
+        error = f"interrupted by {name} before it changed anything; nothing was migrated"
+        if _migrating:  # it came out of `migrate` (before its handling began, or a second one)
+            error = (
+                f"interrupted by {name} while `migrate` ran, before it reported. Fix: see "
+                "where it is with `neon-migrate fleet status`"
+            )
         return _failed(error, 128 + signal.Signals[name].value)
     except HarnessError as err:
         return _failed(str(err), err.exit_code)
@@ -195,11 +217,14 @@ def _migrate(job: Job) -> dict[str, Any]:
     """`neon-migrate migrate --json` in this process; its JSON document read back."""
     from neon_migrate import cli
 
+    global _armed, _migrating
     captured = io.StringIO()
     sys.stdout = captured  # the JSON; progress and Alembic's log go to stderr, the file
+    _migrating = True
     try:
         code = cli.main(["--no-color", "migrate", "--json", *(["--to", job.to] if job.to else [])])
     finally:
+        _armed = False  # migrate has reported: a signal from here on changes nothing
         sys.stdout = sys.__stdout__
         print(captured.getvalue(), file=sys.stderr)
     document = _last_json(captured.getvalue())
@@ -207,7 +232,7 @@ def _migrate(job: Job) -> dict[str, Any]:
         error = document.get("error") or f"migrate exited {code} without a report"
         now = re.search(r"the database is now at ([^;]+?)(?:[.;]|$)", error)
         if error == "interrupted":
-            name = signal.Signals(_signals[0] if _signals else signal.SIGINT).name
+            name = _signal_name()
             error = (
                 f"interrupted by {name} outside a revision (none was half-applied). "
                 "Fix: see where it is with `neon-migrate fleet status`"

@@ -147,7 +147,7 @@ def migration_connection(config) -> Iterator[Connection]:
     connected to like ours.
     """
     settings = get_settings()
-    for stale in (REVISION_NOW, APPLIED, revision_session.ATTRIBUTE):  # a reused Config
+    for stale in (REVISION_NOW, APPLIED, UNCOMMITTED, revision_session.ATTRIBUTE):  # reused
         config.attributes.pop(stale, None)
     given: Connection | Engine | None = config.attributes.get("connection")
     if given is not None:
@@ -354,7 +354,9 @@ def _as_harness_error(err: BaseException, attributes: dict) -> HarnessError | No
 def _classify(err: BaseException, attributes: dict) -> HarnessError | None:
     signum = received() or (signal.SIGINT if isinstance(err, KeyboardInterrupt) else None)
     if signum:
-        return RunInterrupted(signum, *_running_revision(err), unconfirmed_cancel(err))
+        running, midway = _running_revision(err)
+        return RunInterrupted(signum, running, midway, unconfirmed_cancel(err),
+                              _commit_of(running, attributes))  # fmt: skip
     if isinstance(err, HarnessError):
         return err
     missing = getattr(err.__cause__, "argument", None)  # Alembic's ResolutionError
@@ -379,20 +381,38 @@ def _classify(err: BaseException, attributes: dict) -> HarnessError | None:
     return MigrationError(f"database error: {driver_message(err)}")
 
 
+def _commit_of(running: str | None, attributes: dict) -> str:
+    """For a signal during a revision whose statements had all gone (its COMMIT sent with
+    them, or next): "committed" or "unknown" as the stamp read back says; else ""."""
+    at_commit = attributes.get(UNCOMMITTED)
+    if running is None or not at_commit or at_commit[1] != running:
+        return ""
+    committed = _committed(at_commit[0], at_commit[2], attributes.get(REVISION_NOW))
+    return "unknown" if committed is None else "committed" if committed else ""
+
+
+def _committed(revision: str, direction: str, now: str | None) -> bool | None:
+    """Whether a revision's COMMIT happened, from the stamp read back (None: unread): an
+    upgrade's stamp names it, a downgrade's no more."""
+    if now is None or now.startswith("unknown"):
+        return None
+    stamped = revision in now.split(", ")
+    return stamped if direction == "upgrade" else not stamped
+
+
 def _ambiguous_commit(
     revision: str, label: str, direction: str, why: str, now: str | None
 ) -> HarnessError:
     """The link broke at a revision's COMMIT; the stamp, read back on a new connection,
     tells whether it was committed (an upgrade's stamp names it, a downgrade's no more)."""
     head = f"the connection was lost at the COMMIT of {label} ({why})"
-    if now is None or now.startswith("unknown"):
+    committed = _committed(revision, direction, now)
+    if committed is None:
         return UnreachableError(
             f"{head}; whether it was committed is unknown: the database could not be reached",
             "run `make verify` when it answers: at this revision it was committed, before it "
             "it was not; then migrate again",
         )
-    stamped = revision in now.split(", ")
-    committed = stamped if direction == "upgrade" else not stamped
     return UnreachableError(
         f"{head}; it was {'committed' if committed else 'NOT committed'} (read back)",
         "check the network, then run again to apply what is left",

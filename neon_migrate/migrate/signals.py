@@ -37,11 +37,25 @@ class RunInterrupted(MigrationError):
         running: str | None,
         committed_midway: bool = False,
         unconfirmed: bool = False,
+        commit: str = "",
     ) -> None:
         self.exit_code = 128 + signum
         name = signal.Signals(signum).name
         fix = "run the migration again when ready"
-        if running and committed_midway:
+        # `commit`: the revision went as one message with its COMMIT (the fast path), and
+        # the stamp read back says it was "committed" (the cancel came too late), or the
+        # database could not be read ("unknown"); "": not committed, or not at its COMMIT.
+        if running and commit == "committed":
+            cause = (f"interrupted by {name} during {running}, too late: its COMMIT had gone "
+                     "through, and it is applied (read back)")  # fmt: skip
+        elif running and commit == "unknown":
+            cause = f"interrupted by {name} during {running}, sent with its COMMIT; "
+            if unconfirmed:
+                cause += "the server did not confirm the cancel, and "
+            cause += "whether it was committed is unknown (it could not be read back)"
+            fix = ("run `make verify` when the database answers (at this revision it was "
+                   "committed), then " + fix)  # fmt: skip
+        elif running and committed_midway:
             cause = (f"interrupted by {name} during {running}, after it had committed part of "
                      "its work (autocommit_block or commit()); the rest was rolled back and "
                      "the migration lock released")  # fmt: skip
@@ -63,6 +77,14 @@ class RunInterrupted(MigrationError):
 def received() -> int | None:
     """The signal that stopped this run, if one did."""
     return _received[0] if _received else None
+
+
+def interrupt(signum: int, _frame) -> None:
+    """A handler for a process that stops on SIGTERM as on SIGINT outside a migration too
+    (a fleet's target process): the signal is recorded as ours is, so a run it stops before
+    `stop_on_signals` (connecting, loading env.py) names it, not SIGINT, and exits 128 + it."""
+    _received.append(signum)
+    raise Interrupted
 
 
 def _handler(signum: int, _frame) -> None:
