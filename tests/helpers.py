@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import forked
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,16 +38,9 @@ def ends_within(took: float, bound: float, what: str = "") -> None:
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 120):
-    """Run a command as a user would; stdout and stderr merged, as a terminal shows them."""
-    return subprocess.run(
-        args,
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
-    )
+    """Run a command as a user would; stdout and stderr merged, as a terminal shows them.
+    A Python command is forked with its heavy imports done (forked.py)."""
+    return forked.run(args, env, cwd, timeout)
 
 
 def alembic(*args: str, env: dict[str, str], cwd: Path | None = None):
