@@ -48,8 +48,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         return report("migrate", verify_items(target, known, direct), args.json, applied=[])
     from alembic import command
 
-    from neon_migrate.migrate.environment import REVISION_NOW
-    from neon_migrate.migrate.progress import APPLIED
+    from neon_migrate.migrate.progress import APPLIED, REVISION_NOW
 
     config = project.alembic_config()
     command.upgrade(config, args.to or "heads")

@@ -33,6 +33,9 @@ APPLIED = "applied_revisions"  # config.attributes key: [(direction, revision, m
 # constraint can still fail it at COMMIT, or the link can break there, after its
 # function returned, and the error must name it.
 UNCOMMITTED = "uncommitted_revision"
+# The database's revision as read back at the end of a run, failed or not: "r2", "r2, r7",
+# "no revision (empty)" or "unknown: ...".
+REVISION_NOW = "database_revision_read_back"
 
 
 class RevisionFailed(MigrationError):
