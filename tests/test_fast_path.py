@@ -44,6 +44,7 @@ NORMAL_PATH = {
     "8245bd004cbf": "it runs an autocommit_block",
     "9805007acda1": "it uses the connection (get_bind)",
     "b0880f315b2f": "it changes a session setting (the normal path puts it back)",
+    "d5c846888ac0": "it creates an index IF NOT EXISTS (the normal path refuses one left INVALID)",
     "f06ccf9dc89a": "it runs an autocommit_block",
 }
 

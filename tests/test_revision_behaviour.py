@@ -500,6 +500,26 @@ def test_a_rerun_over_an_index_left_invalid_is_not_stamped(project, db_url):
     assert cli("status", env=project["env"]).returncode == 0
 
 
+def test_a_plain_rerun_over_an_index_left_invalid_is_not_stamped_either(project, db_url):
+    """The revision edited after the failed concurrent build to a plain CREATE INDEX IF NOT
+    EXISTS (one message on the fast path, where nothing looked at what it created)."""
+    assert cli("migrate", env=project["env"]).returncode == 0
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO account (email, display_name) VALUES ('a@x', 'a'), ('b@x', 'a')")
+    add_revision(project, "uniq", HEAD, source=(
+        "    with op.get_context().autocommit_block():\n"
+        "        op.create_index('ix_uniq_name', 'account', ['display_name'], unique=True,\n"
+        "                        postgresql_concurrently=True, if_not_exists=True)\n"))  # fmt: skip
+    assert cli("migrate", env=project["env"]).returncode == 1
+    add_revision(project, "uniq", HEAD, source=(
+        "    op.create_index('ix_uniq_name', 'account', ['display_name'], unique=True,\n"
+        "                    if_not_exists=True)\n"))  # fmt: skip
+    rerun = alembic("upgrade", "head", env=project["env"])
+    assert rerun.returncode != 0, rerun.stdout
+    assert "an index it creates is INVALID: ix_uniq_name" in rerun.stdout, rerun.stdout
+    assert stamp(db_url) == [HEAD]
+
+
 def test_index_names_a_revision_creates():
     from neon_migrate.migrate.invalid_indexes import created_names
 

@@ -14,8 +14,9 @@ offline, or leave the transaction means the normal path, with the reason said:
 - it runs an operation a plugin registered (it may read the database online, as an
   enum-sync operation does);
 - rendering fails, or the SQL holds what cannot run in one transaction message
-  (`CONCURRENTLY`, a `COMMIT` of its own), or a session-level `SET` that would outlive
-  the message (the normal path puts the harness's timeouts back after it).
+  (`CONCURRENTLY`, a `COMMIT` of its own), a session-level `SET` that would outlive
+  the message (the normal path puts the harness's timeouts back after it), or a `CREATE
+  INDEX IF NOT EXISTS` (the normal path refuses to stamp over an index left INVALID).
 A setting (MIGRATION_FAST_PATH=false) turns it off for a run; round_trips.py sends it.
 """
 
@@ -55,6 +56,8 @@ _SQL_REASONS = (
     (re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE), "CONCURRENTLY cannot run in a transaction"),
     (re.compile(r"^\s*(?:COMMIT|BEGIN|ROLLBACK|END)\b", re.IGNORECASE | re.MULTILINE),
      "it ends its own transaction"),
+    (re.compile(r"\bCREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\b", re.IGNORECASE),
+     "it creates an index IF NOT EXISTS (the normal path refuses one left INVALID)"),
     (re.compile(r"^\s*(?:SET(?!\s+LOCAL\b)|RESET)\b|\bset_config\s*\(",
                 re.IGNORECASE | re.MULTILINE),
      "it changes a session setting (the normal path puts it back)"),
