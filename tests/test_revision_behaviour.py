@@ -443,6 +443,8 @@ def test_a_revision_that_exits_the_process_is_a_failure_not_a_success(project, d
     source = f"    import os, sys\n    op.execute('CREATE TABLE quits (id int)')\n    {call}\n"
     add_revision(project, "quits", HEAD, source=source)
     add_revision(project, "later", "quits", "CREATE TABLE later (id int)")
+    dry = cli("migrate", "--dry-run", env=project["env"])  # renders it: the plan says the path
+    assert dry.returncode == 0 and "would apply" in dry.stdout and "quits" in dry.stdout, dry.stdout
     result = cli("migrate", env=project["env"])
     assert result.returncode == 1, result.stdout
     assert f"revision quits (quits test revision) called {call}" in result.stdout

@@ -144,7 +144,10 @@ def render_upgrade(
             return invoke(operation)
 
         operations.invoke = invoke_checked  # this instance's only: ours, for now
-        upgrade()
+        from neon_migrate.migrate.progress import no_process_exit  # a cycle at import
+
+        with no_process_exit():  # os._exit() too raises: the plan, then the run, say so
+            upgrade()
     if foreign:  # a plugin may read the database online (a sync of enum values does)
         raise Unrenderable(f"it runs a plugin's operation ({foreign[0]})")
     return buffer.statements
@@ -178,7 +181,7 @@ def plan(script: Script, server_version: tuple[int, ...], target_metadata=None) 
         statements = render_upgrade(script, server_version, target_metadata)
     except Unrenderable as exc:
         return Plan(revision, None, str(exc))
-    except Exception as exc:  # anything at all: the normal path will show it, if real
+    except (Exception, SystemExit) as exc:  # anything, exit() too: the normal path shows it
         return Plan(revision, None, f"it does not render as SQL ({type(exc).__name__})")
     sql = ";\n".join(statements)
     for pattern, why in _SQL_REASONS:
