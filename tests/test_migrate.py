@@ -251,3 +251,22 @@ def test_a_first_run_racing_another_for_the_history_table_retries(harness_env, d
     assert run.returncode == 0, output
     assert f"applied  {HEAD}" in output
     assert version_rows(db_url) == [HEAD]
+
+
+def test_a_role_that_may_not_create_the_history_table_is_told_so(harness_env, db_url):
+    """PostgreSQL 15+ lets only the owner create in public: the first run's history table
+    fails with one line naming it and the grant, no traceback, and no lock left held."""
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS nocreate")
+        admin.execute("CREATE ROLE nocreate LOGIN PASSWORD 'nocreate-pw'")
+        admin.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    at = db_url.split("@")[1]
+    env = dict(harness_env, DATABASE_URL=f"postgresql://nocreate:nocreate-pw@{at}")
+    result = cli("migrate", env=env)
+    assert result.returncode == 2, result.stdout
+    assert "the migration role may not create neon_migrate_history" in result.stdout
+    assert "GRANT CREATE ON SCHEMA public" in result.stdout and "Traceback" not in result.stdout
+    assert "nocreate-pw" not in result.stdout
+    with psycopg.connect(db_url) as conn:
+        locks = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        assert locks.fetchone() == (0,)

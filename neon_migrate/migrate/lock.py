@@ -23,9 +23,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from tenacity import Retrying, retry_if_result, wait_exponential
 
+from neon_migrate.connection.connect import driver_message
 from neon_migrate.connection.timeouts import SESSION_SETTING, lock_timeout, statement_timeout
 from neon_migrate.errors import ConfigError, LockBusyError
-from neon_migrate.migrate.history import ENSURE
+from neon_migrate.migrate.history import ENSURE, HISTORY_TABLE
 from neon_migrate.project import VersionTable
 from neon_migrate.settings import Settings
 
@@ -103,6 +104,7 @@ class _Lock:
         self.xact = "_xact" if scope == "transaction" else ""
         self.original: tuple[str, str] | None = None  # the session's own timeouts, once read
         self.history_later = False  # the history table is created once the lock is held
+        self.held = False  # the lock is ours: a failure after it must let it go
 
     def set_timeouts(self, lock: str, statement: str) -> None:
         self.conn.execute(
@@ -157,6 +159,7 @@ class _Lock:
         if not carried:
             raise NotOneSession()
         self.original = (lock, statement)
+        self.held = bool(got)
         return got
 
     def wait(self) -> None:
@@ -192,6 +195,7 @@ class _Lock:
                     if self.conn.in_transaction():
                         self.conn.rollback()
                     self.conn.execution_options(isolation_level=level)
+        self.held = True
         log.info("got the migration lock after waiting %.1fs", time.monotonic() - started)
 
     def _poll(self, deadline: float, busy: LockBusyError) -> None:
@@ -254,9 +258,21 @@ def migration_lock(
             lock.wait()
         if lock.history_later:
             conn.execute(text(ENSURE.format(allowed="true")))
-    except BaseException:
+    except BaseException as exc:
         if scope == "session":
+            if lock.held:  # e.g. the history table could not be created after it
+                with contextlib.suppress(SQLAlchemyError):
+                    conn.rollback()
+                    lock.release()
+                    conn.commit()
             lock.restore()
+        if isinstance(exc, DBAPIError) and getattr(exc.orig, "pgcode", None) == "42501":
+            raise ConfigError(
+                f"the migration role may not create {HISTORY_TABLE}, the record of applied "
+                f"revisions, which a first run creates ({driver_message(exc)})",
+                "let it create tables in its schema (GRANT CREATE ON SCHEMA public TO "
+                "<role>), or run the first migration with a role that may",
+            ) from None
         raise
     if scope == "transaction":
         yield scope  # lock and timeouts end with the caller's transaction
